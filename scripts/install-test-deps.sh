@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Install what the real-clients conformance suite (tests/clients) needs on a
+# Debian 12 machine. Idempotent: a second run only checks and exits quickly.
+#
+#   scripts/install-test-deps.sh            # as root (or with sudo available)
+#
+# What it does:
+#   1. apt: cloud-init, waagent (the unmodified clients under test), iproute2
+#      (ip netns), python3-venv and python3-yaml. Installed with
+#      --no-install-recommends and with a policy-rc.d that forbids starting
+#      services, so no agent/daemon starts during the install. When this script
+#      is the one that installed cloud-init / waagent, it also disables them at
+#      boot (they would otherwise try to provision and reconfigure networking
+#      on the next boot of a non-Azure machine).
+#   2. a venv at .venv-clients (override: AZIMDS_CLIENTS_VENV) created from
+#      Debian's /usr/bin/python3 with --system-site-packages, so that it sees
+#      cloudinit and azurelinuxagent from /usr/lib/python3/dist-packages.
+#   3. pip install -r tests/clients/requirements.txt into that venv (pytest,
+#      opentelemetry-resource-detector-azure).
+# Each step prints how long it took.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${AZIMDS_CLIENTS_VENV:-$REPO/.venv-clients}
+REQS=$REPO/tests/clients/requirements.txt
+APT_PKGS=(cloud-init waagent iproute2 python3-venv python3-yaml)
+SYS_PY=/usr/bin/python3
+
+log() { printf '[install-test-deps] %s\n' "$*" >&2; }
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
+
+T_ALL=$(now)
+
+SUDO=()
+if [[ $EUID -ne 0 ]]; then
+    if command -v sudo >/dev/null 2>&1; then SUDO=(sudo); else
+        log "must run as root (or with sudo available): apt-get and ip netns need it"; exit 1
+    fi
+fi
+
+if [[ ! -r /etc/debian_version ]]; then
+    log "this script targets Debian 12; /etc/debian_version not found"; exit 1
+fi
+
+pkg_installed() {
+    [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" == "install ok installed" ]]
+}
+
+# ---------------------------------------------------------------- 1. apt
+missing=()
+for p in "${APT_PKGS[@]}"; do pkg_installed "$p" || missing+=("$p"); done
+fresh_cloud_init=0; fresh_waagent=0
+pkg_installed cloud-init || fresh_cloud_init=1
+pkg_installed waagent || fresh_waagent=1
+
+if ((${#missing[@]})); then
+    log "apt packages to install: ${missing[*]}"
+
+    # Forbid service starts from maintainer scripts during this install.
+    # waagent's postinst runs `invoke-rc.d walinuxagent start` on non-systemd
+    # machines and `deb-systemd-invoke start walinuxagent.service` on systemd
+    # ones; both consult policy-rc.d. Keep an existing policy-rc.d untouched.
+    POLICY=/usr/sbin/policy-rc.d
+    added_policy=0
+    if [[ ! -e $POLICY ]]; then
+        printf '#!/bin/sh\n# temporary, added by azimds scripts/install-test-deps.sh\nexit 101\n' \
+            | "${SUDO[@]}" tee "$POLICY" >/dev/null
+        "${SUDO[@]}" chmod 755 "$POLICY"
+        added_policy=1
+        trap '"${SUDO[@]}" rm -f "$POLICY"' EXIT
+    fi
+    # cloud-init: never run at boot on this machine (checked by its systemd
+    # generator). Created before the install so no window exists.
+    if ((fresh_cloud_init)); then
+        "${SUDO[@]}" mkdir -p /etc/cloud
+        "${SUDO[@]}" touch /etc/cloud/cloud-init.disabled
+    fi
+
+    t=$(now)
+    "${SUDO[@]}" apt-get update -qq
+    log "apt-get update: $(elapsed "$t")"
+
+    t=$(now)
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends -o Dpkg::Use-Pty=0 "${missing[@]}" >/dev/null
+    log "apt-get install: $(elapsed "$t")"
+
+    # Boot-time neutralisation for packages this run installed: the clients
+    # are used here as libraries only, never as agents. `systemctl --root=/`
+    # edits the unit symlinks offline (works with or without a running
+    # systemd) and also disables the matching SysV init scripts.
+    units=(); sysv=()
+    if ((fresh_waagent)); then units+=(walinuxagent.service); sysv+=(walinuxagent); fi
+    if ((fresh_cloud_init)); then
+        units+=(cloud-init-local.service cloud-init.service cloud-config.service
+                cloud-final.service cloud-init-hotplugd.socket)
+        sysv+=(cloud-init-local cloud-init cloud-config cloud-final)
+    fi
+    if ((${#units[@]})); then
+        if command -v systemctl >/dev/null 2>&1; then
+            "${SUDO[@]}" systemctl --root=/ --quiet disable "${units[@]}" >/dev/null 2>&1 || true
+        fi
+        for s in "${sysv[@]}"; do
+            [[ -e /etc/init.d/$s ]] && { "${SUDO[@]}" update-rc.d "$s" disable >/dev/null 2>&1 || true; }
+        done
+        log "disabled at boot (installed here as libraries only): ${units[*]}"
+    fi
+    if ((added_policy)); then "${SUDO[@]}" rm -f "$POLICY"; trap - EXIT; fi
+else
+    log "apt packages already installed: ${APT_PKGS[*]}"
+fi
+
+# ---------------------------------------------------------------- 2. venv
+t=$(now)
+venv_ok() {
+    [[ -x $VENV/bin/python ]] \
+        && grep -qx 'include-system-site-packages = true' "$VENV/pyvenv.cfg" 2>/dev/null \
+        && "$VENV/bin/python" -c 'import sys; sys.exit(sys.base_prefix != "/usr")' 2>/dev/null
+}
+if ! venv_ok; then
+    [[ -e $VENV ]] && { log "replacing unusable venv $VENV"; rm -rf "$VENV"; }
+    "$SYS_PY" -m venv --system-site-packages "$VENV"
+    printf '*\n' >"$VENV/.gitignore"   # keep the venv out of git status
+    log "venv created at $VENV: $(elapsed "$t")"
+else
+    log "venv ok at $VENV: $(elapsed "$t")"
+fi
+
+# ---------------------------------------------------------------- 3. pip
+t=$(now)
+PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
+    "$VENV/bin/python" -m pip install -q -r "$REQS"
+log "pip install -r tests/clients/requirements.txt: $(elapsed "$t")"
+
+# ---------------------------------------------------------------- check
+"$VENV/bin/python" - <<'EOF'
+import importlib.metadata as md, sys
+import cloudinit.version, azurelinuxagent.common.version as wa, yaml, pytest
+from opentelemetry.resource.detector.azure.vm import AzureVMResourceDetector  # noqa: F401
+print("[install-test-deps] python %s; cloud-init %s; WALinuxAgent %s; "
+      "opentelemetry-resource-detector-azure %s; opentelemetry-sdk %s; pytest %s"
+      % (sys.version.split()[0], cloudinit.version.version_string(), wa.AGENT_VERSION,
+         md.version("opentelemetry-resource-detector-azure"), md.version("opentelemetry-sdk"),
+         pytest.__version__), file=sys.stderr)
+EOF
+log "total: $(elapsed "$T_ALL")"

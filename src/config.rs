@@ -1,0 +1,219 @@
+//! `azimds serve` settings: command-line flags, environment variables and an optional TOML
+//! config file, resolved once into [`Settings`]. Precedence: flag, then environment, then file,
+//! then the documented default.
+//!
+//! The library never reads the environment itself: clap does (through `env = …`), and the
+//! caller passes in the default data directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::snapshot::CallerMode;
+use crate::throttle::RateLimit;
+
+/// Where the guest plane listens when nothing else is configured: loopback, so a bare
+/// `azimds serve` is safe on any machine.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:16925";
+/// Azure's documented per-VM limit (spec §1.11).
+pub const DEFAULT_RATE_LIMIT: u32 = 5;
+
+/// Flags of `azimds serve`. Every flag also reads an `AZIMDS_*` environment variable and a key
+/// of the same name in the `--config` file.
+#[derive(Debug, Default, clap::Args)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (keys: listen, vms, data, rate-limit, callers,
+    /// workers). Flags and environment variables override it.
+    #[arg(long, env = "AZIMDS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Guest-plane address to listen on; repeat for several (e.g. 169.254.169.254:80).
+    /// The environment variable takes a comma-separated list. [default: 127.0.0.1:16925]
+    #[arg(
+        long,
+        env = "AZIMDS_LISTEN",
+        value_name = "ADDR",
+        value_delimiter = ','
+    )]
+    pub listen: Vec<SocketAddr>,
+
+    /// VM definitions (JSON or YAML; see README "VM definition file"). Without it, azimds
+    /// serves a built-in demo VM.
+    #[arg(long, env = "AZIMDS_VMS", value_name = "FILE")]
+    pub vms: Option<PathBuf>,
+
+    /// Directory for azimds's state (created owner-only if missing).
+    /// [default: $XDG_STATE_HOME/azimds, else ~/.local/state/azimds]
+    #[arg(long, env = "AZIMDS_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+
+    /// Requests per second allowed per VM before 429; 0 turns throttling off. [default: 5]
+    #[arg(long, env = "AZIMDS_RATE_LIMIT", value_name = "N")]
+    pub rate_limit: Option<u32>,
+
+    /// How a request's source address picks its VM: `single` (every caller is the one VM) or
+    /// `source-address` (the address must be in a VM's `callers`; others get the connection
+    /// closed). [default: single]
+    #[arg(long, env = "AZIMDS_CALLERS", value_name = "MODE", value_parser = parse_caller_mode)]
+    pub callers: Option<CallerMode>,
+
+    /// Worker threads of the async runtime. [default: number of CPUs]
+    #[arg(long, env = "AZIMDS_WORKERS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: Option<u16>,
+}
+
+/// The `--config` file: the same settings as the flags, kebab-case keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    listen: Option<Vec<SocketAddr>>,
+    vms: Option<PathBuf>,
+    data: Option<PathBuf>,
+    rate_limit: Option<u32>,
+    #[serde(default, deserialize_with = "deserialize_caller_mode")]
+    callers: Option<CallerMode>,
+    workers: Option<u16>,
+}
+
+/// Resolved settings of `azimds serve`.
+#[derive(Debug, PartialEq)]
+pub struct Settings {
+    pub listen: Vec<SocketAddr>,
+    pub vms: Option<PathBuf>,
+    pub data: PathBuf,
+    pub rate_limit: RateLimit,
+    pub callers: CallerMode,
+    pub workers: Option<usize>,
+}
+
+/// Why settings could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+impl Settings {
+    /// Merges flags/environment (`args`), the config file they name, and defaults. Relative
+    /// paths in the config file are relative to the file's directory.
+    pub fn resolve(
+        args: ServeArgs,
+        default_data: impl FnOnce() -> PathBuf,
+    ) -> Result<Settings, Error> {
+        let file = match &args.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let base = args
+            .config
+            .as_deref()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new(""));
+        let listen = if !args.listen.is_empty() {
+            args.listen
+        } else {
+            file.listen.unwrap_or_else(|| {
+                vec![DEFAULT_LISTEN.parse().expect("the default address parses")]
+            })
+        };
+        Ok(Settings {
+            listen,
+            vms: args.vms.or_else(|| file.vms.map(|p| base.join(p))),
+            data: args
+                .data
+                .or_else(|| file.data.map(|p| base.join(p)))
+                .unwrap_or_else(default_data),
+            rate_limit: RateLimit(
+                args.rate_limit
+                    .or(file.rate_limit)
+                    .unwrap_or(DEFAULT_RATE_LIMIT),
+            ),
+            callers: args.callers.or(file.callers).unwrap_or(CallerMode::Single),
+            workers: args.workers.or(file.workers).map(usize::from),
+        })
+    }
+}
+
+fn load_file(path: &Path) -> Result<FileConfig, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.into(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| Error::Parse {
+        path: path.into(),
+        message: e.to_string(),
+    })
+}
+
+fn parse_caller_mode(text: &str) -> Result<CallerMode, String> {
+    match text {
+        "single" => Ok(CallerMode::Single),
+        "source-address" => Ok(CallerMode::SourceAddress),
+        other => Err(format!(
+            "unknown caller mode {other:?}; expected single or source-address"
+        )),
+    }
+}
+
+fn deserialize_caller_mode<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<CallerMode>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_caller_mode(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let settings = Settings::resolve(ServeArgs::default(), || PathBuf::from("/d")).unwrap();
+        assert_eq!(settings.listen, vec!["127.0.0.1:16925".parse().unwrap()]);
+        assert_eq!(settings.rate_limit, RateLimit(5));
+        assert_eq!(settings.callers, CallerMode::Single);
+        assert_eq!(settings.data, PathBuf::from("/d"));
+        assert_eq!(settings.vms, None);
+    }
+
+    #[test]
+    fn flags_override_the_file_and_file_paths_are_relative_to_it() {
+        let dir = std::env::temp_dir().join(format!("azimds-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("azimds.toml");
+        std::fs::write(
+            &file,
+            "listen = [\"127.0.0.1:1\"]\nvms = \"vms.yaml\"\nrate-limit = 7\ncallers = \"source-address\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(file.clone()),
+            rate_limit: Some(0),
+            ..ServeArgs::default()
+        };
+        let settings = Settings::resolve(args, || PathBuf::from("/d")).unwrap();
+        assert_eq!(settings.listen, vec!["127.0.0.1:1".parse().unwrap()]);
+        assert_eq!(settings.vms, Some(dir.join("vms.yaml")));
+        assert_eq!(settings.rate_limit, RateLimit(0));
+        assert_eq!(settings.callers, CallerMode::SourceAddress);
+
+        std::fs::write(&file, "listen = [\"127.0.0.1:1\"]\nport = 3\n").unwrap();
+        let args = ServeArgs {
+            config: Some(file),
+            ..ServeArgs::default()
+        };
+        let error = Settings::resolve(args, || PathBuf::from("/d"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown field `port`"), "{error}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,393 @@
+//! VM definition files: the user-facing format that says which VMs exist, who calls as each,
+//! and what each one's metadata is. JSON or YAML (README, "VM definition file").
+//!
+//! Pure: parses and checks text; reading the file is the caller's job. Every problem is
+//! reported with the file, the VM and the JSON path, all at once, so a user fixes a file in
+//! one pass.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use serde_json::{Map, Value};
+
+use crate::metadata::document::InstanceDocument;
+
+/// One VM as its definition describes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VmDefinition {
+    /// Source addresses this VM calls from (used by `--callers source-address`).
+    pub callers: Vec<IpAddr>,
+    /// The checked instance document, newest schema.
+    pub instance: InstanceDocument,
+    /// Managed identities, kept as written until the identity endpoint consumes them.
+    pub identities: Option<Value>,
+    /// The inner object of `/metadata/loadbalancer`.
+    pub load_balancer: Option<Value>,
+    /// Scheduled events pending at start, kept as written until the events endpoint consumes them.
+    pub scheduled_events: Option<Value>,
+}
+
+impl VmDefinition {
+    /// A short human label: the VM's `compute.name`, or its position.
+    pub fn label(&self) -> &str {
+        match self.instance.string_at(&["compute", "name"]) {
+            Some(name) if !name.is_empty() => name,
+            _ => "(unnamed)",
+        }
+    }
+}
+
+/// A parsed definition file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Definitions {
+    pub vms: Vec<VmDefinition>,
+}
+
+impl Definitions {
+    /// Paths of instance fields the schema does not know, for a one-time warning at start.
+    pub fn unknown_fields(&self) -> Vec<String> {
+        self.vms
+            .iter()
+            .enumerate()
+            .flat_map(|(i, vm)| {
+                vm.instance
+                    .unknown_fields()
+                    .iter()
+                    .map(move |p| format!("vms[{i}].instance.{p}"))
+            })
+            .collect()
+    }
+}
+
+/// Why a definition file was rejected: every problem, each with its location.
+#[derive(Debug)]
+pub struct DefinitionError {
+    pub source: String,
+    pub problems: Vec<Located>,
+}
+
+/// One problem in a definition file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// Index and label of the VM, when the problem is inside one.
+    pub vm: Option<(usize, String)>,
+    /// JSON path from the file's root, e.g. `vms[0].instance.compute.name`.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for DefinitionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "{}: {n} problem{} in the VM definitions",
+            self.source,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  {}: ", self.source)?;
+            if let Some((index, label)) = &p.vm {
+                write!(f, "VM {index} ({label}): ")?;
+            }
+            if p.path.is_empty() {
+                write!(f, "{}", p.message)?;
+            } else {
+                write!(f, "{}: {}", p.path, p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for DefinitionError {}
+
+/// The syntax of a definition file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Syntax {
+    Json,
+    Yaml,
+}
+
+impl Syntax {
+    /// `.json` is JSON; `.yaml`/`.yml` is YAML; anything else is tried as JSON, then YAML.
+    pub fn from_file_name(name: &str) -> Option<Syntax> {
+        let lower = name.to_ascii_lowercase();
+        if lower.ends_with(".json") {
+            Some(Syntax::Json)
+        } else if lower.ends_with(".yaml") || lower.ends_with(".yml") {
+            Some(Syntax::Yaml)
+        } else {
+            None
+        }
+    }
+}
+
+const VM_MEMBERS: [&str; 5] = [
+    "callers",
+    "instance",
+    "identities",
+    "loadBalancer",
+    "scheduledEvents",
+];
+
+/// Parses and checks a definition file's text. `source` names it in messages.
+pub fn parse(
+    text: &str,
+    syntax: Option<Syntax>,
+    source: &str,
+) -> Result<Definitions, DefinitionError> {
+    let fail = |message: String| DefinitionError {
+        source: source.to_string(),
+        problems: vec![Located {
+            vm: None,
+            path: String::new(),
+            message,
+        }],
+    };
+    let value: Value = match syntax {
+        Some(Syntax::Json) => {
+            serde_json::from_str(text).map_err(|e| fail(format!("not valid JSON: {e}")))?
+        }
+        Some(Syntax::Yaml) => {
+            serde_yaml_ng::from_str(text).map_err(|e| fail(format!("not valid YAML: {e}")))?
+        }
+        None => match serde_json::from_str(text) {
+            Ok(value) => value,
+            Err(_) => serde_yaml_ng::from_str(text)
+                .map_err(|e| fail(format!("neither valid JSON nor valid YAML: {e}")))?,
+        },
+    };
+    from_value(&value).map_err(|problems| DefinitionError {
+        source: source.to_string(),
+        problems,
+    })
+}
+
+/// The built-in demo VM served when no `--vms` file is given: every field of the newest
+/// schema filled in with plausible, fixed values (so it is the same on every start).
+pub fn demo() -> Definitions {
+    parse(
+        include_str!("demo.json"),
+        Some(Syntax::Json),
+        "built-in demo VM",
+    )
+    .expect("the embedded demo definition is valid (checked by a unit test)")
+}
+
+fn from_value(root: &Value) -> Result<Definitions, Vec<Located>> {
+    let mut problems = Vec::new();
+    let top_problem = |path: &str, message: &str| Located {
+        vm: None,
+        path: path.to_string(),
+        message: message.to_string(),
+    };
+    let Value::Object(top) = root else {
+        return Err(vec![top_problem(
+            "",
+            "expected an object with a `vms` list",
+        )]);
+    };
+    for key in top.keys().filter(|k| *k != "vms") {
+        problems.push(top_problem(
+            key,
+            "unknown member (the file holds only `vms`)",
+        ));
+    }
+    let items = match top.get("vms") {
+        Some(Value::Array(items)) if !items.is_empty() => items.as_slice(),
+        Some(Value::Array(_)) => {
+            problems.push(top_problem("vms", "defines no VMs"));
+            &[]
+        }
+        Some(_) => {
+            problems.push(top_problem("vms", "expected a list of VMs"));
+            &[]
+        }
+        None => {
+            problems.push(top_problem(
+                "vms",
+                "missing: the file must list its VMs under `vms`",
+            ));
+            &[]
+        }
+    };
+
+    let mut vms = Vec::with_capacity(items.len());
+    let mut first_claim: HashMap<IpAddr, usize> = HashMap::new();
+    for (index, item) in items.iter().enumerate() {
+        let vm_path = format!("vms[{index}]");
+        let label = item
+            .pointer("/instance/compute/name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .unwrap_or("unnamed")
+            .to_string();
+        let mut problem = |path: String, message: String| {
+            problems.push(Located {
+                vm: Some((index, label.clone())),
+                path,
+                message,
+            })
+        };
+        let empty = Map::new();
+        let entry = match item {
+            Value::Object(entry) => entry,
+            _ => {
+                problem(vm_path.clone(), "expected an object".into());
+                &empty
+            }
+        };
+        for key in entry.keys().filter(|k| !VM_MEMBERS.contains(&k.as_str())) {
+            problem(
+                format!("{vm_path}.{key}"),
+                format!("unknown member; a VM has only {}", VM_MEMBERS.join(", ")),
+            );
+        }
+
+        let mut callers = Vec::new();
+        match entry.get("callers") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(list)) => {
+                for (i, caller) in list.iter().enumerate() {
+                    let path = format!("{vm_path}.callers[{i}]");
+                    match caller.as_str().map(str::parse::<IpAddr>) {
+                        Some(Ok(ip)) => match first_claim.get(&ip) {
+                            Some(&other) if other != index => {
+                                problem(path, format!("{ip} is already a caller of vms[{other}]"))
+                            }
+                            _ => {
+                                first_claim.insert(ip, index);
+                                callers.push(ip);
+                            }
+                        },
+                        _ => problem(
+                            path,
+                            format!("expected an IP address string, found {caller}"),
+                        ),
+                    }
+                }
+            }
+            Some(_) => problem(
+                format!("{vm_path}.callers"),
+                "expected a list of IP addresses".into(),
+            ),
+        }
+
+        let instance = match entry.get("instance") {
+            None | Some(Value::Null) => Value::Object(Map::new()),
+            Some(instance) => instance.clone(),
+        };
+        let instance = match InstanceDocument::from_json(&instance) {
+            Ok(doc) => Some(doc),
+            Err(instance_problems) => {
+                for p in instance_problems {
+                    let path = if p.path.is_empty() {
+                        format!("{vm_path}.instance")
+                    } else {
+                        format!("{vm_path}.instance.{}", p.path)
+                    };
+                    problem(path, p.message);
+                }
+                None
+            }
+        };
+
+        let mut optional = |key: &str, want_array: bool| -> Option<Value> {
+            match entry.get(key) {
+                None | Some(Value::Null) => None,
+                Some(v @ Value::Object(_)) if !want_array => Some(v.clone()),
+                Some(v @ Value::Array(_)) if want_array => Some(v.clone()),
+                Some(_) => {
+                    let expected = if want_array { "a list" } else { "an object" };
+                    problem(format!("{vm_path}.{key}"), format!("expected {expected}"));
+                    None
+                }
+            }
+        };
+        let identities = optional("identities", false);
+        let load_balancer = optional("loadBalancer", false);
+        let scheduled_events = optional("scheduledEvents", true);
+
+        if let Some(instance) = instance {
+            vms.push(VmDefinition {
+                callers,
+                instance,
+                identities,
+                load_balancer,
+                scheduled_events,
+            });
+        }
+    }
+    if problems.is_empty() {
+        Ok(Definitions { vms })
+    } else {
+        Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_definition_is_valid_and_complete() {
+        let demo = demo();
+        assert_eq!(demo.vms.len(), 1);
+        assert!(
+            demo.unknown_fields().is_empty(),
+            "demo uses only known fields"
+        );
+        assert_eq!(demo.vms[0].label(), "azimds-demo");
+    }
+
+    #[test]
+    fn yaml_and_json_give_the_same_definitions() {
+        let yaml = "vms:\n  - callers: [\"10.0.0.4\"]\n    instance:\n      compute: {name: web, vmSize: Standard_B1s}\n";
+        let json = r#"{"vms":[{"callers":["10.0.0.4"],"instance":{"compute":{"name":"web","vmSize":"Standard_B1s"}}}]}"#;
+        let from_yaml = parse(yaml, Some(Syntax::Yaml), "a.yaml").unwrap();
+        let from_json = parse(json, Some(Syntax::Json), "a.json").unwrap();
+        assert_eq!(from_yaml, from_json);
+        assert_eq!(parse(yaml, None, "a").unwrap(), from_json, "syntax sniffed");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_file_vm_and_path() {
+        let yaml = "vms:\n  - instance: {compute: {name: web, zone: 1}}\n    color: blue\n  - callers: [nope]\n";
+        let err = parse(yaml, Some(Syntax::Yaml), "vms.yaml").unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.problems.len(), 3, "{text}");
+        assert!(
+            text.contains("vms.yaml: VM 0 (web): vms[0].color: unknown member"),
+            "{text}"
+        );
+        assert!(
+            text.contains("vms.yaml: VM 0 (web): vms[0].instance.compute.zone: expected a string, found a number"),
+            "{text}"
+        );
+        assert!(
+            text.contains("VM 1 (unnamed): vms[1].callers[0]: expected an IP address"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn malformed_files_and_shared_callers_are_rejected() {
+        let err = parse("{\"vms\": [", Some(Syntax::Json), "x.json").unwrap_err();
+        assert!(err.to_string().contains("x.json: not valid JSON"), "{err}");
+        let err = parse(
+            r#"{"vms":[{"callers":["10.0.0.4"]},{"callers":["10.0.0.4"]}]}"#,
+            None,
+            "x",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("vms[1].callers[0]: 10.0.0.4 is already a caller of vms[0]"),
+            "{err}"
+        );
+        let err = parse(r#"{"vms":[]}"#, None, "x").unwrap_err();
+        assert!(err.to_string().contains("vms: defines no VMs"), "{err}");
+    }
+}

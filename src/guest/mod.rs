@@ -1,0 +1,161 @@
+//! The guest plane: the HTTP listener VMs reach at 169.254.169.254. Every URL a VM can call is
+//! routed in [`route`] and nowhere else; nothing here can reach the control plane.
+//!
+//! A small hyper service rather than a framework: the whole request is answered synchronously
+//! from the in-memory snapshot, so per-request cost is parsing plus slicing pre-rendered bytes.
+
+mod error;
+mod instance;
+mod request;
+mod response;
+mod versions;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::{Method, Request, Response};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+pub use crate::guest::error::GuestError;
+use crate::guest::response::Body;
+use crate::snapshot::{ServedVm, Snapshot};
+
+/// Largest request head (request line plus headers) read; hyper answers 414/431 beyond it.
+/// Azure's own limits are of this order (§8.4).
+const MAX_REQUEST_HEAD: usize = 16 * 1024;
+/// A client that has not sent a full request head by then is disconnected.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// State shared by every guest connection.
+#[derive(Debug)]
+pub struct GuestPlane {
+    snapshot: ArcSwap<Snapshot>,
+    unknown_callers: AtomicU64,
+}
+
+impl GuestPlane {
+    pub fn new(snapshot: Snapshot) -> GuestPlane {
+        GuestPlane {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            unknown_callers: AtomicU64::new(0),
+        }
+    }
+
+    /// Publishes a new snapshot; the next request of every VM sees it.
+    pub fn publish(&self, snapshot: Snapshot) {
+        self.snapshot.store(Arc::new(snapshot));
+    }
+
+    /// Connections refused because their address belongs to no VM.
+    pub fn unknown_callers(&self) -> u64 {
+        self.unknown_callers.load(Ordering::Relaxed)
+    }
+}
+
+/// Serves guest connections from `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    plane: Arc<GuestPlane>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Typically EMFILE: back off instead of spinning.
+                    tracing::warn!(%error, "accepting a guest connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Fail closed: an address that belongs to no VM gets the connection closed unanswered,
+        // as a real VM's secondary address gets no answer from IMDS (§1.1).
+        if plane.snapshot.load().resolve(peer.ip()).is_none() {
+            plane.unknown_callers.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "closed a connection from an address that belongs to no VM");
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let plane = Arc::clone(&plane);
+        tokio::spawn(async move {
+            let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                std::future::ready(Ok::<_, Infallible>(handle(&plane, peer, &request)))
+            });
+            let connection = http1::Builder::new()
+                .max_buf_size(MAX_REQUEST_HEAD)
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, %error, "guest connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Answers one request. Order of checks: route, method, caller, throttle, headers, then the
+/// endpoint's own parameters (spec §1.10's recommended order; throttling comes first among the
+/// per-VM checks because every request counts against the VM's budget).
+fn handle<B>(plane: &GuestPlane, peer: SocketAddr, request: &Request<B>) -> Response<Body> {
+    route(plane, peer.ip(), request).unwrap_or_else(GuestError::into_response)
+}
+
+fn route<B>(
+    plane: &GuestPlane,
+    peer: IpAddr,
+    request: &Request<B>,
+) -> Result<Response<Body>, GuestError> {
+    let path = request.uri().path();
+    let endpoint = if path == "/metadata/versions" || path == "/metadata/versions/" {
+        Endpoint::Versions
+    } else if let Some(rest) = path.strip_prefix("/metadata/instance") {
+        if !(rest.is_empty() || rest.starts_with('/')) {
+            return Err(GuestError::NotFound);
+        }
+        Endpoint::Instance(rest)
+    } else {
+        return Err(GuestError::NotFound);
+    };
+    if request.method() != Method::GET {
+        return Err(GuestError::MethodNotAllowed { allow: "GET" });
+    }
+    let snapshot = plane.snapshot.load();
+    let Some(vm) = snapshot.resolve(peer) else {
+        // The VM was removed while this connection was open.
+        plane.unknown_callers.fetch_add(1, Ordering::Relaxed);
+        return Err(GuestError::NotFound);
+    };
+    throttle(vm)?;
+    request::check_headers(request.headers())?;
+    let query = request::Query::parse(request.uri().query())?;
+    match endpoint {
+        Endpoint::Versions => Ok(versions::get()),
+        Endpoint::Instance(rest) => instance::get(vm, &query, rest),
+    }
+}
+
+enum Endpoint<'a> {
+    Versions,
+    /// The path after `/metadata/instance`.
+    Instance(&'a str),
+}
+
+fn throttle(vm: &ServedVm) -> Result<(), GuestError> {
+    if vm.throttle().try_acquire(tokio::time::Instant::now()) {
+        Ok(())
+    } else {
+        Err(GuestError::Throttled)
+    }
+}

@@ -1,0 +1,232 @@
+//! Reading a guest request: the mandatory headers (spec §1.3), the query string (§1.4, §1.5)
+//! and percent-encoded path segments. Everything here returns a [`GuestError`] on bad input;
+//! nothing panics on any byte sequence hyper lets through.
+
+use std::borrow::Cow;
+
+use http::HeaderMap;
+
+use crate::guest::error::GuestError;
+use crate::metadata::version::ApiVersion;
+
+/// More parameters than any client sends; beyond this a query is rejected, not scanned.
+const MAX_QUERY_PARAMETERS: usize = 32;
+
+/// `X-Forwarded-For` absent, and exactly one `Metadata` header whose value is `true` in any
+/// ASCII case (§1.3: real clients send `True`).
+pub(super) fn check_headers(headers: &HeaderMap) -> Result<(), GuestError> {
+    if headers.contains_key("x-forwarded-for") {
+        return Err(GuestError::ForwardedFor);
+    }
+    let mut values = headers.get_all("metadata").iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) if value.as_bytes().trim_ascii().eq_ignore_ascii_case(b"true") => {
+            Ok(())
+        }
+        _ => Err(GuestError::MissingMetadataHeader),
+    }
+}
+
+/// A decoded query string. Parameter names are case-sensitive (§1.4: `Api-Version` is not
+/// `api-version`).
+#[derive(Debug, Default)]
+pub(super) struct Query<'a> {
+    pairs: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+}
+
+impl<'a> Query<'a> {
+    pub(super) fn parse(raw: Option<&'a str>) -> Result<Query<'a>, GuestError> {
+        let mut pairs = Vec::new();
+        for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            if pairs.len() == MAX_QUERY_PARAMETERS {
+                return Err(GuestError::TooManyParameters);
+            }
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            pairs.push((decode(name, true)?, decode(value, true)?));
+        }
+        Ok(Query { pairs })
+    }
+
+    /// The value of a parameter that may appear at most once.
+    pub(super) fn single(&self, name: &str) -> Result<Option<&str>, GuestError> {
+        let mut values = self
+            .pairs
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_ref());
+        match (values.next(), values.next()) {
+            (_, Some(_)) => Err(GuestError::DuplicateParameter),
+            (value, None) => Ok(value),
+        }
+    }
+
+    /// The api-version, which must be present, unique and supported.
+    pub(super) fn api_version(&self) -> Result<ApiVersion, GuestError> {
+        match self.single("api-version")? {
+            Some(text) => ApiVersion::parse(text).ok_or(GuestError::ApiVersion),
+            None => Err(GuestError::ApiVersion),
+        }
+    }
+
+    /// Rejects any parameter given twice (§1.5).
+    pub(super) fn reject_duplicates(&self) -> Result<(), GuestError> {
+        for (i, (name, _)) in self.pairs.iter().enumerate() {
+            if self.pairs[..i].iter().any(|(earlier, _)| earlier == name) {
+                return Err(GuestError::DuplicateParameter);
+            }
+        }
+        Ok(())
+    }
+
+    /// `format`: JSON unless `text` is asked for (§1.7); values match in any ASCII case.
+    pub(super) fn format(&self) -> Result<Format, GuestError> {
+        match self.single("format")? {
+            None => Ok(Format::Json),
+            Some(v) if v.eq_ignore_ascii_case("json") => Ok(Format::Json),
+            Some(v) if v.eq_ignore_ascii_case("text") => Ok(Format::Text),
+            Some(_) => Err(GuestError::BadFormat),
+        }
+    }
+
+    /// `extended=true` (§3.9).
+    pub(super) fn extended(&self) -> Result<bool, GuestError> {
+        match self.single("extended")? {
+            None => Ok(false),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+            Some(_) => Err(GuestError::BadExtended),
+        }
+    }
+}
+
+/// The response format a request asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Format {
+    Json,
+    Text,
+}
+
+/// Splits the part of a path after an endpoint's root into decoded segments. One trailing
+/// slash is ignored (§1.7, [UNCERTAIN]); an empty segment elsewhere names nothing.
+pub(super) fn path_segments(rest: &str) -> Result<Vec<Cow<'_, str>>, GuestError> {
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.is_empty() {
+        return Ok(Vec::new());
+    }
+    rest.split('/')
+        .map(|segment| decode(segment, false))
+        .collect()
+}
+
+/// Strict percent-decoding: a `%` must start two hex digits, and the result must be UTF-8.
+/// In a query, `+` is a space (form encoding, as every HTTP stack in front of IMDS treats it).
+fn decode(text: &str, plus_is_space: bool) -> Result<Cow<'_, str>, GuestError> {
+    let bytes = text.as_bytes();
+    if !bytes
+        .iter()
+        .any(|&b| b == b'%' || (plus_is_space && b == b'+'))
+    {
+        return Ok(Cow::Borrowed(text));
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).ok_or(GuestError::BadEncoding)?;
+                let hex = std::str::from_utf8(hex).map_err(|_| GuestError::BadEncoding)?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| GuestError::BadEncoding)?);
+                i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|_| GuestError::BadEncoding)
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn metadata_header_value_is_case_insensitive_true_only() {
+        for (value, ok) in [
+            ("true", true),
+            ("True", true),
+            (" TRUE ", true),
+            ("false", false),
+            ("1", false),
+            ("", false),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert("Metadata", HeaderValue::from_str(value).unwrap());
+            assert_eq!(check_headers(&headers).is_ok(), ok, "{value:?}");
+        }
+        let mut twice = HeaderMap::new();
+        twice.append("metadata", HeaderValue::from_static("true"));
+        twice.append("metadata", HeaderValue::from_static("true"));
+        assert_eq!(
+            check_headers(&twice),
+            Err(GuestError::MissingMetadataHeader)
+        );
+    }
+
+    #[test]
+    fn query_decoding_is_strict() {
+        let q = Query::parse(Some("api-version=2021-02-01&format=te%78t&x=a+b")).unwrap();
+        assert_eq!(q.api_version(), Ok(ApiVersion::V2021_02_01));
+        assert_eq!(q.format(), Ok(Format::Text));
+        assert_eq!(q.single("x"), Ok(Some("a b")));
+        assert_eq!(
+            Query::parse(Some("a=%zz")).unwrap_err(),
+            GuestError::BadEncoding
+        );
+        assert_eq!(
+            Query::parse(Some("a=%4")).unwrap_err(),
+            GuestError::BadEncoding
+        );
+        assert_eq!(
+            Query::parse(Some("a=%ff")).unwrap_err(),
+            GuestError::BadEncoding
+        );
+        let dup = Query::parse(Some("api-version=2021-02-01&api-version=2021-02-01")).unwrap();
+        assert_eq!(dup.api_version(), Err(GuestError::DuplicateParameter));
+        let case = Query::parse(Some("Api-Version=2021-02-01")).unwrap();
+        assert_eq!(case.api_version(), Err(GuestError::ApiVersion));
+        let many = "a=1&".repeat(40);
+        assert_eq!(
+            Query::parse(Some(&many)).unwrap_err(),
+            GuestError::TooManyParameters
+        );
+    }
+
+    #[test]
+    fn path_segments_decode_and_ignore_one_trailing_slash() {
+        assert!(path_segments("").unwrap().is_empty());
+        assert!(path_segments("/").unwrap().is_empty());
+        assert_eq!(
+            path_segments("/compute/tags%4Cist/").unwrap(),
+            ["compute", "tagsList"]
+        );
+        assert_eq!(
+            path_segments("/compute//name").unwrap(),
+            ["compute", "", "name"]
+        );
+        assert_eq!(
+            path_segments("/a%c3%28").unwrap_err(),
+            GuestError::BadEncoding
+        );
+    }
+}

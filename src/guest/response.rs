@@ -1,0 +1,41 @@
+//! Response headers every guest answer carries (spec §1.9): `Content-Type` with charset,
+//! `Server` containing `IMDS`, and an `x-ms-request-id` GUID. hyper adds `Date` and the exact
+//! `Content-Length` (bodies are never chunked).
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+
+/// Guest bodies are always complete in memory.
+pub(super) type Body = Full<Bytes>;
+
+pub(super) const CONTENT_TYPE_JSON: HeaderValue =
+    HeaderValue::from_static("application/json; charset=utf-8");
+pub(super) const CONTENT_TYPE_TEXT: HeaderValue =
+    HeaderValue::from_static("text/plain; charset=utf-8");
+
+/// A real build string (§1.9). MSAL.NET checks only that it contains `IMDS`.
+const SERVER: HeaderValue = HeaderValue::from_static("IMDS/150.870.65.1854");
+
+/// A response with the headers every guest answer has.
+pub(super) fn with_body(
+    status: StatusCode,
+    content_type: HeaderValue,
+    body: Bytes,
+) -> Response<Body> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, content_type);
+    headers.insert(header::SERVER, SERVER);
+    headers.insert("x-ms-request-id", request_id());
+    response
+}
+
+/// A random (v4) GUID, lower case as Azure prints them. Not a secret: fastrand is enough.
+fn request_id() -> HeaderValue {
+    let id = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid();
+    let mut buffer = uuid::Uuid::encode_buffer();
+    let text = id.hyphenated().encode_lower(&mut buffer);
+    HeaderValue::from_str(text).expect("a hyphenated GUID is a valid header value")
+}

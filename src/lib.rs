@@ -1,0 +1,12 @@
+//! azimds: an Azure-compatible Instance Metadata Service.
+//!
+//! The library holds everything but process concerns: `main.rs` parses the command line,
+//! binds sockets and installs logging, then hands listeners to [`guest::serve`].
+//! See ARCHITECTURE.md for the map.
+
+pub mod config;
+pub mod definition;
+pub mod guest;
+pub mod metadata;
+pub mod snapshot;
+pub mod throttle;

@@ -1,0 +1,345 @@
+//! The instance document of one VM: a JSON tree whose object members remember the api-version
+//! that introduced them, built by checking a VM definition's `instance` against the schema.
+//!
+//! Pure: no IO. Problems are returned with the JSON path that caused them; the caller (the
+//! definition loader) adds the file and VM to the message.
+
+use serde_json::{Map, Value};
+
+use crate::metadata::schema::{EXTENDED, SchemaNode, instance_schema};
+use crate::metadata::version::ApiVersion;
+
+/// A JSON value whose objects keep their members in serving order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Node {
+    Null,
+    Bool(bool),
+    Number(serde_json::Number),
+    String(Box<str>),
+    Array(Vec<Node>),
+    Object(Vec<Member>),
+}
+
+/// An object member. `since` is the first api-version that serves it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Member {
+    pub key: Box<str>,
+    pub since: ApiVersion,
+    pub value: Node,
+}
+
+/// Something wrong in a definition's `instance`, at `path` (relative, e.g. `compute.name`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+/// The checked instance document: every schema field present (defaults filled in), unknown
+/// fields kept and marked as served from the newest api-version only.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstanceDocument {
+    root: Node,
+    unknown_fields: Vec<String>,
+}
+
+impl InstanceDocument {
+    /// Checks `instance` (a pasted IMDS response of any api-version, or a partial one) against
+    /// the newest schema. `Err` lists every problem found, not just the first.
+    pub fn from_json(instance: &Value) -> Result<InstanceDocument, Vec<Problem>> {
+        let mut builder = Builder {
+            problems: Vec::new(),
+            unknown_fields: Vec::new(),
+        };
+        let instance = with_tags_filled_in(instance);
+        let root = builder.node(instance_schema(), Some(&instance), "");
+        if !builder.problems.is_empty() {
+            return Err(builder.problems);
+        }
+        Ok(InstanceDocument {
+            root,
+            unknown_fields: builder.unknown_fields,
+        })
+    }
+
+    /// The whole document at the newest schema, `extended` included.
+    pub fn root(&self) -> &Node {
+        &self.root
+    }
+
+    /// Paths of fields the schema does not know (kept, served from the newest version on).
+    pub fn unknown_fields(&self) -> &[String] {
+        &self.unknown_fields
+    }
+
+    /// A string leaf by path of keys, for logs and callers' summaries.
+    pub fn string_at(&self, keys: &[&str]) -> Option<&str> {
+        let mut node = &self.root;
+        for key in keys {
+            let Node::Object(members) = node else {
+                return None;
+            };
+            node = &members.iter().find(|m| &*m.key == *key)?.value;
+        }
+        match node {
+            Node::String(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+struct Builder {
+    problems: Vec<Problem>,
+    unknown_fields: Vec<String>,
+}
+
+impl Builder {
+    fn node(&mut self, schema: &SchemaNode, value: Option<&Value>, path: &str) -> Node {
+        // A pasted document never holds null, but a hand-written YAML `key:` does: treat
+        // it as "left out".
+        let value = value.filter(|v| !v.is_null());
+        match schema {
+            SchemaNode::Object(fields) => {
+                let empty = Map::new();
+                let map = match value {
+                    None => &empty,
+                    Some(Value::Object(map)) => map,
+                    Some(other) => return self.wrong_type(path, "an object", other),
+                };
+                let mut members: Vec<Member> = fields
+                    .iter()
+                    .map(|field| Member {
+                        key: field.name.into(),
+                        since: field.since,
+                        value: self.node(&field.node, map.get(field.name), &join(path, field.name)),
+                    })
+                    .collect();
+                for (key, value) in map {
+                    if schema.field(key).is_none() {
+                        let field_path = join(path, key);
+                        self.unknown_fields.push(field_path);
+                        members.push(Member {
+                            key: key.as_str().into(),
+                            since: ApiVersion::NEWEST,
+                            value: from_json(value),
+                        });
+                    }
+                }
+                sort_members(&mut members, path.is_empty());
+                Node::Object(members)
+            }
+            SchemaNode::Array(element) => match value {
+                None => Node::Array(Vec::new()),
+                Some(Value::Array(items)) => Node::Array(
+                    items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, item)| self.node(element, Some(item), &format!("{path}[{i}]")))
+                        .collect(),
+                ),
+                Some(other) => self.wrong_type(path, "an array", other),
+            },
+            SchemaNode::Str(default) => match value {
+                None => Node::String((*default).into()),
+                Some(Value::String(s)) => Node::String(s.as_str().into()),
+                Some(other @ (Value::Number(_) | Value::Bool(_))) => {
+                    self.problems.push(Problem {
+                        path: path.to_string(),
+                        message: format!(
+                            "expected a string, found {}; IMDS serves every value as a string, \
+                             so quote it (in YAML: \"{}\")",
+                            type_name(other),
+                            other
+                        ),
+                    });
+                    Node::Null
+                }
+                Some(other) => self.wrong_type(path, "a string", other),
+            },
+            SchemaNode::Bool(default) => match value {
+                None => Node::Bool(*default),
+                Some(Value::Bool(b)) => Node::Bool(*b),
+                Some(other) => self.wrong_type(path, "a boolean", other),
+            },
+        }
+    }
+
+    fn wrong_type(&mut self, path: &str, expected: &str, found: &Value) -> Node {
+        self.problems.push(Problem {
+            path: path.to_string(),
+            message: format!("expected {expected}, found {}", type_name(found)),
+        });
+        Node::Null
+    }
+}
+
+/// Alphabetical (ASCII) member order, as real IMDS serves it (§1.8); at the root, `extended`
+/// comes after everything else.
+fn sort_members(members: &mut [Member], is_root: bool) {
+    members.sort_by(|a, b| {
+        let a_last = is_root && &*a.key == EXTENDED;
+        let b_last = is_root && &*b.key == EXTENDED;
+        a_last.cmp(&b_last).then_with(|| a.key.cmp(&b.key))
+    });
+}
+
+/// `tags` and `tagsList` carry the same content (§3.10). A definition that gives only one of
+/// them gets the other derived, so the two never disagree by omission.
+fn with_tags_filled_in(instance: &Value) -> Value {
+    let mut instance = instance.clone();
+    let Some(Value::Object(compute)) = instance.get_mut("compute") else {
+        return instance;
+    };
+    let has_tags = compute.get("tags").is_some_and(|t| !t.is_null());
+    let has_list = compute.get("tagsList").is_some_and(|t| !t.is_null());
+    match (has_tags, has_list) {
+        (true, false) => {
+            if let Some(Value::String(tags)) = compute.get("tags") {
+                let list = tags_list_from_string(tags);
+                compute.insert("tagsList".into(), list);
+            }
+        }
+        (false, true) => {
+            if let Some(Value::Array(list)) = compute.get("tagsList") {
+                if let Some(tags) = tags_string_from_list(list) {
+                    compute.insert("tags".into(), Value::String(tags));
+                }
+            }
+        }
+        _ => {}
+    }
+    instance
+}
+
+/// `k1:v1;k2:v2` → `[{"name":"k1","value":"v1"},…]`; a value may itself contain `:`.
+fn tags_list_from_string(tags: &str) -> Value {
+    let list = tags
+        .split(';')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once(':').unwrap_or((pair, ""));
+            serde_json::json!({ "name": name, "value": value })
+        })
+        .collect();
+    Value::Array(list)
+}
+
+fn tags_string_from_list(list: &[Value]) -> Option<String> {
+    let mut pairs = Vec::with_capacity(list.len());
+    for tag in list {
+        let name = tag.get("name")?.as_str()?;
+        let value = tag.get("value")?.as_str()?;
+        pairs.push(format!("{name}:{value}"));
+    }
+    Some(pairs.join(";"))
+}
+
+fn from_json(value: &Value) -> Node {
+    match value {
+        Value::Null => Node::Null,
+        Value::Bool(b) => Node::Bool(*b),
+        Value::Number(n) => Node::Number(n.clone()),
+        Value::String(s) => Node::String(s.as_str().into()),
+        Value::Array(items) => Node::Array(items.iter().map(from_json).collect()),
+        Value::Object(map) => {
+            let mut members: Vec<Member> = map
+                .iter()
+                .map(|(key, value)| Member {
+                    key: key.as_str().into(),
+                    since: ApiVersion::NEWEST,
+                    value: from_json(value),
+                })
+                .collect();
+            sort_members(&mut members, false);
+            Node::Object(members)
+        }
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn missing_fields_take_defaults_and_unknown_fields_are_kept() {
+        let doc = InstanceDocument::from_json(&json!({
+            "compute": {"name": "vm1", "futureField": "x"},
+        }))
+        .unwrap();
+        assert_eq!(doc.string_at(&["compute", "name"]), Some("vm1"));
+        assert_eq!(
+            doc.string_at(&["compute", "provider"]),
+            Some("Microsoft.Compute")
+        );
+        assert_eq!(doc.string_at(&["compute", "vmSize"]), Some(""));
+        assert_eq!(doc.string_at(&["compute", "futureField"]), Some("x"));
+        assert_eq!(doc.unknown_fields(), ["compute.futureField"]);
+    }
+
+    #[test]
+    fn ill_typed_values_are_reported_with_their_paths() {
+        let problems = InstanceDocument::from_json(&json!({
+            "compute": {"platformFaultDomain": 0, "publicKeys": {"keyData": "x"},
+                        "tagsList": [{"name": ["a"]}]},
+            "network": "eth0",
+        }))
+        .unwrap_err();
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "compute.platformFaultDomain",
+                "compute.publicKeys",
+                "compute.tagsList[0].name",
+                "network"
+            ]
+        );
+        assert!(
+            problems[0]
+                .message
+                .contains("expected a string, found a number")
+        );
+    }
+
+    #[test]
+    fn tags_and_tags_list_are_derived_from_each_other() {
+        let from_string =
+            InstanceDocument::from_json(&json!({"compute": {"tags": "a:1;b:c:d"}})).unwrap();
+        let from_list = InstanceDocument::from_json(&json!({"compute": {"tagsList": [
+            {"name": "a", "value": "1"}, {"name": "b", "value": "c:d"}]}}))
+        .unwrap();
+        assert_eq!(from_string, from_list);
+        assert_eq!(from_list.string_at(&["compute", "tags"]), Some("a:1;b:c:d"));
+    }
+
+    #[test]
+    fn root_members_are_alphabetical_with_extended_last() {
+        let doc = InstanceDocument::from_json(&json!({"zzz": "1", "aaa": "2"})).unwrap();
+        let Node::Object(members) = doc.root() else {
+            panic!()
+        };
+        let keys: Vec<&str> = members.iter().map(|m| &*m.key).collect();
+        assert_eq!(keys, ["aaa", "compute", "network", "zzz", "extended"]);
+    }
+}
