@@ -25,7 +25,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 pub use crate::guest::error::GuestError;
-use crate::guest::response::Body;
+pub use crate::guest::response::Body;
 use crate::snapshot::{ServedVm, Snapshot};
 
 /// Largest request head (request line plus headers) read; hyper answers 414/431 beyond it.
@@ -91,7 +91,7 @@ pub async fn serve(
         let plane = Arc::clone(&plane);
         tokio::spawn(async move {
             let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                std::future::ready(Ok::<_, Infallible>(handle(&plane, peer, &request)))
+                std::future::ready(Ok::<_, Infallible>(respond(&plane, peer, &request)))
             });
             let connection = http1::Builder::new()
                 .max_buf_size(MAX_REQUEST_HEAD)
@@ -105,10 +105,10 @@ pub async fn serve(
     }
 }
 
-/// Answers one request. Order of checks: route, method, caller, throttle, headers, then the
+/// Answers one request (public so tests can drive the guest plane in-process). Order of checks: route, method, caller, throttle, headers, then the
 /// endpoint's own parameters (spec §1.10's recommended order; throttling comes first among the
 /// per-VM checks because every request counts against the VM's budget).
-fn handle<B>(plane: &GuestPlane, peer: SocketAddr, request: &Request<B>) -> Response<Body> {
+pub fn respond<B>(plane: &GuestPlane, peer: SocketAddr, request: &Request<B>) -> Response<Body> {
     route(plane, peer.ip(), request).unwrap_or_else(GuestError::into_response)
 }
 

@@ -7,7 +7,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 
 /// Guest bodies are always complete in memory.
-pub(super) type Body = Full<Bytes>;
+pub type Body = Full<Bytes>;
 
 pub(super) const CONTENT_TYPE_JSON: HeaderValue =
     HeaderValue::from_static("application/json; charset=utf-8");

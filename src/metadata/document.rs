@@ -200,10 +200,10 @@ fn with_tags_filled_in(instance: &Value) -> Value {
             }
         }
         (false, true) => {
-            if let Some(Value::Array(list)) = compute.get("tagsList") {
-                if let Some(tags) = tags_string_from_list(list) {
-                    compute.insert("tags".into(), Value::String(tags));
-                }
+            if let Some(Value::Array(list)) = compute.get("tagsList")
+                && let Some(tags) = tags_string_from_list(list)
+            {
+                compute.insert("tags".into(), Value::String(tags));
             }
         }
         _ => {}

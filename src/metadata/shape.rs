@@ -22,10 +22,10 @@ pub fn instance(doc: &InstanceDocument, version: ApiVersion, extended: bool) -> 
             value: filter(&m.value, version),
         });
     let mut root: Vec<Member> = members.collect();
-    if version == ApiVersion::V2017_03_01 {
-        if let Some(network) = root.iter_mut().find(|m| &*m.key == "network") {
-            network.value = legacy_network(&network.value);
-        }
+    if version == ApiVersion::V2017_03_01
+        && let Some(network) = root.iter_mut().find(|m| &*m.key == "network")
+    {
+        network.value = legacy_network(&network.value);
     }
     Node::Object(root)
 }

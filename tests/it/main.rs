@@ -1,0 +1,15 @@
+//! The one integration-test binary: a real guest listener on 127.0.0.1:0, driven over TCP.
+
+/// Server start-up and a raw HTTP/1.1 client that sees every byte.
+mod support;
+
+/// Malformed and hostile input never panics and never gets a 5xx.
+mod bad_input;
+/// The `azimds` binary: start-up, definition-file errors, `--help`.
+mod cli;
+/// `/metadata/instance` bodies against the spec's real captures, and per-version goldens.
+mod instance;
+/// Property tests: version monotonicity, arbitrary paths.
+mod properties;
+/// Request rules: headers, api-version, query parameters, methods, paths, throttling.
+mod rules;
