@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian machine with Rust: installs what the tests need
+# (Debian's cloud-init and waagent, Python clients in a venv), then runs the Rust tests and the
+# real-client conformance suite. Safe to re-run; installs are skipped when already present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing test dependencies"
+bash scripts/install-test-deps.sh
+
+step "cargo test"
+cargo test --all-targets 2>&1
+
+step "real clients against azimds (network namespaces)"
+cargo build --bin azimds
+AZIMDS_BIN="$PWD/target/debug/azimds" bash scripts/test-clients.sh
