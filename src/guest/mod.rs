@@ -91,7 +91,8 @@ pub async fn serve(
         let plane = Arc::clone(&plane);
         tokio::spawn(async move {
             let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                std::future::ready(Ok::<_, Infallible>(respond(&plane, peer, &request)))
+                let plane = Arc::clone(&plane);
+                async move { Ok::<_, Infallible>(respond(&plane, peer, &request).await) }
             });
             let connection = http1::Builder::new()
                 .max_buf_size(MAX_REQUEST_HEAD)
@@ -108,11 +109,11 @@ pub async fn serve(
 /// Answers one request (public so tests can drive the guest plane in-process). Order of checks: route, method, caller, throttle, headers, then the
 /// endpoint's own parameters (spec §1.10's recommended order; throttling comes first among the
 /// per-VM checks because every request counts against the VM's budget).
-pub fn respond<B>(plane: &GuestPlane, peer: SocketAddr, request: &Request<B>) -> Response<Body> {
-    route(plane, peer.ip(), request).unwrap_or_else(GuestError::into_response)
+pub async fn respond<B>(plane: &GuestPlane, peer: SocketAddr, request: &Request<B>) -> Response<Body> {
+    route(plane, peer.ip(), request).await.unwrap_or_else(GuestError::into_response)
 }
 
-fn route<B>(
+async fn route<B>(
     plane: &GuestPlane,
     peer: IpAddr,
     request: &Request<B>,

@@ -99,7 +99,7 @@ proptest! {
         if let Some(value) = metadata.and_then(|m| http::HeaderValue::from_str(&m).ok()) {
             request.headers_mut().insert("metadata", value);
         }
-        let response = guest::respond(&plane, SocketAddr::from(([127, 0, 0, 1], 1)), &request);
+        let response = futures_lite_block_on(guest::respond(&plane, SocketAddr::from(([127, 0, 0, 1], 1)), &request));
         prop_assert!([200u16, 400, 404].contains(&response.status().as_u16()), "{uri}: {}", response.status());
     }
 }
@@ -110,4 +110,9 @@ fn demo_plane() -> Arc<GuestPlane> {
         let snapshot = Snapshot::new(definition::demo(), CallerMode::Single, RateLimit(0)).unwrap();
         Arc::new(GuestPlane::new(snapshot))
     }))
+}
+
+/// Drives the guest plane's future in a plain proptest case (it never waits on IO).
+fn futures_lite_block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(future)
 }
