@@ -60,16 +60,21 @@ if ((${#missing[@]})); then
     # Forbid service starts from maintainer scripts during this install.
     # waagent's postinst runs `invoke-rc.d walinuxagent start` on non-systemd
     # machines and `deb-systemd-invoke start walinuxagent.service` on systemd
-    # ones; both consult policy-rc.d. Keep an existing policy-rc.d untouched.
+    # ones; both consult policy-rc.d. An existing policy-rc.d (containers
+    # usually have one) is set aside for the install and put back after.
     POLICY=/usr/sbin/policy-rc.d
-    added_policy=0
-    if [[ ! -e $POLICY ]]; then
-        printf '#!/bin/sh\n# temporary, added by azimds scripts/install-test-deps.sh\nexit 101\n' \
-            | "${SUDO[@]}" tee "$POLICY" >/dev/null
-        "${SUDO[@]}" chmod 755 "$POLICY"
-        added_policy=1
-        trap '"${SUDO[@]}" rm -f "$POLICY"' EXIT
-    fi
+    SAVED=$POLICY.azimds-saved
+    restore_policy() {
+        "${SUDO[@]}" rm -f "$POLICY"
+        if [[ -e $SAVED ]]; then "${SUDO[@]}" mv -f "$SAVED" "$POLICY"; fi
+    }
+    # (a $SAVED left by an interrupted run already holds the original)
+    if [[ -e $POLICY && ! -e $SAVED ]]; then "${SUDO[@]}" mv -f "$POLICY" "$SAVED"; fi
+    trap restore_policy EXIT
+    printf '#!/bin/sh\n# temporary, added by azimds scripts/install-test-deps.sh\nexit 101\n' \
+        | "${SUDO[@]}" tee "$POLICY" >/dev/null
+    "${SUDO[@]}" chmod 755 "$POLICY"
+
     # cloud-init: never run at boot on this machine (checked by its systemd
     # generator). Created before the install so no window exists.
     if ((fresh_cloud_init)); then
@@ -106,7 +111,7 @@ if ((${#missing[@]})); then
         done
         log "disabled at boot (installed here as libraries only): ${units[*]}"
     fi
-    if ((added_policy)); then "${SUDO[@]}" rm -f "$POLICY"; trap - EXIT; fi
+    restore_policy; trap - EXIT
 else
     log "apt packages already installed: ${APT_PKGS[*]}"
 fi

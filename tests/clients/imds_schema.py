@@ -117,3 +117,25 @@ def instance_for(instance: dict, api_version: str) -> dict:
         "compute": compute_for(instance["compute"], api_version),
         "network": copy.deepcopy(instance["network"]),
     }
+
+
+def explain(actual, expected, path="") -> str:
+    """Readable list of differences between two JSON values (for assert messages)."""
+    lines = []
+
+    def walk(a, e, p):
+        if isinstance(a, dict) and isinstance(e, dict):
+            for k in sorted(set(a) - set(e)):
+                lines.append(f"unexpected key {p}/{k}")
+            for k in sorted(set(e) - set(a)):
+                lines.append(f"missing key    {p}/{k}")
+            for k in sorted(set(a) & set(e)):
+                walk(a[k], e[k], f"{p}/{k}")
+        elif isinstance(a, list) and isinstance(e, list) and len(a) == len(e):
+            for i, (x, y) in enumerate(zip(a, e)):
+                walk(x, y, f"{p}/{i}")
+        elif a != e or type(a) is not type(e):
+            lines.append(f"value at {p or '/'}: got {a!r}, expected {e!r}")
+
+    walk(actual, expected, path)
+    return "\n".join(lines) or "no differences"
