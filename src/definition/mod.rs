@@ -16,6 +16,8 @@ use crate::metadata::document::InstanceDocument;
 /// One VM as its definition describes it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VmDefinition {
+    /// Unique id: the key in the control API and the store.
+    pub id: String,
     /// Source addresses this VM calls from (used by `--callers source-address`).
     pub callers: Vec<IpAddr>,
     /// The checked instance document, newest schema.
@@ -26,6 +28,8 @@ pub struct VmDefinition {
     pub load_balancer: Option<Value>,
     /// Scheduled events pending at start, kept as written until the events endpoint consumes them.
     pub scheduled_events: Option<Value>,
+    /// The entry as written (with `id` filled in): what the control API returns and patches.
+    pub raw: Value,
 }
 
 impl VmDefinition {
@@ -124,13 +128,34 @@ impl Syntax {
     }
 }
 
-const VM_MEMBERS: [&str; 5] = [
+const VM_MEMBERS: [&str; 6] = [
+    "id",
     "callers",
     "instance",
     "identities",
     "loadBalancer",
     "scheduledEvents",
 ];
+
+/// Largest VM id: ids appear in URLs, logs and store keys.
+const MAX_ID_LEN: usize = 64;
+
+/// Whether `id` is a valid VM id: 1–64 of `A-Z a-z 0-9 . _ -`, not starting with `.`.
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Something wrong in one VM entry, at `path` relative to the entry (e.g. `instance.compute.name`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
 
 /// Parses and checks a definition file's text. `source` names it in messages.
 pub fn parse(
@@ -176,6 +201,125 @@ pub fn demo() -> Definitions {
     .expect("the embedded demo definition is valid (checked by a unit test)")
 }
 
+/// Checks one VM entry (the shape of an item of `vms`). `id` is the id to use when the entry
+/// has none (the control API passes the URL's; files pass `compute.name` or `vm-<index>`); an
+/// `id` member in the entry must agree with it when both are given by the caller.
+pub fn vm_from_json(entry: &Value, default_id: &str) -> Result<VmDefinition, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut problem = |path: &str, message: String| {
+        problems.push(Problem {
+            path: path.to_string(),
+            message,
+        })
+    };
+    let empty = Map::new();
+    let entry_map = match entry {
+        Value::Object(map) => map,
+        _ => {
+            problem("", "expected an object".into());
+            &empty
+        }
+    };
+    for key in entry_map
+        .keys()
+        .filter(|k| !VM_MEMBERS.contains(&k.as_str()))
+    {
+        problem(
+            key,
+            format!("unknown member; a VM has only {}", VM_MEMBERS.join(", ")),
+        );
+    }
+
+    let id = match entry_map.get("id") {
+        None | Some(Value::Null) => default_id.to_string(),
+        Some(Value::String(id)) => id.clone(),
+        Some(_) => {
+            problem("id", "expected a string".into());
+            default_id.to_string()
+        }
+    };
+    if !is_valid_id(&id) {
+        problem(
+            "id",
+            format!("{id:?} is not a valid VM id (1-64 of A-Z a-z 0-9 . _ -, not starting with .)"),
+        );
+    }
+
+    let mut callers = Vec::new();
+    match entry_map.get("callers") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(list)) => {
+            for (i, caller) in list.iter().enumerate() {
+                match caller.as_str().map(str::parse::<IpAddr>) {
+                    Some(Ok(ip)) if !callers.contains(&ip.to_canonical()) => {
+                        callers.push(ip.to_canonical())
+                    }
+                    Some(Ok(ip)) => {
+                        problem(&format!("callers[{i}]"), format!("{ip} is listed twice"))
+                    }
+                    _ => problem(
+                        &format!("callers[{i}]"),
+                        format!("expected an IP address string, found {caller}"),
+                    ),
+                }
+            }
+        }
+        Some(_) => problem("callers", "expected a list of IP addresses".into()),
+    }
+
+    let instance = match entry_map.get("instance") {
+        None | Some(Value::Null) => Value::Object(Map::new()),
+        Some(instance) => instance.clone(),
+    };
+    let instance = match InstanceDocument::from_json(&instance) {
+        Ok(doc) => Some(doc),
+        Err(instance_problems) => {
+            for p in instance_problems {
+                let path = if p.path.is_empty() {
+                    "instance".to_string()
+                } else {
+                    format!("instance.{}", p.path)
+                };
+                problem(&path, p.message);
+            }
+            None
+        }
+    };
+
+    let mut optional = |key: &str, want_array: bool| -> Option<Value> {
+        match entry_map.get(key) {
+            None | Some(Value::Null) => None,
+            Some(v @ Value::Object(_)) if !want_array => Some(v.clone()),
+            Some(v @ Value::Array(_)) if want_array => Some(v.clone()),
+            Some(_) => {
+                let expected = if want_array { "a list" } else { "an object" };
+                problem(key, format!("expected {expected}"));
+                None
+            }
+        }
+    };
+    let identities = optional("identities", false);
+    let load_balancer = optional("loadBalancer", false);
+    let scheduled_events = optional("scheduledEvents", true);
+
+    match instance {
+        Some(instance) if problems.is_empty() => {
+            let mut raw = entry_map.clone();
+            raw.insert("id".into(), Value::String(id.clone()));
+            Ok(VmDefinition {
+                id,
+                callers,
+                instance,
+                identities,
+                load_balancer,
+                scheduled_events,
+                raw: Value::Object(raw),
+            })
+        }
+        _ => Err(problems),
+    }
+}
+
 fn from_value(root: &Value) -> Result<Definitions, Vec<Located>> {
     let mut problems = Vec::new();
     let top_problem = |path: &str, message: &str| Located {
@@ -214,110 +358,56 @@ fn from_value(root: &Value) -> Result<Definitions, Vec<Located>> {
         }
     };
 
-    let mut vms = Vec::with_capacity(items.len());
+    let mut vms: Vec<VmDefinition> = Vec::with_capacity(items.len());
     let mut first_claim: HashMap<IpAddr, usize> = HashMap::new();
+    let mut ids: HashMap<String, usize> = HashMap::new();
     for (index, item) in items.iter().enumerate() {
-        let vm_path = format!("vms[{index}]");
-        let label = item
+        let name = item
             .pointer("/instance/compute/name")
             .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-            .unwrap_or("unnamed")
-            .to_string();
-        let mut problem = |path: String, message: String| {
-            problems.push(Located {
-                vm: Some((index, label.clone())),
-                path,
-                message,
-            })
+            .filter(|n| !n.is_empty());
+        let label = name.unwrap_or("unnamed").to_string();
+        let default_id = match name {
+            Some(name) if is_valid_id(name) && !ids.contains_key(name) => name.to_string(),
+            _ => format!("vm-{index}"),
         };
-        let empty = Map::new();
-        let entry = match item {
-            Value::Object(entry) => entry,
-            _ => {
-                problem(vm_path.clone(), "expected an object".into());
-                &empty
-            }
+        let locate = |path: String, message: String| Located {
+            vm: Some((index, label.clone())),
+            path,
+            message,
         };
-        for key in entry.keys().filter(|k| !VM_MEMBERS.contains(&k.as_str())) {
-            problem(
-                format!("{vm_path}.{key}"),
-                format!("unknown member; a VM has only {}", VM_MEMBERS.join(", ")),
-            );
-        }
-
-        let mut callers = Vec::new();
-        match entry.get("callers") {
-            None | Some(Value::Null) => {}
-            Some(Value::Array(list)) => {
-                for (i, caller) in list.iter().enumerate() {
-                    let path = format!("{vm_path}.callers[{i}]");
-                    match caller.as_str().map(str::parse::<IpAddr>) {
-                        Some(Ok(ip)) => match first_claim.get(&ip) {
-                            Some(&other) if other != index => {
-                                problem(path, format!("{ip} is already a caller of vms[{other}]"))
-                            }
-                            _ => {
-                                first_claim.insert(ip, index);
-                                callers.push(ip);
-                            }
-                        },
-                        _ => problem(
-                            path,
-                            format!("expected an IP address string, found {caller}"),
-                        ),
+        match vm_from_json(item, &default_id) {
+            Ok(vm) => {
+                if let Some(&other) = ids.get(&vm.id) {
+                    problems.push(locate(
+                        format!("vms[{index}].id"),
+                        format!("{:?} is already the id of vms[{other}]", vm.id),
+                    ));
+                }
+                ids.insert(vm.id.clone(), index);
+                for (i, ip) in vm.callers.iter().enumerate() {
+                    match first_claim.get(ip) {
+                        Some(&other) => problems.push(locate(
+                            format!("vms[{index}].callers[{i}]"),
+                            format!("{ip} is already a caller of vms[{other}]"),
+                        )),
+                        None => {
+                            first_claim.insert(*ip, index);
+                        }
                     }
                 }
+                vms.push(vm);
             }
-            Some(_) => problem(
-                format!("{vm_path}.callers"),
-                "expected a list of IP addresses".into(),
-            ),
-        }
-
-        let instance = match entry.get("instance") {
-            None | Some(Value::Null) => Value::Object(Map::new()),
-            Some(instance) => instance.clone(),
-        };
-        let instance = match InstanceDocument::from_json(&instance) {
-            Ok(doc) => Some(doc),
-            Err(instance_problems) => {
-                for p in instance_problems {
+            Err(vm_problems) => {
+                for p in vm_problems {
                     let path = if p.path.is_empty() {
-                        format!("{vm_path}.instance")
+                        format!("vms[{index}]")
                     } else {
-                        format!("{vm_path}.instance.{}", p.path)
+                        format!("vms[{index}].{}", p.path)
                     };
-                    problem(path, p.message);
-                }
-                None
-            }
-        };
-
-        let mut optional = |key: &str, want_array: bool| -> Option<Value> {
-            match entry.get(key) {
-                None | Some(Value::Null) => None,
-                Some(v @ Value::Object(_)) if !want_array => Some(v.clone()),
-                Some(v @ Value::Array(_)) if want_array => Some(v.clone()),
-                Some(_) => {
-                    let expected = if want_array { "a list" } else { "an object" };
-                    problem(format!("{vm_path}.{key}"), format!("expected {expected}"));
-                    None
+                    problems.push(locate(path, p.message));
                 }
             }
-        };
-        let identities = optional("identities", false);
-        let load_balancer = optional("loadBalancer", false);
-        let scheduled_events = optional("scheduledEvents", true);
-
-        if let Some(instance) = instance {
-            vms.push(VmDefinition {
-                callers,
-                instance,
-                identities,
-                load_balancer,
-                scheduled_events,
-            });
         }
     }
     if problems.is_empty() {
@@ -340,6 +430,10 @@ mod tests {
             "demo uses only known fields"
         );
         assert_eq!(demo.vms[0].label(), "azimds-demo");
+        assert_eq!(
+            demo.vms[0].id, "azimds-demo",
+            "the id defaults to compute.name"
+        );
     }
 
     #[test]
@@ -385,6 +479,18 @@ mod tests {
         assert!(
             err.to_string()
                 .contains("vms[1].callers[0]: 10.0.0.4 is already a caller of vms[0]"),
+            "{err}"
+        );
+        let err = parse(r#"{"vms":[{"id":"a"},{"id":"a"}]}"#, None, "x").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(r#"vms[1].id: "a" is already the id of vms[0]"#),
+            "{err}"
+        );
+        let err = parse(r#"{"vms":[{"id":"no/slash"}]}"#, None, "x").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("vms[0].id: \"no/slash\" is not a valid VM id"),
             "{err}"
         );
         let err = parse(r#"{"vms":[]}"#, None, "x").unwrap_err();

@@ -24,6 +24,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+use crate::clock::{Clock, SystemClock};
 pub use crate::guest::error::GuestError;
 pub use crate::guest::response::Body;
 use crate::snapshot::{ServedVm, Snapshot};
@@ -109,8 +110,14 @@ pub async fn serve(
 /// Answers one request (public so tests can drive the guest plane in-process). Order of checks: route, method, caller, throttle, headers, then the
 /// endpoint's own parameters (spec §1.10's recommended order; throttling comes first among the
 /// per-VM checks because every request counts against the VM's budget).
-pub async fn respond<B>(plane: &GuestPlane, peer: SocketAddr, request: &Request<B>) -> Response<Body> {
-    route(plane, peer.ip(), request).await.unwrap_or_else(GuestError::into_response)
+pub async fn respond<B>(
+    plane: &GuestPlane,
+    peer: SocketAddr,
+    request: &Request<B>,
+) -> Response<Body> {
+    route(plane, peer.ip(), request)
+        .await
+        .unwrap_or_else(GuestError::into_response)
 }
 
 async fn route<B>(
