@@ -40,14 +40,31 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct GuestPlane {
     snapshot: ArcSwap<Snapshot>,
     unknown_callers: AtomicU64,
+    clock: Arc<dyn Clock>,
 }
 
 impl GuestPlane {
+    /// A guest plane on the system clock.
     pub fn new(snapshot: Snapshot) -> GuestPlane {
+        GuestPlane::with_clock(snapshot, Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(snapshot: Snapshot, clock: Arc<dyn Clock>) -> GuestPlane {
         GuestPlane {
             snapshot: ArcSwap::from_pointee(snapshot),
             unknown_callers: AtomicU64::new(0),
+            clock,
         }
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Wall-clock time as the guest plane sees it.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// Publishes a new snapshot; the next request of every VM sees it.
