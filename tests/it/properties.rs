@@ -114,5 +114,9 @@ fn demo_plane() -> Arc<GuestPlane> {
 
 /// Drives the guest plane's future in a plain proptest case (it never waits on IO).
 fn futures_lite_block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(future)
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+        .block_on(future)
 }
