@@ -69,7 +69,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!(field = %path, "unknown instance field kept; served from the newest api-version only");
     }
     let vm_count = definitions.vms.len();
-    let snapshot = Snapshot::new(definitions, settings.callers, settings.rate_limit)?;
+    let snapshot = Snapshot::new(definitions.vms, settings.callers, settings.rate_limit)?;
     let plane = Arc::new(GuestPlane::new(snapshot));
 
     let mut runtime = tokio::runtime::Builder::new_multi_thread();

@@ -1,14 +1,14 @@
-//! What the guest plane serves from: an immutable snapshot of every VM, swapped whole on change.
+//! What the guest plane serves from: an immutable snapshot of every VM, replaced whole on
+//! change (one `Arc` swapped by `GuestPlane::publish`).
 //!
-//! Readers load the current `Arc<Snapshot>` and never block writers or each other. Each VM
-//! renders its document lazily, once per (api-version, extended) pair, so the hot path only
-//! slices bytes that already exist.
+//! The maps are persistent (`imbl`): deriving the next snapshot from the current one with one
+//! VM changed costs O(log n) and shares everything else, so at 100k VMs a write does not copy
+//! the fleet, and unchanged VMs keep the documents they already rendered.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
-use crate::definition::{Definitions, VmDefinition};
+use crate::definition::VmDefinition;
 use crate::metadata::render::Rendered;
 use crate::metadata::shape;
 use crate::metadata::version::ApiVersion;
@@ -23,59 +23,129 @@ pub enum CallerMode {
     SourceAddress,
 }
 
-/// Every VM the guest plane knows, and how callers map to them.
-#[derive(Debug)]
-pub struct Snapshot {
-    vms: Vec<ServedVm>,
-    by_address: HashMap<IpAddr, usize>,
-    mode: CallerMode,
+impl CallerMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallerMode::Single => "single",
+            CallerMode::SourceAddress => "source-address",
+        }
+    }
 }
 
-/// Why a set of definitions cannot be served in a caller mode.
-#[derive(Debug, thiserror::Error)]
+/// Every VM the guest plane knows, and how callers map to them.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    vms: imbl::OrdMap<String, Arc<ServedVm>>,
+    by_address: imbl::HashMap<IpAddr, Arc<ServedVm>>,
+    mode: CallerMode,
+    rate_limit: RateLimit,
+}
+
+/// Why a change cannot be applied to a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     #[error(
-        "--callers single serves exactly one VM, but the definitions hold {0}; use --callers source-address"
+        "--callers single serves exactly one VM, but there would be {0}; use --callers source-address"
     )]
     SingleModeNeedsOneVm(usize),
+    #[error("{address} is already a caller of VM {owner:?}")]
+    CallerTaken { address: IpAddr, owner: String },
 }
 
 impl Snapshot {
+    /// A snapshot with no VMs.
+    pub fn empty(mode: CallerMode, rate_limit: RateLimit) -> Snapshot {
+        Snapshot {
+            vms: imbl::OrdMap::new(),
+            by_address: imbl::HashMap::new(),
+            mode,
+            rate_limit,
+        }
+    }
+
+    /// A snapshot of `vms`, checked as a whole.
     pub fn new(
-        definitions: Definitions,
+        vms: impl IntoIterator<Item = VmDefinition>,
         mode: CallerMode,
         rate_limit: RateLimit,
     ) -> Result<Snapshot, Error> {
-        if mode == CallerMode::Single && definitions.vms.len() != 1 {
-            return Err(Error::SingleModeNeedsOneVm(definitions.vms.len()));
+        let mut snapshot = Snapshot::empty(mode, rate_limit);
+        for vm in vms {
+            snapshot.insert(vm)?;
         }
-        let mut by_address = HashMap::new();
-        for (index, vm) in definitions.vms.iter().enumerate() {
-            for caller in &vm.callers {
-                by_address.insert(*caller, index);
+        if mode == CallerMode::Single && snapshot.vms.len() > 1 {
+            return Err(Error::SingleModeNeedsOneVm(snapshot.vms.len()));
+        }
+        Ok(snapshot)
+    }
+
+    /// This snapshot with `vm` added or replacing the VM of the same id.
+    pub fn with_vm(&self, vm: VmDefinition) -> Result<Snapshot, Error> {
+        let mut next = self.clone();
+        if self.mode == CallerMode::Single && !self.vms.contains_key(&vm.id) && !self.vms.is_empty()
+        {
+            return Err(Error::SingleModeNeedsOneVm(self.vms.len() + 1));
+        }
+        next.insert(vm)?;
+        Ok(next)
+    }
+
+    /// This snapshot without the VM `id` (unchanged if there is none).
+    pub fn without_vm(&self, id: &str) -> Snapshot {
+        let mut next = self.clone();
+        next.remove(id);
+        next
+    }
+
+    fn insert(&mut self, vm: VmDefinition) -> Result<(), Error> {
+        for address in &vm.callers {
+            if let Some(owner) = self.by_address.get(address)
+                && owner.definition.id != vm.id
+            {
+                return Err(Error::CallerTaken {
+                    address: *address,
+                    owner: owner.definition.id.clone(),
+                });
             }
         }
-        let vms = definitions
-            .vms
-            .into_iter()
-            .map(|vm| ServedVm::new(vm, rate_limit))
-            .collect();
-        Ok(Snapshot {
-            vms,
-            by_address,
-            mode,
-        })
+        // A replaced VM keeps its throttle bucket: editing a VM must not reset its budget.
+        let previous = self.remove(&vm.id);
+        let throttle = match previous {
+            Some(previous) => Arc::clone(&previous.throttle),
+            None => Arc::new(TokenBucket::new(self.rate_limit)),
+        };
+        let served = Arc::new(ServedVm::new(vm, throttle));
+        for address in &served.definition.callers {
+            self.by_address.insert(*address, Arc::clone(&served));
+        }
+        self.vms.insert(served.definition.id.clone(), served);
+        Ok(())
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Arc<ServedVm>> {
+        let removed = self.vms.remove(id)?;
+        for address in &removed.definition.callers {
+            self.by_address.remove(address);
+        }
+        Some(removed)
     }
 
     /// The VM a connection from `peer` is served as. Identity comes only from the connection.
-    pub fn resolve(&self, peer: IpAddr) -> Option<&ServedVm> {
+    pub fn resolve(&self, peer: IpAddr) -> Option<&Arc<ServedVm>> {
         match self.mode {
-            CallerMode::Single => self.vms.first(),
-            CallerMode::SourceAddress => self
-                .by_address
-                .get(&peer.to_canonical())
-                .map(|&i| &self.vms[i]),
+            CallerMode::Single => self.vms.values().next(),
+            CallerMode::SourceAddress => self.by_address.get(&peer.to_canonical()),
         }
+    }
+
+    /// The VM with this id.
+    pub fn vm(&self, id: &str) -> Option<&Arc<ServedVm>> {
+        self.vms.get(id)
+    }
+
+    /// Every VM, in id order.
+    pub fn vms(&self) -> impl Iterator<Item = &Arc<ServedVm>> {
+        self.vms.values()
     }
 
     pub fn vm_count(&self) -> usize {
@@ -93,18 +163,18 @@ pub struct ServedVm {
     definition: VmDefinition,
     /// Indexed by `2 * version.index() + extended`.
     renders: Box<[OnceLock<Rendered>]>,
-    throttle: TokenBucket,
+    throttle: Arc<TokenBucket>,
 }
 
 impl ServedVm {
-    fn new(definition: VmDefinition, rate_limit: RateLimit) -> ServedVm {
+    fn new(definition: VmDefinition, throttle: Arc<TokenBucket>) -> ServedVm {
         let renders = (0..2 * ApiVersion::COUNT)
             .map(|_| OnceLock::new())
             .collect();
         ServedVm {
             definition,
             renders,
-            throttle: TokenBucket::new(rate_limit),
+            throttle,
         }
     }
 
@@ -125,5 +195,110 @@ impl ServedVm {
 
     pub fn throttle(&self) -> &TokenBucket {
         &self.throttle
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::definition::vm_from_json;
+
+    fn vm(id: &str, callers: &[&str]) -> VmDefinition {
+        vm_from_json(
+            &json!({"callers": callers, "instance": {"compute": {"name": id}}}),
+            id,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn callers_resolve_to_their_vm_and_others_to_nothing() {
+        let snapshot = Snapshot::new(
+            [
+                vm("a", &["10.0.0.1"]),
+                vm("b", &["10.0.0.2", "::ffff:10.0.0.3"]),
+            ],
+            CallerMode::SourceAddress,
+            RateLimit(5),
+        )
+        .unwrap();
+        let id = |ip: &str| {
+            snapshot
+                .resolve(ip.parse().unwrap())
+                .map(|vm| vm.definition().id.clone())
+        };
+        assert_eq!(id("10.0.0.1").as_deref(), Some("a"));
+        assert_eq!(id("10.0.0.2").as_deref(), Some("b"));
+        assert_eq!(
+            id("::ffff:10.0.0.2").as_deref(),
+            Some("b"),
+            "v4-mapped v6 peers"
+        );
+        assert_eq!(id("10.0.0.3").as_deref(), Some("b"));
+        assert_eq!(id("10.0.0.9"), None);
+    }
+
+    #[test]
+    fn updates_are_incremental_and_checked() {
+        let one = Snapshot::new(
+            [vm("a", &["10.0.0.1"])],
+            CallerMode::SourceAddress,
+            RateLimit(5),
+        )
+        .unwrap();
+        let two = one.with_vm(vm("b", &["10.0.0.2"])).unwrap();
+        assert_eq!(
+            two.with_vm(vm("c", &["10.0.0.1"])).unwrap_err(),
+            Error::CallerTaken {
+                address: "10.0.0.1".parse().unwrap(),
+                owner: "a".into()
+            }
+        );
+        let moved = two.with_vm(vm("a", &["10.0.0.5"])).unwrap();
+        assert!(moved.resolve("10.0.0.1".parse().unwrap()).is_none());
+        assert_eq!(
+            moved
+                .resolve("10.0.0.5".parse().unwrap())
+                .unwrap()
+                .definition()
+                .id,
+            "a"
+        );
+        assert!(
+            Arc::ptr_eq(two.vm("b").unwrap(), moved.vm("b").unwrap()),
+            "unchanged VMs are shared"
+        );
+        let gone = moved.without_vm("a");
+        assert_eq!(gone.vm_count(), 1);
+        assert!(gone.resolve("10.0.0.5".parse().unwrap()).is_none());
+        assert_eq!(one.vm_count(), 1, "older snapshots are unaffected");
+    }
+
+    #[test]
+    fn single_mode_serves_exactly_one_vm() {
+        let single = Snapshot::new([vm("a", &[])], CallerMode::Single, RateLimit(5)).unwrap();
+        assert_eq!(
+            single
+                .resolve("192.0.2.1".parse().unwrap())
+                .unwrap()
+                .definition()
+                .id,
+            "a"
+        );
+        assert_eq!(
+            single.with_vm(vm("b", &[])).unwrap_err(),
+            Error::SingleModeNeedsOneVm(2)
+        );
+        assert!(
+            single.with_vm(vm("a", &["10.0.0.1"])).is_ok(),
+            "replacing is fine"
+        );
+        assert!(
+            Snapshot::empty(CallerMode::Single, RateLimit(5))
+                .resolve("192.0.2.1".parse().unwrap())
+                .is_none()
+        );
     }
 }

@@ -151,7 +151,7 @@ async fn binary_serves_and_logs_where_it_listens() {
 
 fn test_plane() -> azimds::guest::GuestPlane {
     let snapshot = azimds::snapshot::Snapshot::new(
-        azimds::definition::demo(),
+        azimds::definition::demo().vms,
         azimds::snapshot::CallerMode::Single,
         azimds::throttle::RateLimit(0),
     )

@@ -107,7 +107,8 @@ proptest! {
 fn demo_plane() -> Arc<GuestPlane> {
     static PLANE: std::sync::OnceLock<Arc<GuestPlane>> = std::sync::OnceLock::new();
     Arc::clone(PLANE.get_or_init(|| {
-        let snapshot = Snapshot::new(definition::demo(), CallerMode::Single, RateLimit(0)).unwrap();
+        let snapshot =
+            Snapshot::new(definition::demo().vms, CallerMode::Single, RateLimit(0)).unwrap();
         Arc::new(GuestPlane::new(snapshot))
     }))
 }

@@ -21,7 +21,8 @@ pub(crate) struct TestImds {
 pub(crate) async fn start_with(definitions: &str, rate_limit: u32) -> TestImds {
     let definitions =
         definition::parse(definitions, None, "test definitions").expect("valid test definitions");
-    let snapshot = Snapshot::new(definitions, CallerMode::Single, RateLimit(rate_limit)).unwrap();
+    let snapshot =
+        Snapshot::new(definitions.vms, CallerMode::Single, RateLimit(rate_limit)).unwrap();
     let plane = Arc::new(GuestPlane::new(snapshot));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
