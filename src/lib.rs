@@ -6,8 +6,11 @@
 
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod definition;
 pub mod guest;
 pub mod metadata;
+pub mod registry;
 pub mod snapshot;
+pub mod store;
 pub mod throttle;

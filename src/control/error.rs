@@ -1,0 +1,82 @@
+//! Control API errors: the one place that picks a status and writes the body
+//! `{"error":{"code":…,"message":…,"problems":[{"path":…,"message":…}]}}`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::definition::Problem;
+use crate::registry;
+
+/// A control request that cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    #[error("no such route")]
+    NoRoute,
+    #[error("the request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("{0}")]
+    BadHeader(&'static str),
+    #[error(transparent)]
+    Registry(#[from] registry::Error),
+    #[error("internal error")]
+    Internal,
+}
+
+impl IntoResponse for ControlError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            ControlError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ControlError::NoRoute => (StatusCode::NOT_FOUND, "not_found"),
+            ControlError::MalformedJson(_) | ControlError::BadHeader(_) => {
+                (StatusCode::BAD_REQUEST, "bad_request")
+            }
+            ControlError::Registry(error) => match error {
+                registry::Error::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+                registry::Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+                registry::Error::PreconditionFailed { .. } => {
+                    (StatusCode::PRECONDITION_FAILED, "precondition_failed")
+                }
+                registry::Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+                registry::Error::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+                registry::Error::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            },
+            ControlError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        let message = if status.is_server_error() {
+            // Logged once, here; the client gets a generic message.
+            tracing::error!(error = %self, "control request failed");
+            "internal error; see the server log".to_string()
+        } else {
+            self.to_string()
+        };
+        let mut error = json!({ "code": code, "message": message });
+        if let ControlError::Registry(registry::Error::Invalid(problems)) = &self {
+            error["problems"] = json!(
+                problems
+                    .iter()
+                    .map(|Problem { path, message }| json!({"path": path, "message": message}))
+                    .collect::<Vec<_>>()
+            );
+        }
+        let mut response = (status, axum::Json(json!({ "error": error }))).into_response();
+        match &self {
+            ControlError::Unauthorized => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ControlError::Registry(registry::Error::PreconditionFailed {
+                current: Some(etag),
+            }) => {
+                if let Ok(value) = HeaderValue::from_str(etag) {
+                    response.headers_mut().insert(header::ETAG, value);
+                }
+            }
+            _ => {}
+        }
+        response
+    }
+}

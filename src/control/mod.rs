@@ -1,0 +1,122 @@
+//! The control plane's HTTP API: VMs (list, get, put, merge-patch, delete with ETags), status
+//! and health, the OpenAPI document. Served on its own listener (loopback TCP with a bearer
+//! token, or a unix socket protected by file permissions), never on a guest listener.
+//!
+//! Routes (all JSON):
+//! - `GET /healthz`, `GET /readyz` (unauthenticated; ready once the snapshot is loaded)
+//! - `GET /openapi.json` (unauthenticated)
+//! - `GET /v1/status`
+//! - `GET /v1/vms`, `GET|PUT|PATCH|DELETE /v1/vms/{id}`
+
+mod error;
+pub mod token;
+mod vms;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+pub use crate::control::error::ControlError;
+use crate::registry::{MAX_VM_BYTES, Registry};
+
+/// The checked-in OpenAPI description of this API (kept in step by a test).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Everything a control request may touch.
+#[derive(Debug)]
+pub struct ControlState {
+    pub registry: Arc<Registry>,
+    /// Set once the snapshot is loaded and the guest listeners are up.
+    pub ready: AtomicBool,
+    /// Guest listener addresses, for `status`.
+    pub guest_listeners: Vec<String>,
+}
+
+/// How a control listener authenticates callers.
+#[derive(Clone, Debug)]
+pub enum Access {
+    /// TCP: every request but health and documents needs `Authorization: Bearer <token>`.
+    Token(Arc<token::ControlToken>),
+    /// A unix socket: whoever can open it (file permissions) is trusted.
+    Socket,
+}
+
+/// The control router for one listener.
+pub fn router(state: Arc<ControlState>, access: Access) -> Router {
+    let api = Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/vms", get(vms::list))
+        .route(
+            "/v1/vms/{id}",
+            get(vms::get)
+                .put(vms::put)
+                .patch(vms::patch)
+                .delete(vms::delete),
+        )
+        .layer(middleware::from_fn_with_state(access, authenticate));
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi))
+        .merge(api)
+        .fallback(|| async { ControlError::NoRoute })
+        // Bodies are parsed by the handlers; this bounds what they will buffer.
+        .layer(DefaultBodyLimit::max(MAX_VM_BYTES + 4096))
+        .with_state(state)
+}
+
+async fn authenticate(State(access): State<Access>, request: Request, next: Next) -> Response {
+    match access {
+        Access::Socket => next.run(request).await,
+        Access::Token(expected) => {
+            let presented = request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            match presented {
+                Some(presented) if expected.matches(presented) => next.run(request).await,
+                _ => ControlError::Unauthorized.into_response(),
+            }
+        }
+    }
+}
+
+async fn readyz(State(state): State<Arc<ControlState>>) -> Response {
+    if state.ready.load(Ordering::Acquire) {
+        axum::Json(serde_json::json!({"status": "ready"})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "loading"})),
+        )
+            .into_response()
+    }
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn status(State(state): State<Arc<ControlState>>) -> Response {
+    let plane = state.registry.plane();
+    let snapshot = plane.snapshot();
+    axum::Json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "ready": state.ready.load(Ordering::Acquire),
+        "vms": snapshot.vm_count(),
+        "callers": snapshot.mode().as_str(),
+        "unknownCallers": plane.unknown_callers(),
+        "guestListeners": state.guest_listeners,
+    }))
+    .into_response()
+}

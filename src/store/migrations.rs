@@ -1,0 +1,58 @@
+//! Schema versions of the store. Each migration upgrades the file by one version inside the
+//! same transaction that records the new version, so an interrupted upgrade leaves the old
+//! version intact. Add a function to [`MIGRATIONS`]; never edit a released one.
+
+use redb::{Database, ReadableDatabase, TableDefinition, WriteTransaction};
+
+use crate::store::{Error, META, VMS, db};
+
+const SCHEMA_VERSION: &str = "schema_version";
+
+type Migration = fn(&WriteTransaction) -> Result<(), Error>;
+
+/// `MIGRATIONS[n]` upgrades version `n` to `n + 1`. Version 0 is an empty file.
+const MIGRATIONS: &[Migration] = &[create_vm_table];
+
+/// Brings the store to the newest schema; refuses a store written by a newer azimds.
+pub(super) fn run(database: &Database) -> Result<(), Error> {
+    let current = current_version(database)?;
+    let supported = MIGRATIONS.len() as u64;
+    if current > supported {
+        return Err(Error::TooNew {
+            found: current,
+            supported,
+        });
+    }
+    for (from, migration) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let write = database.begin_write().map_err(db)?;
+        migration(&write)?;
+        write
+            .open_table(META)
+            .map_err(db)?
+            .insert(SCHEMA_VERSION, from as u64 + 1)
+            .map_err(db)?;
+        write.commit().map_err(db)?;
+        tracing::info!(version = from + 1, "store schema migrated");
+    }
+    Ok(())
+}
+
+fn current_version(database: &Database) -> Result<u64, Error> {
+    let read = database.begin_read().map_err(db)?;
+    let meta: TableDefinition<&str, u64> = META;
+    match read.open_table(meta) {
+        Ok(table) => Ok(table
+            .get(SCHEMA_VERSION)
+            .map_err(db)?
+            .map_or(0, |v| v.value())),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+        Err(error) => Err(db(error)),
+    }
+}
+
+/// Version 1: the VM table and the revision sequence.
+fn create_vm_table(write: &WriteTransaction) -> Result<(), Error> {
+    write.open_table(VMS).map_err(db)?;
+    write.open_table(META).map_err(db)?;
+    Ok(())
+}
