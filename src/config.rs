@@ -16,6 +16,8 @@ use crate::throttle::RateLimit;
 /// Where the guest plane listens when nothing else is configured: loopback, so a bare
 /// `azimds serve` is safe on any machine.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:16925";
+/// Where the control API listens when nothing else is configured: loopback only.
+pub const DEFAULT_CONTROL: &str = "127.0.0.1:16926";
 /// Azure's documented per-VM limit (spec §1.11).
 pub const DEFAULT_RATE_LIMIT: u32 = 5;
 
@@ -24,7 +26,7 @@ pub const DEFAULT_RATE_LIMIT: u32 = 5;
 #[derive(Debug, Default, clap::Args)]
 pub struct ServeArgs {
     /// TOML file with any of the settings below (keys: listen, vms, data, rate-limit, callers,
-    /// workers). Flags and environment variables override it.
+    /// control, workers). Flags and environment variables override it.
     #[arg(long, env = "AZIMDS_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -58,6 +60,11 @@ pub struct ServeArgs {
     #[arg(long, env = "AZIMDS_CALLERS", value_name = "MODE", value_parser = parse_caller_mode)]
     pub callers: Option<CallerMode>,
 
+    /// Control API address: a loopback TCP address (bearer token from <data>/control-token) or
+    /// `unix:/path/to.sock` (no token; protect it with file permissions). [default: 127.0.0.1:16926]
+    #[arg(long, env = "AZIMDS_CONTROL", value_name = "ADDR", value_parser = parse_control)]
+    pub control: Option<ControlAddress>,
+
     /// Worker threads of the async runtime. [default: number of CPUs]
     #[arg(long, env = "AZIMDS_WORKERS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub workers: Option<u16>,
@@ -73,6 +80,8 @@ pub struct FileConfig {
     rate_limit: Option<u32>,
     #[serde(default, deserialize_with = "deserialize_caller_mode")]
     callers: Option<CallerMode>,
+    #[serde(default, deserialize_with = "deserialize_control")]
+    control: Option<ControlAddress>,
     workers: Option<u16>,
 }
 
@@ -84,7 +93,44 @@ pub struct Settings {
     pub data: PathBuf,
     pub rate_limit: RateLimit,
     pub callers: CallerMode,
+    pub control: ControlAddress,
     pub workers: Option<usize>,
+}
+
+/// Where the control API listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlAddress {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for ControlAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ControlAddress::Tcp(address) => write!(f, "{address}"),
+            ControlAddress::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// `unix:/path` or `host:port`.
+pub fn parse_control(text: &str) -> Result<ControlAddress, String> {
+    match text.strip_prefix("unix:") {
+        Some("") => Err("unix: needs a socket path, e.g. unix:/run/azimds.sock".into()),
+        Some(path) => Ok(ControlAddress::Unix(PathBuf::from(path))),
+        None => text.parse().map(ControlAddress::Tcp).map_err(|_| {
+            format!("{text:?} is neither host:port (e.g. 127.0.0.1:16926) nor unix:/path")
+        }),
+    }
+}
+
+fn deserialize_control<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<ControlAddress>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_control(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// Why settings could not be resolved.
@@ -135,6 +181,9 @@ impl Settings {
                     .unwrap_or(DEFAULT_RATE_LIMIT),
             ),
             callers: args.callers.or(file.callers).unwrap_or(CallerMode::Single),
+            control: args.control.or(file.control).unwrap_or_else(|| {
+                parse_control(DEFAULT_CONTROL).expect("the default control address parses")
+            }),
             workers: args.workers.or(file.workers).map(usize::from),
         })
     }

@@ -4,6 +4,8 @@
 //! binds sockets and installs logging, then hands listeners to [`guest::serve`].
 //! See ARCHITECTURE.md for the map.
 
+pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod control;

@@ -10,10 +10,21 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
-use azimds::config::{ServeArgs, Settings};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use azimds::cli::{self, ConnectArgs, VmCommand};
+use azimds::config::{ControlAddress, ServeArgs, Settings};
+use azimds::control::token::ControlToken;
+use azimds::control::{self, Access, ControlState};
 use azimds::definition::{self, Definitions, Syntax};
 use azimds::guest::{self, GuestPlane};
-use azimds::snapshot::{CallerMode, Snapshot};
+use azimds::registry::Registry;
+use azimds::snapshot::CallerMode;
+use azimds::store::Store;
+
+/// The store's file inside the data directory.
+const STORE_FILE: &str = "azimds.redb";
 
 /// An Azure-compatible Instance Metadata Service.
 ///
@@ -32,21 +43,66 @@ enum Command {
     ///
     /// Example: azimds serve --listen 169.254.169.254:80 --vms vms.yaml --callers source-address
     Serve(ServeArgs),
+    /// Manage the VMs of a running server through its control API.
+    Vm {
+        #[command(subcommand)]
+        command: VmCommand,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Show a running server's state: VMs, caller mode, refused callers, listeners.
+    Status {
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     install_logging();
-    let result = match cli.command {
-        Command::Serve(args) => serve(args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    match cli.command {
+        Command::Serve(args) => match serve(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                // `{:#}` prints the whole context chain on one line; definition errors carry
+                // their own multi-line list.
+                eprintln!("azimds: error: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Vm { command, connect } => {
+            client_command(
+                |out| async move { cli::vm(command, &connect, default_data_dir, out).await },
+            )
+        }
+        Command::Status { connect } => {
+            client_command(|out| async move { cli::status(&connect, default_data_dir, out).await })
+        }
+    }
+}
+
+/// Runs a client subcommand on a small runtime and maps its failure to an exit code.
+fn client_command<F, Fut>(command: F) -> ExitCode
+where
+    F: FnOnce(&'static mut dyn std::io::Write) -> Fut,
+    Fut: std::future::Future<Output = Result<(), cli::Failure>>,
+{
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
         Err(error) => {
-            // `{:#}` prints the whole context chain on one line; definition errors carry
-            // their own multi-line list.
-            eprintln!("azimds: error: {error:#}");
-            ExitCode::FAILURE
+            eprintln!("azimds: error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let out: &'static mut dyn std::io::Write = Box::leak(Box::new(std::io::stdout()));
+    match runtime.block_on(command(out)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("azimds: error: {}", failure.message);
+            ExitCode::from(failure.code)
         }
     }
 }
@@ -64,13 +120,48 @@ fn install_logging() {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(args, default_data_dir)?;
     prepare_data_dir(&settings.data)?;
-    let definitions = load_definitions(settings.vms.as_deref())?;
-    for path in definitions.unknown_fields() {
-        tracing::warn!(field = %path, "unknown instance field kept; served from the newest api-version only");
+    // Parse the file before touching anything, so a bad file stops the start cleanly.
+    let file_definitions = match &settings.vms {
+        Some(path) => Some(load_definitions(path)?),
+        None => None,
+    };
+    let store_path = settings.data.join(STORE_FILE);
+    let store = Store::open(&store_path)
+        .with_context(|| format!("cannot open the store {}", store_path.display()))?;
+    let started = std::time::Instant::now();
+    let (snapshot, warnings) = Registry::load(&store, settings.callers, settings.rate_limit)
+        .context("cannot load the VMs in the store")?;
+    for warning in warnings {
+        tracing::warn!("{warning}");
     }
-    let vm_count = definitions.vms.len();
-    let snapshot = Snapshot::new(definitions.vms, settings.callers, settings.rate_limit)?;
     let plane = Arc::new(GuestPlane::new(snapshot));
+    let registry = Arc::new(Registry::new(store, Arc::clone(&plane)));
+    match file_definitions {
+        Some(definitions) => {
+            for path in definitions.unknown_fields() {
+                tracing::warn!(field = %path, "unknown instance field kept; served from the newest api-version only");
+            }
+            let report = registry.reconcile(definitions).with_context(|| {
+                format!(
+                    "cannot apply {}",
+                    settings.vms.as_deref().unwrap_or(Path::new("")).display()
+                )
+            })?;
+            tracing::info!(
+                written = report.written.len(),
+                deleted = report.deleted.len(),
+                unchanged = report.unchanged,
+                "VM definitions file applied"
+            );
+        }
+        None if settings.callers == CallerMode::Single => {
+            if registry.seed_demo().context("cannot seed the demo VM")? {
+                tracing::info!("empty store: serving the built-in demo VM");
+            }
+        }
+        None => {}
+    }
+    let load_time = started.elapsed();
 
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(workers) = settings.workers {
@@ -80,57 +171,187 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let mut listeners = Vec::new();
-        for address in &settings.listen {
-            let listener = TcpListener::bind(address)
-                .await
-                .with_context(|| format!("cannot listen on {address}"))?;
-            listeners.push(listener);
-        }
-        let addresses: Vec<String> = listeners
-            .iter()
-            .filter_map(|l| l.local_addr().ok())
-            .map(|a| a.to_string())
-            .collect();
-        let source = match &settings.vms {
-            Some(path) => path.display().to_string(),
-            None => "built-in demo VM".to_string(),
-        };
-        let callers = match settings.callers {
-            CallerMode::Single => "single",
-            CallerMode::SourceAddress => "source-address",
-        };
-        tracing::info!(
-            listen = %addresses.join(","),
-            vms = vm_count,
-            source = %source,
-            callers,
-            rate_limit = settings.rate_limit.0,
-            data = %settings.data.display(),
-            "azimds guest plane listening"
-        );
-        let mut tasks = tokio::task::JoinSet::new();
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        for listener in listeners {
-            let mut stopped = stopped.clone();
-            let plane = Arc::clone(&plane);
-            tasks.spawn(guest::serve(listener, plane, async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            }));
-        }
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        let _ = stop.send(true);
-        while tasks.join_next().await.is_some() {}
-        anyhow::Ok(())
-    })
+    runtime.block_on(run(settings, registry, plane, load_time))
 }
 
-fn load_definitions(path: Option<&Path>) -> anyhow::Result<Definitions> {
-    let Some(path) = path else {
-        return Ok(definition::demo());
+async fn run(
+    settings: Settings,
+    registry: Arc<Registry>,
+    plane: Arc<GuestPlane>,
+    load_time: std::time::Duration,
+) -> anyhow::Result<()> {
+    let mut guest_listeners = Vec::new();
+    for address in &settings.listen {
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address}"))?;
+        guest_listeners.push(listener);
+    }
+    let addresses: Vec<String> = guest_listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .map(|a| a.to_string())
+        .collect();
+    let state = Arc::new(ControlState {
+        registry: Arc::clone(&registry),
+        ready: AtomicBool::new(false),
+        guest_listeners: addresses.clone(),
+    });
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let wait_for_stop = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
     };
+    let mut tasks = tokio::task::JoinSet::new();
+    let control_address = start_control(
+        &settings,
+        Arc::clone(&state),
+        &mut tasks,
+        stopped.clone(),
+        wait_for_stop,
+    )
+    .await?;
+    for listener in guest_listeners {
+        tasks.spawn(guest::serve(
+            listener,
+            Arc::clone(&plane),
+            wait_for_stop(stopped.clone()),
+        ));
+    }
+    if let Some(path) = settings.vms.clone() {
+        tasks.spawn(watch_definitions(
+            path,
+            Arc::clone(&registry),
+            wait_for_stop(stopped.clone()),
+        ));
+    }
+    state.ready.store(true, Ordering::Release);
+    let snapshot = plane.snapshot();
+    tracing::info!(
+        listen = %addresses.join(","),
+        control = %control_address,
+        vms = snapshot.vm_count(),
+        callers = snapshot.mode().as_str(),
+        rate_limit = settings.rate_limit.0,
+        data = %settings.data.display(),
+        load_ms = load_time.as_millis() as u64,
+        "azimds guest plane listening"
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop.send(true);
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Binds the control listener (TCP with a bearer token, or a unix socket) and serves it.
+async fn start_control<W, Fut>(
+    settings: &Settings,
+    state: Arc<ControlState>,
+    tasks: &mut tokio::task::JoinSet<()>,
+    stopped: tokio::sync::watch::Receiver<bool>,
+    wait_for_stop: W,
+) -> anyhow::Result<String>
+where
+    W: Fn(tokio::sync::watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    match &settings.control {
+        ControlAddress::Tcp(address) => {
+            if !address.ip().is_loopback() {
+                tracing::warn!(%address, "the control API listens beyond loopback; only its bearer token protects it");
+            }
+            let token = ControlToken::load_or_create(&settings.data)
+                .context("cannot create the control token")?;
+            let listener = TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen for the control API on {address}"))?;
+            let bound = listener.local_addr()?.to_string();
+            let router = control::router(state, Access::Token(Arc::new(token)));
+            let shutdown = wait_for_stop(stopped);
+            tasks.spawn(async move {
+                if let Err(error) = axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                {
+                    tracing::error!(%error, "control API stopped");
+                }
+            });
+            Ok(bound)
+        }
+        ControlAddress::Unix(path) => {
+            // A stale socket from a previous run would make bind fail.
+            if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+                std::fs::remove_file(path).ok();
+            }
+            let listener = tokio::net::UnixListener::bind(path).with_context(|| {
+                format!("cannot listen for the control API on {}", path.display())
+            })?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("cannot restrict {}", path.display()))?;
+            let router = control::router(state, Access::Socket);
+            let shutdown = wait_for_stop(stopped);
+            tasks.spawn(async move {
+                if let Err(error) = axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                {
+                    tracing::error!(%error, "control API stopped");
+                }
+            });
+            Ok(format!("unix:{}", path.display()))
+        }
+    }
+}
+
+/// Re-applies the definitions file whenever it changes (checked every second). A bad edit is
+/// logged and ignored: the previous state keeps being served.
+async fn watch_definitions(
+    path: PathBuf,
+    registry: Arc<Registry>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let fingerprint = |path: &Path| {
+        std::fs::metadata(path)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()))
+    };
+    let mut last = fingerprint(&path);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+        let current = fingerprint(&path);
+        if current == last || current.is_none() {
+            continue;
+        }
+        last = current;
+        let definitions = match load_definitions(&path) {
+            Ok(definitions) => definitions,
+            Err(error) => {
+                tracing::error!("{error:#}; keeping the previous VMs");
+                continue;
+            }
+        };
+        let registry = Arc::clone(&registry);
+        match tokio::task::spawn_blocking(move || registry.reconcile(definitions)).await {
+            Ok(Ok(report)) => tracing::info!(
+                file = %path.display(),
+                written = report.written.len(),
+                deleted = report.deleted.len(),
+                unchanged = report.unchanged,
+                "VM definitions file changed and was applied"
+            ),
+            Ok(Err(error)) => {
+                tracing::error!(file = %path.display(), "{error}; keeping the previous VMs")
+            }
+            Err(error) => tracing::error!(%error, "applying the definitions file failed"),
+        }
+    }
+}
+
+fn load_definitions(path: &Path) -> anyhow::Result<Definitions> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read VM definitions {}", path.display()))?;
     let name = path.display().to_string();

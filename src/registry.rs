@@ -28,7 +28,9 @@ pub enum Error {
     Invalid(Vec<Problem>),
     #[error("no VM with id {0:?}")]
     NotFound(String),
-    #[error("the VM changed since it was read (current ETag: {current:?})")]
+    #[error(
+        "the VM does not match the precondition (it changed since it was read, or exists / does not exist)"
+    )]
     PreconditionFailed { current: Option<String> },
     #[error("{0}")]
     Conflict(String),

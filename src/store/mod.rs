@@ -95,9 +95,13 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store, Error> {
-        let db = Database::create(path).map_err(db)?;
-        migrations::run(&db)?;
-        Ok(Store { db })
+        let database = Database::create(path).map_err(db)?;
+        // The store will hold identities and keys: owner-only, like the data directory.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| db(redb::StorageError::Io(e)))?;
+        migrations::run(&database)?;
+        Ok(Store { db: database })
     }
 
     /// Every VM record, in id order.
