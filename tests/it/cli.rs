@@ -158,3 +158,262 @@ fn test_plane() -> azimds::guest::GuestPlane {
     .unwrap();
     azimds::guest::GuestPlane::new(snapshot)
 }
+
+/// A running `azimds serve` child process and where it listens.
+struct Server {
+    child: std::process::Child,
+    guest: std::net::SocketAddr,
+    control: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_server(data: &std::path::Path, extra: &[&str]) -> Server {
+    let mut child = azimds()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--control",
+            "127.0.0.1:0",
+            "--rate-limit",
+            "0",
+            "--data",
+        ])
+        .arg(data)
+        .args(extra)
+        .env("AZIMDS_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = loop {
+        let line = lines
+            .next()
+            .expect("the server logs where it listens")
+            .unwrap();
+        if line.contains("listen=") {
+            break line;
+        }
+    };
+    let field = |name: &str| {
+        line.split(&format!("{name}="))
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server {
+        guest: field("listen").parse().unwrap(),
+        control: field("control"),
+        child,
+    }
+}
+
+fn cli(server: &Server, data: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let output = azimds()
+        .args(args)
+        .env("AZIMDS_CONTROL", &server.control)
+        .env("AZIMDS_DATA", data)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+async fn guest_name(server: &Server) -> String {
+    let imds = TestImds {
+        addr: server.guest,
+        plane: std::sync::Arc::new(test_plane()),
+    };
+    imds.get("/metadata/instance/compute/name?api-version=2021-02-01&format=text")
+        .await
+        .text()
+        .to_string()
+}
+
+/// The CLI end to end against a running server: tables, JSON, exit codes, persistence.
+#[tokio::test]
+async fn cli_drives_a_running_server() {
+    let dir = temp_dir("cli-e2e");
+    let data = dir.join("data");
+    let server = spawn_server(&data, &["--callers", "source-address"]);
+    let vm_file = dir.join("web.yaml");
+    std::fs::write(
+        &vm_file,
+        "callers: [127.0.0.1]\ninstance:\n  compute: {name: from-cli, vmSize: Standard_B1s}\n",
+    )
+    .unwrap();
+    let file = vm_file.to_str().unwrap();
+
+    let (code, out, err) = cli(&server, &data, &["vm", "put", "web", file]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("created VM web (ETag \""), "{out}");
+    assert_eq!(guest_name(&server).await, "from-cli");
+
+    let (code, out, _) = cli(&server, &data, &["vm", "list"]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("CALLERS"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("web")
+            && lines[1].contains("from-cli")
+            && lines[1].ends_with("127.0.0.1"),
+        "{out}"
+    );
+    let (_, json_out, _) = cli(&server, &data, &["vm", "list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(&json_out).unwrap();
+    let etag = listed["vms"][0]["etag"].as_str().unwrap().to_string();
+
+    let patch = dir.join("patch.json");
+    std::fs::write(&patch, r#"{"instance":{"compute":{"name":"patched"}}}"#).unwrap();
+    let (code, _, err) = cli(
+        &server,
+        &data,
+        &[
+            "vm",
+            "patch",
+            "web",
+            patch.to_str().unwrap(),
+            "--if-match",
+            &etag,
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(guest_name(&server).await, "patched");
+    let (code, _, err) = cli(
+        &server,
+        &data,
+        &[
+            "vm",
+            "patch",
+            "web",
+            patch.to_str().unwrap(),
+            "--if-match",
+            &etag,
+        ],
+    );
+    assert_eq!(code, 4, "stale ETag: {err}");
+    assert!(err.contains("412") && err.contains("current ETag"), "{err}");
+
+    let (code, out, _) = cli(&server, &data, &["vm", "get", "web", "--json"]);
+    assert_eq!(code, 0);
+    let got: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(got["instance"]["compute"]["name"], "patched");
+
+    let (code, _, err) = cli(&server, &data, &["vm", "get", "nope"]);
+    assert_eq!(code, 3, "{err}");
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, r#"{"instance":{"compute":{"zone":1}}}"#).unwrap();
+    let (code, _, err) = cli(
+        &server,
+        &data,
+        &["vm", "put", "web2", bad.to_str().unwrap()],
+    );
+    assert_eq!(code, 5, "{err}");
+    assert!(
+        err.contains("instance.compute.zone: expected a string"),
+        "{err}"
+    );
+
+    let (code, out, _) = cli(&server, &data, &["status"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("vms              1") && out.contains("source-address"),
+        "{out}"
+    );
+
+    let wrong_token = azimds()
+        .args(["vm", "list", "--token", "wrong"])
+        .env("AZIMDS_CONTROL", &server.control)
+        .output()
+        .unwrap();
+    assert_eq!(wrong_token.status.code(), Some(6));
+    let unreachable = azimds()
+        .args(["status", "--control", "127.0.0.1:1", "--token", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(unreachable.status.code(), Some(6));
+
+    // Everything acknowledged survives a restart.
+    drop(server);
+    let server = spawn_server(&data, &["--callers", "source-address"]);
+    assert_eq!(guest_name(&server).await, "patched");
+    let (code, out, _) = cli(&server, &data, &["vm", "delete", "web"]);
+    assert_eq!((code, out.trim()), (0, "deleted VM web"));
+    let (code, _, _) = cli(&server, &data, &["vm", "delete", "web"]);
+    assert_eq!(code, 3);
+    drop(server);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `--vms FILE` is reconciled into the store and re-applied when it changes; a bad edit keeps
+/// the previous VMs.
+#[tokio::test]
+async fn definitions_file_changes_are_picked_up_without_restart() {
+    let dir = temp_dir("watch");
+    let data = dir.join("data");
+    let file = dir.join("vms.yaml");
+    let write = |name: &str| {
+        std::fs::write(&file, format!("vms:\n  - id: local\n    callers: [127.0.0.1]\n    instance: {{compute: {{name: {name}}}}}\n")).unwrap()
+    };
+    write("one");
+    let server = spawn_server(
+        &data,
+        &[
+            "--callers",
+            "source-address",
+            "--vms",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(guest_name(&server).await, "one");
+    let wait_for = |expected: &'static str| {
+        let server = &server;
+        async move {
+            for _ in 0..60 {
+                if guest_name(server).await == expected {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            false
+        }
+    };
+    // mtime granularity: make sure the edit is seen as a change.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    write("two-longer");
+    assert!(
+        wait_for("two-longer").await,
+        "the edit is applied within a few seconds"
+    );
+    std::fs::write(&file, "vms: [ {instance: ").unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        guest_name(&server).await,
+        "two-longer",
+        "a bad edit keeps the previous VMs"
+    );
+    let (_, out, _) = cli(&server, &data, &["vm", "list"]);
+    assert!(
+        out.contains("local") && out.contains("file"),
+        "file-owned: {out}"
+    );
+    drop(server);
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -7,6 +7,8 @@ mod support;
 mod bad_input;
 /// The `azimds` binary: start-up, definition-file errors, `--help`.
 mod cli;
+/// The control API in-process: every route, auth, validation, ETags, isolation from guests.
+mod control;
 /// `/metadata/instance` bodies against the spec's real captures, and per-version goldens.
 mod instance;
 /// Property tests: version monotonicity, arbitrary paths.
