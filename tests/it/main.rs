@@ -3,6 +3,8 @@
 /// Server start-up and a raw HTTP/1.1 client that sees every byte.
 mod support;
 
+/// The documented nftables anti-spoofing rules, in network namespaces (needs root).
+mod antispoof;
 /// Malformed and hostile input never panics and never gets a 5xx.
 mod bad_input;
 /// The `azimds` binary: start-up, definition-file errors, `--help`.
