@@ -23,7 +23,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${AZIMDS_CLIENTS_VENV:-$REPO/.venv-clients}
 REQS=$REPO/tests/clients/requirements.txt
-APT_PKGS=(cloud-init waagent iproute2 python3-venv python3-yaml)
+APT_PKGS=(cloud-init waagent iproute2 nftables python3-venv python3-yaml)
 SYS_PY=/usr/bin/python3
 
 log() { printf '[install-test-deps] %s\n' "$*" >&2; }
