@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::identity::limits::{self, IdentityLimits};
+use crate::identity::token;
 use crate::snapshot::CallerMode;
 use crate::throttle::RateLimit;
 
@@ -68,6 +70,19 @@ pub struct ServeArgs {
     /// Worker threads of the async runtime. [default: number of CPUs]
     #[arg(long, env = "AZIMDS_WORKERS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub workers: Option<u16>,
+
+    /// Lifetime of managed-identity tokens: seconds, or a number with s, m, h or d
+    /// (60 s to 7 d). [default: 24h, as Azure]
+    #[arg(long, env = "AZIMDS_TOKEN_LIFETIME", value_name = "DURATION", value_parser = parse_lifetime)]
+    pub token_lifetime: Option<u64>,
+
+    /// Identity requests per second allowed per VM before 429; 0 turns it off. [default: 20]
+    #[arg(long, env = "AZIMDS_IDENTITY_RATE_LIMIT", value_name = "N")]
+    pub identity_rate_limit: Option<u32>,
+
+    /// Identity requests in flight allowed per VM before 429; 0 turns it off. [default: 5]
+    #[arg(long, env = "AZIMDS_IDENTITY_CONCURRENCY", value_name = "N")]
+    pub identity_concurrency: Option<u32>,
 }
 
 /// The `--config` file: the same settings as the flags, kebab-case keys.
@@ -83,6 +98,10 @@ pub struct FileConfig {
     #[serde(default, deserialize_with = "deserialize_control")]
     control: Option<ControlAddress>,
     workers: Option<u16>,
+    #[serde(default, deserialize_with = "deserialize_lifetime")]
+    token_lifetime: Option<u64>,
+    identity_rate_limit: Option<u32>,
+    identity_concurrency: Option<u32>,
 }
 
 /// Resolved settings of `azimds serve`.
@@ -95,6 +114,9 @@ pub struct Settings {
     pub callers: CallerMode,
     pub control: ControlAddress,
     pub workers: Option<usize>,
+    /// Managed-identity token lifetime, seconds.
+    pub token_lifetime: u64,
+    pub identity_limits: IdentityLimits,
 }
 
 /// Where the control API listens.
@@ -185,6 +207,20 @@ impl Settings {
                 parse_control(DEFAULT_CONTROL).expect("the default control address parses")
             }),
             workers: args.workers.or(file.workers).map(usize::from),
+            token_lifetime: args
+                .token_lifetime
+                .or(file.token_lifetime)
+                .unwrap_or(token::DEFAULT_LIFETIME),
+            identity_limits: IdentityLimits {
+                per_second: args
+                    .identity_rate_limit
+                    .or(file.identity_rate_limit)
+                    .unwrap_or(limits::DEFAULT_RATE),
+                concurrent: args
+                    .identity_concurrency
+                    .or(file.identity_concurrency)
+                    .unwrap_or(limits::DEFAULT_CONCURRENCY),
+            },
         })
     }
 }
@@ -198,6 +234,52 @@ fn load_file(path: &Path) -> Result<FileConfig, Error> {
         path: path.into(),
         message: e.to_string(),
     })
+}
+
+/// A token lifetime: `3600`, `90s`, `45m`, `24h`, `1d`; 60 seconds to 7 days.
+pub fn parse_lifetime(text: &str) -> Result<u64, String> {
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "{text:?}: expected seconds, or a number with s, m, h or d"
+            ));
+        }
+    };
+    let seconds = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| format!("{text:?}: expected seconds, or a number with s, m, h or d"))?;
+    if !(60..=7 * 86_400).contains(&seconds) {
+        return Err(format!(
+            "{text:?}: a token lifetime must be between 60s and 7d"
+        ));
+    }
+    Ok(seconds)
+}
+
+fn deserialize_lifetime<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Lifetime {
+        Seconds(u64),
+        Text(String),
+    }
+    let text = match Lifetime::deserialize(d)? {
+        Lifetime::Seconds(n) => n.to_string(),
+        Lifetime::Text(text) => text,
+    };
+    parse_lifetime(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 fn parse_caller_mode(text: &str) -> Result<CallerMode, String> {
@@ -231,6 +313,28 @@ mod tests {
         assert_eq!(settings.callers, CallerMode::Single);
         assert_eq!(settings.data, PathBuf::from("/d"));
         assert_eq!(settings.vms, None);
+        assert_eq!(settings.token_lifetime, 86_400);
+        assert_eq!(
+            settings.identity_limits,
+            IdentityLimits {
+                per_second: 20,
+                concurrent: 5
+            }
+        );
+    }
+
+    #[test]
+    fn token_lifetimes_take_units_and_stay_in_range() {
+        assert_eq!(parse_lifetime("3600"), Ok(3600));
+        assert_eq!(parse_lifetime("90s"), Ok(90));
+        assert_eq!(parse_lifetime("45m"), Ok(2700));
+        assert_eq!(parse_lifetime("24h"), Ok(86_400));
+        assert_eq!(parse_lifetime("7d"), Ok(604_800));
+        assert!(parse_lifetime("59").is_err());
+        assert!(parse_lifetime("8d").is_err());
+        assert!(parse_lifetime("1w").is_err());
+        assert!(parse_lifetime("").is_err());
+        assert!(parse_lifetime("99999999999999999999h").is_err());
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod config;
 pub mod control;
 pub mod definition;
 pub mod guest;
+pub mod identity;
 pub mod metadata;
 pub mod registry;
 pub mod snapshot;

@@ -19,6 +19,8 @@ use azimds::control::token::ControlToken;
 use azimds::control::{self, Access, ControlState};
 use azimds::definition::{self, Definitions, Syntax};
 use azimds::guest::{self, GuestPlane};
+use azimds::identity::Issuer;
+use azimds::identity::keys::FileKeyStore;
 use azimds::registry::Registry;
 use azimds::snapshot::CallerMode;
 use azimds::store::Store;
@@ -134,7 +136,19 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     for warning in warnings {
         tracing::warn!("{warning}");
     }
-    let plane = Arc::new(GuestPlane::new(snapshot));
+    // Token signing keys: made on the first start, reused after (owner-only files).
+    let keys_dir = settings.data.join("keys");
+    let key_store = FileKeyStore::open(&keys_dir)
+        .with_context(|| format!("cannot use the key directory {}", keys_dir.display()))?;
+    let issuer = Issuer::open(
+        Arc::new(key_store),
+        settings.token_lifetime,
+        std::time::SystemTime::now(),
+    )
+    .context("cannot load the token signing keys")?;
+    let plane = Arc::new(
+        GuestPlane::new(snapshot).with_identity(Arc::new(issuer), settings.identity_limits),
+    );
     let registry = Arc::new(Registry::new(store, Arc::clone(&plane)));
     match file_definitions {
         Some(definitions) => {

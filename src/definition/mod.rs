@@ -11,6 +11,7 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
+use crate::identity::definition::{Identities, VmContext};
 use crate::metadata::document::InstanceDocument;
 
 /// One VM as its definition describes it.
@@ -22,8 +23,8 @@ pub struct VmDefinition {
     pub callers: Vec<IpAddr>,
     /// The checked instance document, newest schema.
     pub instance: InstanceDocument,
-    /// Managed identities, kept as written until the identity endpoint consumes them.
-    pub identities: Option<Value>,
+    /// Managed identities, every id filled in; `None` when the entry has no `identities`.
+    pub identities: Option<Identities>,
     /// The inner object of `/metadata/loadbalancer`.
     pub load_balancer: Option<Value>,
     /// Scheduled events pending at start, kept as written until the events endpoint consumes them.
@@ -286,6 +287,40 @@ pub fn vm_from_json(entry: &Value, default_id: &str) -> Result<VmDefinition, Vec
         }
     };
 
+    let identities = match entry_map.get("identities") {
+        None | Some(Value::Null) => None,
+        Some(value) => {
+            let compute = |key: &str| {
+                entry_map
+                    .get("instance")
+                    .and_then(|i| i.get("compute"))
+                    .and_then(|c| c.get(key))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+            };
+            let vm = VmContext {
+                vm_id: &id,
+                resource_id: compute("resourceId"),
+                subscription_id: compute("subscriptionId"),
+                resource_group: compute("resourceGroupName"),
+            };
+            match Identities::from_json(value, vm) {
+                Ok(identities) => Some(identities),
+                Err(identity_problems) => {
+                    for p in identity_problems {
+                        let path = if p.path.is_empty() {
+                            "identities".to_string()
+                        } else {
+                            format!("identities.{}", p.path)
+                        };
+                        problem(&path, p.message);
+                    }
+                    None
+                }
+            }
+        }
+    };
+
     let mut optional = |key: &str, want_array: bool| -> Option<Value> {
         match entry_map.get(key) {
             None | Some(Value::Null) => None,
@@ -298,7 +333,6 @@ pub fn vm_from_json(entry: &Value, default_id: &str) -> Result<VmDefinition, Vec
             }
         }
     };
-    let identities = optional("identities", false);
     let load_balancer = optional("loadBalancer", false);
     let scheduled_events = optional("scheduledEvents", true);
 

@@ -41,6 +41,38 @@ pub enum GuestError {
     BadEncoding,
     #[error("rate limit exceeded")]
     Throttled,
+    /// A failure on `/metadata/identity/*`, answered in the OAuth style (spec §5.3).
+    #[error("identity: {0}")]
+    Identity(IdentityError),
+}
+
+/// Failures of the identity endpoints (spec §5.3, §5.4): `{"error":…,"error_description":…}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    #[error("Metadata header missing or not true")]
+    MissingMetadataHeader,
+    #[error("X-Forwarded-For present")]
+    ForwardedFor,
+    #[error("resource missing")]
+    MissingResource,
+    #[error("no identity, or none matching the selector")]
+    IdentityNotFound,
+    #[error("several user-assigned identities and no selector")]
+    MultipleUserAssigned,
+    #[error("more than one of client_id, object_id, msi_res_id")]
+    ConflictingSelectors,
+    #[error("bypass_cache is not true or false")]
+    BadBypassCache,
+    #[error("duplicate query parameter")]
+    DuplicateParameter,
+    #[error("too many query parameters")]
+    TooManyParameters,
+    #[error("malformed percent-encoding")]
+    BadEncoding,
+    #[error("identity rate or concurrency limit exceeded")]
+    Throttled,
+    #[error("token could not be issued")]
+    ServerError,
 }
 
 // [DOC][REAL] §1.10, §12.1: 63 bytes.
@@ -70,6 +102,31 @@ const BAD_ENCODING: &str =
 // [UNCERTAIN] §1.10: Swagger's placeholder; no Retry-After is observed on real IMDS.
 const THROTTLED: &str = r#"{"error":"Too many requests"}"#;
 
+// Identity endpoints (§5.4, §12.1). [REAL] with the Content-Length captured from Azure: 88 bytes.
+const ID_MISSING_METADATA_HEADER: &str =
+    r#"{"error":"invalid_request","error_description":"Required metadata header not specified"}"#;
+// [REAL] user capture and Azure.Identity .NET's mock.
+const ID_MISSING_RESOURCE: &str = r#"{"error":"invalid_request","error_description":"Required query variable 'resource' is missing"}"#;
+// [REAL] 68 bytes.
+const ID_NOT_FOUND: &str =
+    r#"{"error":"invalid_request","error_description":"Identity not found"}"#;
+// [REAL] 168 bytes.
+const ID_MULTIPLE_USER_ASSIGNED: &str = r#"{"error":"invalid_request","error_description":"Multiple user assigned identities exist, please specify the clientId / resourceId of the identity in the token request"}"#;
+// [UNCERTAIN] §5.4 recommends invalid_request with a descriptive text; the texts are ours.
+const ID_FORWARDED_FOR: &str = r#"{"error":"invalid_request","error_description":"Requests with X-Forwarded-For header are not allowed"}"#;
+const ID_CONFLICTING_SELECTORS: &str = r#"{"error":"invalid_request","error_description":"Only one of client_id, object_id and msi_res_id may be specified"}"#;
+const ID_BAD_BYPASS_CACHE: &str = r#"{"error":"invalid_request","error_description":"Invalid bypass_cache value; the supported value is true"}"#;
+const ID_DUPLICATE_PARAMETER: &str = r#"{"error":"invalid_request","error_description":"Duplicate query parameters are not allowed"}"#;
+const ID_TOO_MANY_PARAMETERS: &str =
+    r#"{"error":"invalid_request","error_description":"Too many query parameters"}"#;
+const ID_BAD_ENCODING: &str = r#"{"error":"invalid_request","error_description":"Malformed percent-encoding in the request URL"}"#;
+// [UNCERTAIN] Swagger's error code; the text is the docs' retry table's wording.
+const ID_THROTTLED: &str =
+    r#"{"error":"too_many_requests","error_description":"IMDS Throttling limit exceeded"}"#;
+// [UNCERTAIN] Swagger's error code.
+const ID_SERVER_ERROR: &str =
+    r#"{"error":"server_error","error_description":"Failed to issue a token"}"#;
+
 /// [DOC][REAL] §1.4: the current wording, `newest-versions` computed from our version table.
 static API_VERSION: LazyLock<Bytes> = LazyLock::new(|| {
     let newest: Vec<&str> = ApiVersion::newest_three()
@@ -84,7 +141,28 @@ static API_VERSION: LazyLock<Bytes> = LazyLock::new(|| {
     Bytes::from(serde_json::to_vec(&body).expect("a JSON value serializes"))
 });
 
+impl From<IdentityError> for GuestError {
+    fn from(error: IdentityError) -> GuestError {
+        GuestError::Identity(error)
+    }
+}
+
 impl GuestError {
+    /// The identity-style form of a request-level failure on an identity endpoint. The
+    /// api-version error keeps the general body (spec §5.4's recommendation), as do 404 and 405.
+    pub(super) fn on_identity_endpoint(self) -> GuestError {
+        let identity = match self {
+            GuestError::MissingMetadataHeader => IdentityError::MissingMetadataHeader,
+            GuestError::ForwardedFor => IdentityError::ForwardedFor,
+            GuestError::DuplicateParameter => IdentityError::DuplicateParameter,
+            GuestError::TooManyParameters => IdentityError::TooManyParameters,
+            GuestError::BadEncoding => IdentityError::BadEncoding,
+            GuestError::Throttled => IdentityError::Throttled,
+            other => return other,
+        };
+        GuestError::Identity(identity)
+    }
+
     pub fn status(self) -> StatusCode {
         match self {
             GuestError::NotFound => StatusCode::NOT_FOUND,
@@ -99,6 +177,9 @@ impl GuestError {
             | GuestError::LeafRequiresText
             | GuestError::BadEncoding => StatusCode::BAD_REQUEST,
             GuestError::Throttled => StatusCode::TOO_MANY_REQUESTS,
+            GuestError::Identity(IdentityError::Throttled) => StatusCode::TOO_MANY_REQUESTS,
+            GuestError::Identity(IdentityError::ServerError) => StatusCode::INTERNAL_SERVER_ERROR,
+            GuestError::Identity(_) => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -116,6 +197,20 @@ impl GuestError {
             GuestError::LeafRequiresText => LEAF_REQUIRES_TEXT,
             GuestError::BadEncoding => BAD_ENCODING,
             GuestError::Throttled => THROTTLED,
+            GuestError::Identity(error) => match error {
+                IdentityError::MissingMetadataHeader => ID_MISSING_METADATA_HEADER,
+                IdentityError::ForwardedFor => ID_FORWARDED_FOR,
+                IdentityError::MissingResource => ID_MISSING_RESOURCE,
+                IdentityError::IdentityNotFound => ID_NOT_FOUND,
+                IdentityError::MultipleUserAssigned => ID_MULTIPLE_USER_ASSIGNED,
+                IdentityError::ConflictingSelectors => ID_CONFLICTING_SELECTORS,
+                IdentityError::BadBypassCache => ID_BAD_BYPASS_CACHE,
+                IdentityError::DuplicateParameter => ID_DUPLICATE_PARAMETER,
+                IdentityError::TooManyParameters => ID_TOO_MANY_PARAMETERS,
+                IdentityError::BadEncoding => ID_BAD_ENCODING,
+                IdentityError::Throttled => ID_THROTTLED,
+                IdentityError::ServerError => ID_SERVER_ERROR,
+            },
         };
         Bytes::from_static(text.as_bytes())
     }
@@ -145,6 +240,42 @@ mod tests {
     }
 
     #[test]
+    fn identity_bodies_match_the_real_captures() {
+        // Spec §12.1, typed out here rather than copied from the constants above.
+        for (error, body, len) in [
+            (
+                IdentityError::MissingMetadataHeader,
+                r#"{"error":"invalid_request","error_description":"Required metadata header not specified"}"#,
+                88,
+            ),
+            (
+                IdentityError::IdentityNotFound,
+                r#"{"error":"invalid_request","error_description":"Identity not found"}"#,
+                68,
+            ),
+            (
+                IdentityError::MultipleUserAssigned,
+                r#"{"error":"invalid_request","error_description":"Multiple user assigned identities exist, please specify the clientId / resourceId of the identity in the token request"}"#,
+                168,
+            ),
+            (
+                IdentityError::MissingResource,
+                r#"{"error":"invalid_request","error_description":"Required query variable 'resource' is missing"}"#,
+                95,
+            ),
+        ] {
+            let error = GuestError::Identity(error);
+            assert_eq!(&error.body()[..], body.as_bytes());
+            assert_eq!(error.body().len(), len, "{error:?}");
+            assert_eq!(error.status(), StatusCode::BAD_REQUEST);
+        }
+        assert_eq!(
+            GuestError::Identity(IdentityError::ServerError).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
     fn every_body_is_compact_json_with_an_error_member() {
         let all = [
             GuestError::NotFound,
@@ -159,6 +290,17 @@ mod tests {
             GuestError::LeafRequiresText,
             GuestError::BadEncoding,
             GuestError::Throttled,
+            GuestError::Identity(IdentityError::MissingMetadataHeader),
+            GuestError::Identity(IdentityError::ForwardedFor),
+            GuestError::Identity(IdentityError::MissingResource),
+            GuestError::Identity(IdentityError::IdentityNotFound),
+            GuestError::Identity(IdentityError::MultipleUserAssigned),
+            GuestError::Identity(IdentityError::ConflictingSelectors),
+            GuestError::Identity(IdentityError::BadBypassCache),
+            GuestError::Identity(IdentityError::DuplicateParameter),
+            GuestError::Identity(IdentityError::TooManyParameters),
+            GuestError::Identity(IdentityError::BadEncoding),
+            GuestError::Identity(IdentityError::Throttled),
         ];
         for error in all {
             let body = error.body();

@@ -5,6 +5,7 @@
 //! from the in-memory snapshot, so per-request cost is parsing plus slicing pre-rendered bytes.
 
 mod error;
+mod identity;
 mod instance;
 mod request;
 mod response;
@@ -25,8 +26,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::clock::{Clock, SystemClock};
-pub use crate::guest::error::GuestError;
+pub use crate::guest::error::{GuestError, IdentityError};
 pub use crate::guest::response::Body;
+use crate::identity::Issuer;
+use crate::identity::limits::IdentityLimits;
 use crate::snapshot::{ServedVm, Snapshot};
 
 /// Largest request head (request line plus headers) read; hyper answers 414/431 beyond it.
@@ -41,6 +44,7 @@ pub struct GuestPlane {
     snapshot: ArcSwap<Snapshot>,
     unknown_callers: AtomicU64,
     clock: Arc<dyn Clock>,
+    identity: identity::IdentityPlane,
 }
 
 impl GuestPlane {
@@ -54,7 +58,25 @@ impl GuestPlane {
             snapshot: ArcSwap::from_pointee(snapshot),
             unknown_callers: AtomicU64::new(0),
             clock,
+            identity: identity::IdentityPlane::default(),
         }
+    }
+
+    /// Uses `issuer` for managed-identity tokens and `limits` for the identity category.
+    /// Without this, a plane signs with an in-memory key made on the first token request,
+    /// under Azure's default limits.
+    pub fn with_identity(mut self, issuer: Arc<Issuer>, limits: IdentityLimits) -> GuestPlane {
+        self.identity = identity::IdentityPlane::new(issuer, limits);
+        self
+    }
+
+    /// The token issuer (for the control plane's JWKS and OpenID documents, and key rotation).
+    pub fn issuer(&self) -> Result<Arc<Issuer>, GuestError> {
+        self.identity.issuer(self).map(Arc::clone)
+    }
+
+    fn count_unknown_caller(&self) {
+        self.unknown_callers.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The current snapshot.
@@ -150,11 +172,17 @@ async fn route<B>(
             return Err(GuestError::NotFound);
         }
         Endpoint::Instance(rest)
+    } else if let Some(rest) = path.strip_prefix("/metadata/identity") {
+        Endpoint::Identity(identity::Endpoint::from_path(rest).ok_or(GuestError::NotFound)?)
     } else {
         return Err(GuestError::NotFound);
     };
     if request.method() != Method::GET {
         return Err(GuestError::MethodNotAllowed { allow: "GET" });
+    }
+    if let Endpoint::Identity(endpoint) = endpoint {
+        // Own limits (spec §1.11), and an await for signing: handled apart from the rest.
+        return identity::respond(plane, peer, request, endpoint).await;
     }
     let snapshot = plane.snapshot.load();
     let Some(vm) = snapshot.resolve(peer) else {
@@ -168,6 +196,7 @@ async fn route<B>(
     match endpoint {
         Endpoint::Versions => Ok(versions::get()),
         Endpoint::Instance(rest) => instance::get(vm, &query, rest),
+        Endpoint::Identity(_) => unreachable!("identity requests return above"),
     }
 }
 
@@ -175,6 +204,7 @@ enum Endpoint<'a> {
     Versions,
     /// The path after `/metadata/instance`.
     Instance(&'a str),
+    Identity(identity::Endpoint),
 }
 
 fn throttle(vm: &ServedVm) -> Result<(), GuestError> {

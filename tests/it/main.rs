@@ -11,6 +11,8 @@ mod bad_input;
 mod cli;
 /// The control API in-process: every route, auth, validation, ETags, isolation from guests.
 mod control;
+/// Managed identity: tokens verified with the published JWKS, exact error bodies, cache, limits.
+mod identity;
 /// `/metadata/instance` bodies against the spec's real captures, and per-version goldens.
 mod instance;
 /// Property tests: version monotonicity, arbitrary paths.
