@@ -5,6 +5,8 @@
 //! Routes (all JSON):
 //! - `GET /healthz`, `GET /readyz` (unauthenticated; ready once the snapshot is loaded)
 //! - `GET /openapi.json` (unauthenticated)
+//! - `GET /{tenant}/.well-known/openid-configuration`, `GET /common/discovery/keys`
+//!   (unauthenticated: what relying parties fetch to validate managed-identity tokens)
 //! - `GET /v1/status`
 //! - `GET /v1/vms`, `GET|PUT|PATCH|DELETE /v1/vms/{id}`
 
@@ -67,6 +69,11 @@ pub fn router(state: Arc<ControlState>, access: Access) -> Router {
         )
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi))
+        .route(
+            "/{tenant}/.well-known/openid-configuration",
+            get(openid_configuration),
+        )
+        .route("/common/discovery/keys", get(discovery_keys))
         .merge(api)
         .fallback(|| async { ControlError::NoRoute })
         // Bodies are parsed by the handlers; this bounds what they will buffer.
@@ -101,6 +108,39 @@ async fn readyz(State(state): State<Arc<ControlState>>) -> Response {
         )
             .into_response()
     }
+}
+
+/// Entra's OpenID discovery document for `tenant`, pointing at this listener's keys. The base
+/// URL is taken from the request's `Host`, so it is right behind a port forward too.
+async fn openid_configuration(
+    axum::extract::Path(tenant): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ControlError> {
+    let tenant_ok = !tenant.is_empty()
+        && tenant.len() <= 64
+        && tenant
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+    if !tenant_ok {
+        return Err(ControlError::NoRoute);
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or("localhost");
+    let base = format!("http://{host}");
+    Ok(axum::Json(crate::identity::openid_configuration(&tenant, &base)).into_response())
+}
+
+/// The JSON Web Key Set of the token signing keys (public parts only).
+async fn discovery_keys(State(state): State<Arc<ControlState>>) -> Result<Response, ControlError> {
+    let issuer = state
+        .registry
+        .plane()
+        .issuer()
+        .map_err(|_| ControlError::Internal)?;
+    Ok(axum::Json(issuer.jwks()).into_response())
 }
 
 async fn openapi() -> Response {

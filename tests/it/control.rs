@@ -475,7 +475,9 @@ async fn openapi_document_matches_the_router() {
         })
         .collect();
     for (method, path) in &documented {
-        let concrete = path.replace("{id}", "doc-check");
+        let concrete = path
+            .replace("{id}", "doc-check")
+            .replace("{tenant}", "doc-check");
         let reply = host.call(method, &concrete, Some(&json!({})), &[]).await;
         assert_ne!(
             reply.json()["error"]["message"],
@@ -484,7 +486,7 @@ async fn openapi_document_matches_the_router() {
         );
         assert_ne!(reply.status, 405, "{method} {path}");
     }
-    assert_eq!(documented.len(), 9, "{documented:?}");
+    assert_eq!(documented.len(), 11, "{documented:?}");
     let undocumented = host.call("POST", "/v1/vms", Some(&json!({})), &[]).await;
     assert_eq!(undocumented.status, 405);
 }

@@ -522,3 +522,81 @@ fn definition_problems_name_the_identity_path() {
         "{text}"
     );
 }
+
+/// A relying party's whole path: discovery document and keys from the control listener
+/// (unauthenticated), a token from the guest listener, verification with those keys only.
+#[tokio::test]
+async fn relying_party_discovers_keys_on_the_control_listener() {
+    use std::sync::atomic::AtomicBool;
+
+    use azimds::control::token::ControlToken;
+    use azimds::control::{self, Access, ControlState};
+    use azimds::registry::Registry;
+    use azimds::store::Store;
+
+    let s = start(&both(), UNLIMITED, 0).await;
+    let dir = std::env::temp_dir().join(format!("azimds-it-discovery-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let registry = Arc::new(Registry::new(
+        Store::open(&dir.join("azimds.redb")).unwrap(),
+        Arc::clone(&s.imds.plane),
+    ));
+    let state = Arc::new(ControlState {
+        registry,
+        ready: AtomicBool::new(true),
+        guest_listeners: vec![],
+    });
+    let access = Access::Token(Arc::new(ControlToken::from_string("secret-token".into())));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let control_addr = listener.local_addr().unwrap();
+    let router = control::router(state, access);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let control = TestImds {
+        addr: control_addr,
+        plane: Arc::clone(&s.imds.plane),
+    };
+
+    let discovery = control
+        .request(
+            "GET",
+            &format!("/{TENANT}/.well-known/openid-configuration"),
+            &[],
+        )
+        .await;
+    assert_eq!(discovery.status, 200, "{}", discovery.text());
+    let discovery = discovery.json();
+    assert_eq!(
+        discovery["issuer"],
+        format!("https://sts.windows.net/{TENANT}/")
+    );
+    // The test client sends `Host: 169.254.169.254`; the document uses the Host it was asked on.
+    assert_eq!(
+        discovery["jwks_uri"],
+        "http://169.254.169.254/common/discovery/keys"
+    );
+    let keys = control.request("GET", "/common/discovery/keys", &[]).await;
+    assert_eq!(keys.status, 200);
+    let jwks = keys.json();
+    for key in jwks["keys"].as_array().unwrap() {
+        let members: Vec<&String> = key.as_object().unwrap().keys().collect();
+        assert_eq!(
+            members,
+            ["e", "kid", "kty", "n", "use", "x5c", "x5t"],
+            "public members only"
+        );
+    }
+
+    let token = s
+        .imds
+        .get(&format!("{TOKEN_PATH}&resource=api://my-service"))
+        .await
+        .json();
+    let claims = verify(
+        &jwks,
+        token["access_token"].as_str().unwrap(),
+        "api://my-service",
+    );
+    assert_eq!(claims["oid"], SYSTEM_OBJECT);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
