@@ -16,7 +16,9 @@
 #      Debian's /usr/bin/python3 with --system-site-packages, so that it sees
 #      cloudinit and azurelinuxagent from /usr/lib/python3/dist-packages.
 #   3. pip install -r tests/clients/requirements.txt into that venv (pytest,
-#      opentelemetry-resource-detector-azure).
+#      opentelemetry-resource-detector-azure, azure-identity, msal).
+#   4. npm ci in tests/clients/js (@azure/identity, pinned by its package-lock.json),
+#      skipped when node_modules already matches the lock file.
 # Each step prints how long it took.
 set -euo pipefail
 
@@ -138,15 +140,32 @@ PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
     "$VENV/bin/python" -m pip install -q -r "$REQS"
 log "pip install -r tests/clients/requirements.txt: $(elapsed "$t")"
 
+# ---------------------------------------------------------------- 4. npm
+t=$(now)
+JS=$REPO/tests/clients/js
+command -v npm >/dev/null 2>&1 || { log "npm not found (the machine's Node.js provides it)"; exit 1; }
+# npm ci writes node_modules/.package-lock.json; when it equals the lock file, nothing changed.
+if cmp -s "$JS/package-lock.json" "$JS/node_modules/.package-lock.json" 2>/dev/null \
+    || { [[ -d $JS/node_modules/@azure/identity ]] \
+         && node -e 'const l=require(process.argv[1]);const i=require(process.argv[2]);process.exit(l.packages["node_modules/@azure/identity"].version===i.version?0:1)' \
+              "$JS/package-lock.json" "$JS/node_modules/@azure/identity/package.json" 2>/dev/null; }; then
+    log "npm packages already installed in tests/clients/js: $(elapsed "$t")"
+else
+    (cd "$JS" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    log "npm ci in tests/clients/js: $(elapsed "$t")"
+fi
+
 # ---------------------------------------------------------------- check
 "$VENV/bin/python" - <<'EOF'
 import importlib.metadata as md, sys
 import cloudinit.version, azurelinuxagent.common.version as wa, yaml, pytest
 from opentelemetry.resource.detector.azure.vm import AzureVMResourceDetector  # noqa: F401
+import azure.identity, msal, jwt  # noqa: F401,E401
 print("[install-test-deps] python %s; cloud-init %s; WALinuxAgent %s; "
-      "opentelemetry-resource-detector-azure %s; opentelemetry-sdk %s; pytest %s"
+      "opentelemetry-resource-detector-azure %s; opentelemetry-sdk %s; pytest %s; "
+      "azure-identity %s; msal %s"
       % (sys.version.split()[0], cloudinit.version.version_string(), wa.AGENT_VERSION,
          md.version("opentelemetry-resource-detector-azure"), md.version("opentelemetry-sdk"),
-         pytest.__version__), file=sys.stderr)
+         pytest.__version__, md.version("azure-identity"), md.version("msal")), file=sys.stderr)
 EOF
 log "total: $(elapsed "$T_ALL")"
