@@ -12,8 +12,10 @@ use serde::Deserialize;
 
 use crate::identity::limits::{self, IdentityLimits};
 use crate::identity::token;
+use crate::maintenance::MaintenanceConfig;
 use crate::snapshot::CallerMode;
 use crate::throttle::RateLimit;
+use std::time::Duration;
 
 /// Where the guest plane listens when nothing else is configured: loopback, so a bare
 /// `azimds serve` is safe on any machine.
@@ -83,6 +85,25 @@ pub struct ServeArgs {
     /// Identity requests in flight allowed per VM before 429; 0 turns it off. [default: 5]
     #[arg(long, env = "AZIMDS_IDENTITY_CONCURRENCY", value_name = "N")]
     pub identity_concurrency: Option<u32>,
+
+    /// Where scheduled-event transitions (approved, started, completed, canceled) are reported:
+    /// an http:// URL (JSON POST) or a shell command (JSON on stdin). Retried, never blocking.
+    #[arg(long, env = "AZIMDS_EVENT_HOOK", value_name = "URL|COMMAND")]
+    pub event_hook: Option<String>,
+
+    /// Notice given to Terminate events (Azure: user-configurable 5-15 min). [default: 5m]
+    #[arg(long, env = "AZIMDS_TERMINATE_NOTICE", value_name = "DURATION", value_parser = parse_duration)]
+    pub terminate_notice: Option<u64>,
+
+    /// How long a Started event stays before it is removed, when its DurationInSeconds gives no
+    /// length. [default: 60s]
+    #[arg(long, env = "AZIMDS_EVENT_COMPLETION", value_name = "DURATION", value_parser = parse_duration)]
+    pub event_completion: Option<u64>,
+
+    /// Delay of each VM's first scheduled-events request, as Azure's activation (up to 2 min).
+    /// [default: 0, off]
+    #[arg(long, env = "AZIMDS_EVENTS_FIRST_CALL_DELAY", value_name = "DURATION", value_parser = parse_duration)]
+    pub events_first_call_delay: Option<u64>,
 }
 
 /// The `--config` file: the same settings as the flags, kebab-case keys.
@@ -102,6 +123,10 @@ pub struct FileConfig {
     token_lifetime: Option<u64>,
     identity_rate_limit: Option<u32>,
     identity_concurrency: Option<u32>,
+    event_hook: Option<String>,
+    terminate_notice: Option<u64>,
+    event_completion: Option<u64>,
+    events_first_call_delay: Option<u64>,
 }
 
 /// Resolved settings of `azimds serve`.
@@ -117,6 +142,7 @@ pub struct Settings {
     /// Managed-identity token lifetime, seconds.
     pub token_lifetime: u64,
     pub identity_limits: IdentityLimits,
+    pub events: MaintenanceConfig,
 }
 
 /// Where the control API listens.
@@ -221,6 +247,28 @@ impl Settings {
                     .or(file.identity_concurrency)
                     .unwrap_or(limits::DEFAULT_CONCURRENCY),
             },
+            events: {
+                let defaults = MaintenanceConfig::default();
+                let seconds = |value: Option<u64>, default: Duration| {
+                    value.map_or(default, Duration::from_secs)
+                };
+                MaintenanceConfig {
+                    terminate_notice: seconds(
+                        args.terminate_notice.or(file.terminate_notice),
+                        defaults.terminate_notice,
+                    ),
+                    default_complete_after: seconds(
+                        args.event_completion.or(file.event_completion),
+                        defaults.default_complete_after,
+                    ),
+                    first_call_delay: seconds(
+                        args.events_first_call_delay
+                            .or(file.events_first_call_delay),
+                        defaults.first_call_delay,
+                    ),
+                    hook: args.event_hook.or(file.event_hook),
+                }
+            },
         })
     }
 }
@@ -237,6 +285,33 @@ fn load_file(path: &Path) -> Result<FileConfig, Error> {
 }
 
 /// A token lifetime: `3600`, `90s`, `45m`, `24h`, `1d`; 60 seconds to 7 days.
+/// A duration for event settings: seconds, or a number with s, m, h or d (0 to 7 d).
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "{text:?}: expected seconds, or a number with s, m, h or d"
+            ));
+        }
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|seconds| *seconds <= 7 * 86_400)
+        .ok_or_else(|| {
+            format!("{text:?}: expected 0 to 7d, as seconds or a number with s, m, h or d")
+        })
+}
+
 pub fn parse_lifetime(text: &str) -> Result<u64, String> {
     let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
         Some(at) => text.split_at(at),

@@ -21,6 +21,7 @@ use azimds::definition::{self, Definitions, Syntax};
 use azimds::guest::{self, GuestPlane};
 use azimds::identity::Issuer;
 use azimds::identity::keys::FileKeyStore;
+use azimds::maintenance::Maintenance;
 use azimds::registry::Registry;
 use azimds::snapshot::CallerMode;
 use azimds::store::Store;
@@ -168,13 +169,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 "VM definitions file applied"
             );
         }
-        None if settings.callers == CallerMode::Single => {
-            if registry.seed_demo().context("cannot seed the demo VM")? {
+        None => {
+            // Zero-config start: an empty store in single mode serves the demo VM.
+            let seeded = settings.callers == CallerMode::Single
+                && registry.seed_demo().context("cannot seed the demo VM")?;
+            if seeded {
                 tracing::info!("empty store: serving the built-in demo VM");
             }
         }
-        None => {}
     }
+    let events = Maintenance::load(registry.store(), &plane, settings.events.clone())
+        .context("cannot load the scheduled events in the store")?;
+    import_defined_events(&events, &plane);
     let load_time = started.elapsed();
 
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
@@ -185,13 +191,37 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run(settings, registry, plane, load_time))
+    runtime.block_on(run(settings, registry, plane, events, load_time))
+}
+
+/// Seeds scheduled events listed in VM definitions that the engine does not know yet.
+fn import_defined_events(events: &Maintenance, plane: &GuestPlane) {
+    for vm in plane.snapshot().vms() {
+        let definition = vm.definition();
+        let Some(list) = definition
+            .scheduled_events
+            .as_ref()
+            .and_then(|v| v.as_array())
+        else {
+            continue;
+        };
+        match events.import(&definition.id, definition.label(), list) {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(vm = %definition.id, events = n, "scheduled events imported from the VM definition")
+            }
+            Err(error) => {
+                tracing::error!(vm = %definition.id, %error, "cannot import the VM's scheduled events")
+            }
+        }
+    }
 }
 
 async fn run(
     settings: Settings,
     registry: Arc<Registry>,
     plane: Arc<GuestPlane>,
+    events: Maintenance,
     load_time: std::time::Duration,
 ) -> anyhow::Result<()> {
     let mut guest_listeners = Vec::new();
@@ -224,6 +254,13 @@ async fn run(
         wait_for_stop,
     )
     .await?;
+    let mut events = Arc::new(events);
+    for handle in events.start(stopped.clone()) {
+        tasks.spawn(async move {
+            let _ = handle.await;
+        });
+    }
+    plane.attach_events(Arc::clone(&events));
     for listener in guest_listeners {
         tasks.spawn(guest::serve(
             listener,
@@ -348,15 +385,20 @@ async fn watch_definitions(
                 continue;
             }
         };
-        let registry = Arc::clone(&registry);
-        match tokio::task::spawn_blocking(move || registry.reconcile(definitions)).await {
-            Ok(Ok(report)) => tracing::info!(
-                file = %path.display(),
-                written = report.written.len(),
-                deleted = report.deleted.len(),
-                unchanged = report.unchanged,
-                "VM definitions file changed and was applied"
-            ),
+        let writer = Arc::clone(&registry);
+        match tokio::task::spawn_blocking(move || writer.reconcile(definitions)).await {
+            Ok(Ok(report)) => {
+                tracing::info!(
+                    file = %path.display(),
+                    written = report.written.len(),
+                    deleted = report.deleted.len(),
+                    unchanged = report.unchanged,
+                    "VM definitions file changed and was applied"
+                );
+                if let Some(events) = registry.plane().events() {
+                    import_defined_events(events, registry.plane());
+                }
+            }
             Ok(Err(error)) => {
                 tracing::error!(file = %path.display(), "{error}; keeping the previous VMs")
             }

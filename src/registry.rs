@@ -73,7 +73,7 @@ pub struct Reconciled {
 /// Owns the store and publishes to the guest plane.
 #[derive(Debug)]
 pub struct Registry {
-    store: Store,
+    store: Arc<Store>,
     plane: Arc<GuestPlane>,
     writes: Mutex<()>,
 }
@@ -107,10 +107,15 @@ impl Registry {
 
     pub fn new(store: Store, plane: Arc<GuestPlane>) -> Registry {
         Registry {
-            store,
+            store: Arc::new(store),
             plane,
             writes: Mutex::new(()),
         }
+    }
+
+    /// The store, shared with the scheduled-events engine.
+    pub fn store(&self) -> Arc<Store> {
+        Arc::clone(&self.store)
     }
 
     pub fn plane(&self) -> &Arc<GuestPlane> {

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::definition::Problem;
-use crate::registry;
+use crate::{events, maintenance, registry};
 
 /// A control request that cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +21,10 @@ pub enum ControlError {
     BadHeader(&'static str),
     #[error(transparent)]
     Registry(#[from] registry::Error),
+    #[error(transparent)]
+    Events(#[from] maintenance::Error),
+    #[error("the VM has not fetched that incarnation yet (highest fetched: {fetched})")]
+    WaitTimedOut { fetched: u64 },
     #[error("internal error")]
     Internal,
 }
@@ -43,6 +47,18 @@ impl IntoResponse for ControlError {
                 registry::Error::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
                 registry::Error::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             },
+            ControlError::Events(error) => match error {
+                maintenance::Error::Events(events::Error::UnknownEvent(_)) => {
+                    (StatusCode::NOT_FOUND, "not_found")
+                }
+                maintenance::Error::Events(events::Error::IllegalTransition { .. }) => {
+                    (StatusCode::CONFLICT, "conflict")
+                }
+                maintenance::Error::Events(events::Error::Invalid(_))
+                | maintenance::Error::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+                maintenance::Error::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            },
+            ControlError::WaitTimedOut { .. } => (StatusCode::REQUEST_TIMEOUT, "timeout"),
             ControlError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         let message = if status.is_server_error() {
@@ -58,6 +74,14 @@ impl IntoResponse for ControlError {
                 problems
                     .iter()
                     .map(|Problem { path, message }| json!({"path": path, "message": message}))
+                    .collect::<Vec<_>>()
+            );
+        }
+        if let ControlError::Events(maintenance::Error::Invalid(problems)) = &self {
+            error["problems"] = json!(
+                problems
+                    .iter()
+                    .map(|(path, message)| json!({"path": path, "message": message}))
                     .collect::<Vec<_>>()
             );
         }

@@ -9,8 +9,11 @@
 //!   (unauthenticated: what relying parties fetch to validate managed-identity tokens)
 //! - `GET /v1/status`
 //! - `GET /v1/vms`, `GET|PUT|PATCH|DELETE /v1/vms/{id}`
+//! - `GET|POST /v1/events`, `GET /v1/events/{id}`, `POST /v1/events/{id}/{start|complete|cancel}`
+//! - `GET /v1/vms/{id}/events` (the VM's document), `GET /v1/vms/{id}/events/wait?incarnation=N`
 
 mod error;
+mod events;
 pub mod token;
 mod vms;
 
@@ -22,7 +25,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 
 pub use crate::control::error::ControlError;
 use crate::registry::{MAX_VM_BYTES, Registry};
@@ -61,6 +64,11 @@ pub fn router(state: Arc<ControlState>, access: Access) -> Router {
                 .patch(vms::patch)
                 .delete(vms::delete),
         )
+        .route("/v1/vms/{id}/events", get(events::vm_document))
+        .route("/v1/vms/{id}/events/wait", get(events::wait))
+        .route("/v1/events", get(events::list).post(events::schedule))
+        .route("/v1/events/{id}", get(events::get))
+        .route("/v1/events/{id}/{action}", post(events::command))
         .layer(middleware::from_fn_with_state(access, authenticate));
     Router::new()
         .route(

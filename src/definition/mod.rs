@@ -335,6 +335,23 @@ pub fn vm_from_json(entry: &Value, default_id: &str) -> Result<VmDefinition, Vec
     };
     let load_balancer = optional("loadBalancer", false);
     let scheduled_events = optional("scheduledEvents", true);
+    for (i, event) in scheduled_events
+        .iter()
+        .flat_map(|v| v.as_array())
+        .flatten()
+        .enumerate()
+    {
+        if let Err(event_problems) = crate::events::parse_defined_event(event) {
+            for (path, message) in event_problems {
+                let path = if path.is_empty() {
+                    format!("scheduledEvents[{i}]")
+                } else {
+                    format!("scheduledEvents[{i}].{path}")
+                };
+                problems.push(Problem { path, message });
+            }
+        }
+    }
 
     match instance {
         Some(instance) if problems.is_empty() => {

@@ -41,6 +41,15 @@ pub enum GuestError {
     BadEncoding,
     #[error("rate limit exceeded")]
     Throttled,
+    /// Scheduled events take their own api-version list (§6.1).
+    #[error("scheduled-events api-version missing or unsupported")]
+    EventsApiVersion,
+    #[error("the StartRequests body is malformed")]
+    BadStartRequests,
+    #[error("no such scheduled event for this VM")]
+    UnknownEvent,
+    #[error("internal error")]
+    Internal,
     /// A failure on `/metadata/identity/*`, answered in the OAuth style (spec §5.3).
     #[error("identity: {0}")]
     Identity(IdentityError),
@@ -127,6 +136,23 @@ const ID_THROTTLED: &str =
 const ID_SERVER_ERROR: &str =
     r#"{"error":"server_error","error_description":"Failed to issue a token"}"#;
 
+// [UNCERTAIN] §6.4: 400 "when the header or payload is malformed"; the text is our pick.
+const BAD_START_REQUESTS: &str =
+    r#"{"error":"Bad request. The body must be {\"StartRequests\":[{\"EventId\":\"<id>\"}]}"}"#;
+// [UNCERTAIN] §6.4: an unknown id is undocumented; 400 as the spec recommends.
+const UNKNOWN_EVENT: &str = r#"{"error":"Bad request. Unknown EventId"}"#;
+// The azure-init test server's wording (§1.10); only store failures reach it.
+const INTERNAL: &str = r#"{"error":"Internal server error."}"#;
+
+/// The api-version error of scheduled events: the same wording, their own newest versions.
+static EVENTS_API_VERSION: LazyLock<Bytes> = LazyLock::new(|| {
+    let body = serde_json::json!({
+        "error": "Bad request. api-version is invalid or was not specified in the request. For more information refer to aka.ms/azureimds",
+        "newest-versions": crate::events::EventsVersion::newest_three(),
+    });
+    Bytes::from(serde_json::to_vec(&body).expect("a JSON value serializes"))
+});
+
 /// [DOC][REAL] §1.4: the current wording, `newest-versions` computed from our version table.
 static API_VERSION: LazyLock<Bytes> = LazyLock::new(|| {
     let newest: Vec<&str> = ApiVersion::newest_three()
@@ -175,8 +201,12 @@ impl GuestError {
             | GuestError::BadFormat
             | GuestError::BadExtended
             | GuestError::LeafRequiresText
-            | GuestError::BadEncoding => StatusCode::BAD_REQUEST,
+            | GuestError::BadEncoding
+            | GuestError::EventsApiVersion
+            | GuestError::BadStartRequests
+            | GuestError::UnknownEvent => StatusCode::BAD_REQUEST,
             GuestError::Throttled => StatusCode::TOO_MANY_REQUESTS,
+            GuestError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             GuestError::Identity(IdentityError::Throttled) => StatusCode::TOO_MANY_REQUESTS,
             GuestError::Identity(IdentityError::ServerError) => StatusCode::INTERNAL_SERVER_ERROR,
             GuestError::Identity(_) => StatusCode::BAD_REQUEST,
@@ -186,6 +216,10 @@ impl GuestError {
     pub fn body(self) -> Bytes {
         let text = match self {
             GuestError::ApiVersion => return API_VERSION.clone(),
+            GuestError::EventsApiVersion => return EVENTS_API_VERSION.clone(),
+            GuestError::BadStartRequests => BAD_START_REQUESTS,
+            GuestError::UnknownEvent => UNKNOWN_EVENT,
+            GuestError::Internal => INTERNAL,
             GuestError::NotFound => NOT_FOUND,
             GuestError::MethodNotAllowed { .. } => METHOD_NOT_ALLOWED,
             GuestError::ForwardedFor => FORWARDED_FOR,
@@ -290,6 +324,9 @@ mod tests {
             GuestError::LeafRequiresText,
             GuestError::BadEncoding,
             GuestError::Throttled,
+            GuestError::EventsApiVersion,
+            GuestError::BadStartRequests,
+            GuestError::UnknownEvent,
             GuestError::Identity(IdentityError::MissingMetadataHeader),
             GuestError::Identity(IdentityError::ForwardedFor),
             GuestError::Identity(IdentityError::MissingResource),

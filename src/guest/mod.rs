@@ -9,13 +9,14 @@ mod identity;
 mod instance;
 mod request;
 mod response;
+mod scheduled;
 mod versions;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -30,6 +31,7 @@ pub use crate::guest::error::{GuestError, IdentityError};
 pub use crate::guest::response::Body;
 use crate::identity::Issuer;
 use crate::identity::limits::IdentityLimits;
+use crate::maintenance::Maintenance;
 use crate::snapshot::{ServedVm, Snapshot};
 
 /// Largest request head (request line plus headers) read; hyper answers 414/431 beyond it.
@@ -45,6 +47,8 @@ pub struct GuestPlane {
     unknown_callers: AtomicU64,
     clock: Arc<dyn Clock>,
     identity: identity::IdentityPlane,
+    /// The scheduled-events engine; attached once at start (it needs the plane to exist).
+    events: OnceLock<Arc<Maintenance>>,
 }
 
 impl GuestPlane {
@@ -59,7 +63,18 @@ impl GuestPlane {
             unknown_callers: AtomicU64::new(0),
             clock,
             identity: identity::IdentityPlane::default(),
+            events: OnceLock::new(),
         }
+    }
+
+    /// Serves scheduled events from `engine`. Only the first call has an effect.
+    pub fn attach_events(&self, engine: Arc<Maintenance>) {
+        let _ = self.events.set(engine);
+    }
+
+    /// The scheduled-events engine, once attached.
+    pub fn events(&self) -> Option<&Arc<Maintenance>> {
+        self.events.get()
     }
 
     /// Uses `issuer` for managed-identity tokens and `limits` for the identity category.
@@ -132,7 +147,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let service = service_fn(move |request: Request<hyper::body::Incoming>| {
                 let plane = Arc::clone(&plane);
-                async move { Ok::<_, Infallible>(respond(&plane, peer, &request).await) }
+                async move { Ok::<_, Infallible>(respond(&plane, peer, request).await) }
             });
             let connection = http1::Builder::new()
                 .max_buf_size(MAX_REQUEST_HEAD)
@@ -149,12 +164,15 @@ pub async fn serve(
 /// Answers one request (public so tests can drive the guest plane in-process). Order of checks: route, method, caller, throttle, headers, then the
 /// endpoint's own parameters (spec §1.10's recommended order; throttling comes first among the
 /// per-VM checks because every request counts against the VM's budget).
-pub async fn respond<B>(
-    plane: &GuestPlane,
-    peer: SocketAddr,
-    request: &Request<B>,
-) -> Response<Body> {
-    route(plane, peer.ip(), request)
+pub async fn respond<B>(plane: &GuestPlane, peer: SocketAddr, request: Request<B>) -> Response<Body>
+where
+    B: hyper::body::Body<Data = bytes::Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    // Only a scheduled-events POST reads its body; everything else works on the head.
+    let (parts, body) = request.into_parts();
+    let head = Request::from_parts(parts, ());
+    route(plane, peer.ip(), &head, body)
         .await
         .unwrap_or_else(GuestError::into_response)
 }
@@ -162,8 +180,13 @@ pub async fn respond<B>(
 async fn route<B>(
     plane: &GuestPlane,
     peer: IpAddr,
-    request: &Request<B>,
-) -> Result<Response<Body>, GuestError> {
+    request: &Request<()>,
+    body: B,
+) -> Result<Response<Body>, GuestError>
+where
+    B: hyper::body::Body<Data = bytes::Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let path = request.uri().path();
     let endpoint = if path == "/metadata/versions" || path == "/metadata/versions/" {
         Endpoint::Versions
@@ -172,13 +195,19 @@ async fn route<B>(
             return Err(GuestError::NotFound);
         }
         Endpoint::Instance(rest)
+    } else if path == "/metadata/scheduledevents" || path == "/metadata/scheduledevents/" {
+        Endpoint::ScheduledEvents
     } else if let Some(rest) = path.strip_prefix("/metadata/identity") {
         Endpoint::Identity(identity::Endpoint::from_path(rest).ok_or(GuestError::NotFound)?)
     } else {
         return Err(GuestError::NotFound);
     };
-    if request.method() != Method::GET {
-        return Err(GuestError::MethodNotAllowed { allow: "GET" });
+    match (&endpoint, request.method()) {
+        (_, &Method::GET) | (Endpoint::ScheduledEvents, &Method::POST) => {}
+        (Endpoint::ScheduledEvents, _) => {
+            return Err(GuestError::MethodNotAllowed { allow: "GET, POST" });
+        }
+        _ => return Err(GuestError::MethodNotAllowed { allow: "GET" }),
     }
     if let Endpoint::Identity(endpoint) = endpoint {
         // Own limits (spec §1.11), and an await for signing: handled apart from the rest.
@@ -196,6 +225,16 @@ async fn route<B>(
     match endpoint {
         Endpoint::Versions => Ok(versions::get()),
         Endpoint::Instance(rest) => instance::get(vm, &query, rest),
+        Endpoint::ScheduledEvents => {
+            let engine = plane.events().ok_or(GuestError::NotFound)?;
+            let vm = Arc::clone(vm);
+            drop(snapshot);
+            if request.method() == Method::POST {
+                scheduled::post(engine, &vm, &query, body).await
+            } else {
+                scheduled::get(engine, &vm, &query, request.headers()).await
+            }
+        }
         Endpoint::Identity(_) => unreachable!("identity requests return above"),
     }
 }
@@ -204,6 +243,7 @@ enum Endpoint<'a> {
     Versions,
     /// The path after `/metadata/instance`.
     Instance(&'a str),
+    ScheduledEvents,
     Identity(identity::Endpoint),
 }
 

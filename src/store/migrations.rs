@@ -4,14 +4,14 @@
 
 use redb::{Database, ReadableDatabase, TableDefinition, WriteTransaction};
 
-use crate::store::{Error, META, VMS, db};
+use crate::store::{EVENTS, Error, INCARNATIONS, META, VMS, db};
 
 const SCHEMA_VERSION: &str = "schema_version";
 
 type Migration = fn(&WriteTransaction) -> Result<(), Error>;
 
 /// `MIGRATIONS[n]` upgrades version `n` to `n + 1`. Version 0 is an empty file.
-const MIGRATIONS: &[Migration] = &[create_vm_table];
+const MIGRATIONS: &[Migration] = &[create_vm_table, create_event_tables];
 
 /// Brings the store to the newest schema; refuses a store written by a newer azimds.
 pub(super) fn run(database: &Database) -> Result<(), Error> {
@@ -54,5 +54,12 @@ fn current_version(database: &Database) -> Result<u64, Error> {
 fn create_vm_table(write: &WriteTransaction) -> Result<(), Error> {
     write.open_table(VMS).map_err(db)?;
     write.open_table(META).map_err(db)?;
+    Ok(())
+}
+
+/// Version 2: scheduled events and each VM's DocumentIncarnation.
+fn create_event_tables(write: &WriteTransaction) -> Result<(), Error> {
+    write.open_table(EVENTS).map_err(db)?;
+    write.open_table(INCARNATIONS).map_err(db)?;
     Ok(())
 }

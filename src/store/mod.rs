@@ -13,13 +13,21 @@ mod migrations;
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::events::Event;
 
 /// VM id → JSON-encoded [`StoredVm`] (without the id).
 const VMS: TableDefinition<&str, &[u8]> = TableDefinition::new("vms");
 /// Small counters: the schema version, the revision sequence.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Scheduled-event id → JSON-encoded `events::Event`.
+const EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("events");
+/// VM id → its scheduled-events DocumentIncarnation.
+const INCARNATIONS: TableDefinition<&str, u64> = TableDefinition::new("incarnations");
 
 const NEXT_REVISION: &str = "next_revision";
 
@@ -202,6 +210,62 @@ impl Store {
         }
         write.commit().map_err(db)?;
         Ok(written)
+    }
+}
+
+impl Store {
+    /// Every stored scheduled event and every VM's DocumentIncarnation.
+    pub fn events(&self) -> Result<(Vec<Event>, HashMap<String, u64>), Error> {
+        let read = self.db.begin_read().map_err(db)?;
+        let mut events = Vec::new();
+        for entry in read.open_table(EVENTS).map_err(db)?.iter().map_err(db)? {
+            let (key, value) = entry.map_err(db)?;
+            let event = serde_json::from_slice(value.value()).map_err(|e| Error::Corrupt {
+                key: key.value().to_string(),
+                message: e.to_string(),
+            })?;
+            events.push(event);
+        }
+        let mut incarnations = HashMap::new();
+        for entry in read
+            .open_table(INCARNATIONS)
+            .map_err(db)?
+            .iter()
+            .map_err(db)?
+        {
+            let (key, value) = entry.map_err(db)?;
+            incarnations.insert(key.value().to_string(), value.value());
+        }
+        Ok((events, incarnations))
+    }
+
+    /// Records scheduled-event changes in one transaction: events written or removed, and the
+    /// incarnations that moved.
+    pub fn write_events(
+        &self,
+        written: &[&Event],
+        removed: &[&str],
+        incarnations: &[(&str, u64)],
+    ) -> Result<(), Error> {
+        let write = self.db.begin_write().map_err(db)?;
+        {
+            let mut events = write.open_table(EVENTS).map_err(db)?;
+            for event in written {
+                let bytes = serde_json::to_vec(event).expect("an Event serializes");
+                events
+                    .insert(event.id.as_str(), bytes.as_slice())
+                    .map_err(db)?;
+            }
+            for id in removed {
+                events.remove(*id).map_err(db)?;
+            }
+            let mut table = write.open_table(INCARNATIONS).map_err(db)?;
+            for (vm, incarnation) in incarnations {
+                table.insert(*vm, *incarnation).map_err(db)?;
+            }
+        }
+        write.commit().map_err(db)?;
+        Ok(())
     }
 }
 
