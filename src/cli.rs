@@ -3,7 +3,7 @@
 //!
 //! Exit codes scripts can rely on: 0 success; 1 other failure (server error, bad local file);
 //! 2 usage error; 3 not found; 4 conflict or precondition failed (409/412); 5 rejected as
-//! invalid (400/413/422); 6 cannot reach or authenticate to the server.
+//! invalid (400/413/422); 6 cannot reach or authenticate to the server; 7 `events wait` timed out.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -72,6 +72,55 @@ pub enum VmCommand {
     },
 }
 
+/// `azimds events …`
+#[derive(Debug, clap::Subcommand)]
+pub enum EventsCommand {
+    /// Schedule an event for one or more VMs.
+    ///
+    /// Example: azimds events schedule Preempt --vm web-1 --notice 30s
+    Schedule {
+        /// Freeze, Reboot, Redeploy, Preempt or Terminate.
+        event_type: String,
+        /// Target VM id (repeat for an event that several VMs share).
+        #[arg(long = "vm", value_name = "ID", required = true)]
+        vms: Vec<String>,
+        /// Notice before NotBefore, e.g. 30s or 15m [default: Azure's minimum for the type].
+        #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration, conflicts_with = "not_before")]
+        notice: Option<u64>,
+        /// Absolute NotBefore (RFC 3339, e.g. 2026-01-02T03:04:05Z).
+        #[arg(long, value_name = "TIME")]
+        not_before: Option<String>,
+        /// DurationInSeconds (-1: unknown).
+        #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+        duration: Option<i64>,
+        #[arg(long)]
+        description: Option<String>,
+        /// Platform or User.
+        #[arg(long)]
+        source: Option<String>,
+        /// How long the event stays Started before it is removed.
+        #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
+        complete_after: Option<u64>,
+    },
+    /// List live events.
+    List,
+    /// Start an event now (as if NotBefore had come).
+    Start { id: String },
+    /// Complete a started event now (it disappears from the documents).
+    Complete { id: String },
+    /// Cancel an event (it disappears, never having started, if it had not).
+    Cancel { id: String },
+    /// Wait until a VM has fetched a scheduled-events document with at least this incarnation.
+    Wait {
+        vm: String,
+        #[arg(long)]
+        incarnation: u64,
+        /// Seconds to wait at most (exit 7 on timeout).
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+}
+
 /// A failed client command: the message to print and the exit code.
 #[derive(Debug)]
 pub struct Failure {
@@ -137,6 +186,7 @@ async fn send(
         | StatusCode::PAYLOAD_TOO_LARGE
         | StatusCode::UNPROCESSABLE_ENTITY => 5,
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => 6,
+        StatusCode::REQUEST_TIMEOUT => 7,
         _ => 1,
     };
     Err(Failure::new(code, describe_error(&reply)))
@@ -285,6 +335,151 @@ pub async fn vm(
     }
 }
 
+/// Runs `azimds events …`.
+pub async fn events(
+    command: EventsCommand,
+    args: &ConnectArgs,
+    default_data: impl FnOnce() -> PathBuf,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let client = client(args, default_data)?;
+    let io = |e: std::io::Error| Failure::new(1, e.to_string());
+    let parse = |reply: &Reply| {
+        serde_json::from_slice::<Value>(&reply.body).map_err(|e| Failure::new(1, e.to_string()))
+    };
+    match command {
+        EventsCommand::Schedule {
+            event_type,
+            vms,
+            notice,
+            not_before,
+            duration,
+            description,
+            source,
+            complete_after,
+        } => {
+            let mut request = serde_json::json!({ "type": event_type, "vms": vms });
+            let fields = [
+                ("noticeSeconds", notice.map(Value::from)),
+                ("notBefore", not_before.map(Value::from)),
+                ("durationSeconds", duration.map(Value::from)),
+                ("description", description.map(Value::from)),
+                ("source", source.map(Value::from)),
+                ("completeAfterSeconds", complete_after.map(Value::from)),
+            ];
+            for (key, value) in fields {
+                if let Some(value) = value {
+                    request[key] = value;
+                }
+            }
+            let body = serde_json::to_vec(&request).expect("a JSON value serializes");
+            let reply = send(&client, Method::POST, "/v1/events", Some(body), &[]).await?;
+            let event = parse(&reply)?;
+            if args.json {
+                return writeln!(out, "{}", pretty(&event)).map_err(io);
+            }
+            writeln!(
+                out,
+                "scheduled {} {} for {} (NotBefore {})",
+                text(&event["type"]),
+                text(&event["id"]),
+                vms_text(&event["vms"]),
+                text(&event["notBefore"])
+            )
+            .map_err(io)
+        }
+        EventsCommand::List => {
+            let reply = send(&client, Method::GET, "/v1/events", None, &[]).await?;
+            let body = parse(&reply)?;
+            if args.json {
+                return writeln!(out, "{}", pretty(&body)).map_err(io);
+            }
+            let rows: Vec<[String; 5]> = body["events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| {
+                    [
+                        text(&e["id"]),
+                        text(&e["type"]),
+                        text(&e["status"]),
+                        text(&e["notBefore"]),
+                        vms_text(&e["vms"]),
+                    ]
+                })
+                .collect();
+            write_table(out, ["ID", "TYPE", "STATUS", "NOT BEFORE", "VMS"], &rows).map_err(io)
+        }
+        EventsCommand::Start { id } => event_action(&client, args.json, &id, "start", out).await,
+        EventsCommand::Complete { id } => {
+            event_action(&client, args.json, &id, "complete", out).await
+        }
+        EventsCommand::Cancel { id } => event_action(&client, args.json, &id, "cancel", out).await,
+        EventsCommand::Wait {
+            vm,
+            incarnation,
+            timeout,
+        } => {
+            let path = format!(
+                "/v1/vms/{}/events/wait?incarnation={incarnation}&timeout={timeout}",
+                encode(&vm)
+            );
+            let reply = send(&client, Method::GET, &path, None, &[]).await?;
+            let body = parse(&reply)?;
+            if args.json {
+                return writeln!(out, "{}", pretty(&body)).map_err(io);
+            }
+            writeln!(
+                out,
+                "VM {vm} fetched incarnation {}",
+                text(&body["fetched"])
+            )
+            .map_err(io)
+        }
+    }
+}
+
+async fn event_action(
+    client: &ControlClient,
+    json: bool,
+    id: &str,
+    action: &str,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let path = format!("/v1/events/{}/{action}", encode(id));
+    let reply = send(client, Method::POST, &path, None, &[]).await?;
+    let body: Value =
+        serde_json::from_slice(&reply.body).map_err(|e| Failure::new(1, e.to_string()))?;
+    let written = if json {
+        writeln!(out, "{}", pretty(&body))
+    } else if body["changed"] == Value::Bool(true) {
+        writeln!(
+            out,
+            "{action}: event {id} is now {}",
+            match action {
+                "start" => "Started",
+                _ => "gone from the documents",
+            }
+        )
+    } else {
+        writeln!(out, "{action}: event {id} was already in that state")
+    };
+    written.map_err(|e| Failure::new(1, e.to_string()))
+}
+
+fn vms_text(vms: &Value) -> String {
+    vms.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn encode(segment: &str) -> String {
+    percent_encoding::utf8_percent_encode(segment, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
 /// Runs `azimds status`.
 pub async fn status(
     args: &ConnectArgs,
@@ -331,8 +526,7 @@ fn report(out: &mut dyn Write, json: bool, reply: &Reply, summary: &str) -> std:
 }
 
 fn vm_path(id: &str) -> String {
-    let encoded = percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC);
-    format!("/v1/vms/{encoded}")
+    format!("/v1/vms/{}", encode(id))
 }
 
 /// Accepts `12` or `"12"` on the command line.

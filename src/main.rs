@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use azimds::cli::{self, ConnectArgs, VmCommand};
+use azimds::cli::{self, ConnectArgs, EventsCommand, VmCommand};
 use azimds::config::{ControlAddress, ServeArgs, Settings};
 use azimds::control::token::ControlToken;
 use azimds::control::{self, Access, ControlState};
@@ -53,6 +53,13 @@ enum Command {
         #[command(flatten)]
         connect: ConnectArgs,
     },
+    /// Schedule and drive scheduled events (maintenance, evictions) on a running server.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
     /// Show a running server's state: VMs, caller mode, refused callers, listeners.
     Status {
         #[command(flatten)]
@@ -78,6 +85,9 @@ fn main() -> ExitCode {
                 |out| async move { cli::vm(command, &connect, default_data_dir, out).await },
             )
         }
+        Command::Events { command, connect } => client_command(|out| async move {
+            cli::events(command, &connect, default_data_dir, out).await
+        }),
         Command::Status { connect } => {
             client_command(|out| async move { cli::status(&connect, default_data_dir, out).await })
         }
