@@ -7,6 +7,7 @@ use tokio::net::TcpListener;
 use azimds::control::token::ControlToken;
 use azimds::control::{self, Access, ControlState};
 use azimds::guest::{self, GuestPlane};
+use azimds::maintenance::{Maintenance, MaintenanceConfig};
 use azimds::registry::Registry;
 use azimds::snapshot::{CallerMode, Snapshot};
 use azimds::store::Store;
@@ -41,6 +42,8 @@ async fn start_host(mode: CallerMode) -> TestHost {
     let store = Store::open(&dir.join("azimds.redb")).unwrap();
     let plane = Arc::new(GuestPlane::new(Snapshot::empty(mode, RateLimit(0))));
     let registry = Arc::new(Registry::new(store, Arc::clone(&plane)));
+    let events = Maintenance::load(registry.store(), &plane, MaintenanceConfig::default()).unwrap();
+    plane.attach_events(Arc::new(events));
     let state = Arc::new(ControlState {
         registry,
         ready: AtomicBool::new(true),
@@ -475,9 +478,13 @@ async fn openapi_document_matches_the_router() {
         })
         .collect();
     for (method, path) in &documented {
-        let concrete = path
+        let mut concrete = path
             .replace("{id}", "doc-check")
-            .replace("{tenant}", "doc-check");
+            .replace("{tenant}", "doc-check")
+            .replace("{action}", "cancel");
+        if concrete.ends_with("/wait") {
+            concrete.push_str("?incarnation=0&timeout=1");
+        }
         let reply = host.call(method, &concrete, Some(&json!({})), &[]).await;
         assert_ne!(
             reply.json()["error"]["message"],
@@ -486,7 +493,7 @@ async fn openapi_document_matches_the_router() {
         );
         assert_ne!(reply.status, 405, "{method} {path}");
     }
-    assert_eq!(documented.len(), 11, "{documented:?}");
+    assert_eq!(documented.len(), 17, "{documented:?}");
     let undocumented = host.call("POST", "/v1/vms", Some(&json!({})), &[]).await;
     assert_eq!(undocumented.status, 405);
 }
