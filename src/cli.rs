@@ -121,6 +121,13 @@ pub enum EventsCommand {
     },
 }
 
+/// `azimds keys …`
+#[derive(Debug, clap::Subcommand)]
+pub enum KeysCommand {
+    /// Make a new token signing key current; older keys stay published until their tokens expire.
+    Rotate,
+}
+
 /// A failed client command: the message to print and the exit code.
 #[derive(Debug)]
 pub struct Failure {
@@ -478,6 +485,30 @@ fn vms_text(vms: &Value) -> String {
 
 fn encode(segment: &str) -> String {
     percent_encoding::utf8_percent_encode(segment, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// Runs `azimds keys …`.
+pub async fn keys(
+    command: KeysCommand,
+    args: &ConnectArgs,
+    default_data: impl FnOnce() -> PathBuf,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let client = client(args, default_data)?;
+    let KeysCommand::Rotate = command;
+    let reply = send(&client, Method::POST, "/v1/identity/keys/rotate", None, &[]).await?;
+    let body: Value =
+        serde_json::from_slice(&reply.body).map_err(|e| Failure::new(1, e.to_string()))?;
+    let written = if args.json {
+        writeln!(out, "{}", pretty(&body))
+    } else {
+        writeln!(
+            out,
+            "token signing key rotated; new kid {}",
+            text(&body["kid"])
+        )
+    };
+    written.map_err(|e| Failure::new(1, e.to_string()))
 }
 
 /// Runs `azimds status`.

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use azimds::cli::{self, ConnectArgs, EventsCommand, VmCommand};
+use azimds::cli::{self, ConnectArgs, EventsCommand, KeysCommand, VmCommand};
 use azimds::config::{ControlAddress, ServeArgs, Settings};
 use azimds::control::token::ControlToken;
 use azimds::control::{self, Access, ControlState};
@@ -60,6 +60,13 @@ enum Command {
         #[command(flatten)]
         connect: ConnectArgs,
     },
+    /// Manage managed-identity token signing keys on a running server.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
     /// Show a running server's state: VMs, caller mode, refused callers, listeners.
     Status {
         #[command(flatten)]
@@ -87,6 +94,9 @@ fn main() -> ExitCode {
         }
         Command::Events { command, connect } => client_command(|out| async move {
             cli::events(command, &connect, default_data_dir, out).await
+        }),
+        Command::Keys { command, connect } => client_command(|out| async move {
+            cli::keys(command, &connect, default_data_dir, out).await
         }),
         Command::Status { connect } => {
             client_command(|out| async move { cli::status(&connect, default_data_dir, out).await })

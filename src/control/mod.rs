@@ -9,6 +9,7 @@
 //!   (unauthenticated: what relying parties fetch to validate managed-identity tokens)
 //! - `GET /v1/status`
 //! - `GET /v1/vms`, `GET|PUT|PATCH|DELETE /v1/vms/{id}`
+//! - `POST /v1/identity/keys/rotate` (new token signing key; old ones stay published)
 //! - `GET|POST /v1/events`, `GET /v1/events/{id}`, `POST /v1/events/{id}/{start|complete|cancel}`
 //! - `GET /v1/vms/{id}/events` (the VM's document), `GET /v1/vms/{id}/events/wait?incarnation=N`
 
@@ -66,6 +67,7 @@ pub fn router(state: Arc<ControlState>, access: Access) -> Router {
         )
         .route("/v1/vms/{id}/events", get(events::vm_document))
         .route("/v1/vms/{id}/events/wait", get(events::wait))
+        .route("/v1/identity/keys/rotate", post(rotate_keys))
         .route("/v1/events", get(events::list).post(events::schedule))
         .route("/v1/events/{id}", get(events::get))
         .route("/v1/events/{id}/{action}", post(events::command))
@@ -149,6 +151,25 @@ async fn discovery_keys(State(state): State<Arc<ControlState>>) -> Result<Respon
         .issuer()
         .map_err(|_| ControlError::Internal)?;
     Ok(axum::Json(issuer.jwks()).into_response())
+}
+
+/// Makes a new token signing key current; older keys stay published until their tokens expire.
+async fn rotate_keys(State(state): State<Arc<ControlState>>) -> Result<Response, ControlError> {
+    let plane = Arc::clone(state.registry.plane());
+    let rotated = tokio::task::spawn_blocking(move || {
+        let issuer = plane.issuer().map_err(|_| ())?;
+        issuer.rotate(plane.clock().now()).map_err(|error| {
+            tracing::error!(%error, "rotating the token signing key failed");
+        })
+    })
+    .await;
+    match rotated {
+        Ok(Ok(kid)) => {
+            tracing::info!(%kid, "token signing key rotated");
+            Ok(axum::Json(serde_json::json!({ "kid": kid })).into_response())
+        }
+        _ => Err(ControlError::Internal),
+    }
 }
 
 async fn openapi() -> Response {

@@ -493,7 +493,49 @@ async fn openapi_document_matches_the_router() {
         );
         assert_ne!(reply.status, 405, "{method} {path}");
     }
-    assert_eq!(documented.len(), 17, "{documented:?}");
+    assert_eq!(documented.len(), 18, "{documented:?}");
     let undocumented = host.call("POST", "/v1/vms", Some(&json!({})), &[]).await;
     assert_eq!(undocumented.status, 405);
+}
+
+/// Rotation: new tokens are signed by a new key; the old key stays published for the tokens
+/// it already signed.
+#[tokio::test]
+async fn signing_keys_rotate_and_old_keys_stay_published() {
+    let host = start_host(CallerMode::Single).await;
+    let kids = |keys: &Value| -> Vec<String> {
+        keys["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let before = kids(
+        &host
+            .call("GET", "/common/discovery/keys", None, &[])
+            .await
+            .json(),
+    );
+    assert_eq!(before.len(), 1, "{before:?}");
+    let rotated = host
+        .call("POST", "/v1/identity/keys/rotate", None, &[])
+        .await;
+    assert_eq!(rotated.status, 200, "{}", rotated.text());
+    let new_kid = rotated.json()["kid"].as_str().unwrap().to_string();
+    assert_ne!(new_kid, before[0]);
+    let after = kids(
+        &host
+            .call("GET", "/common/discovery/keys", None, &[])
+            .await
+            .json(),
+    );
+    assert!(
+        after.contains(&before[0]) && after.contains(&new_kid),
+        "{after:?}"
+    );
+    let unauthenticated = host
+        .call_raw("POST", "/v1/identity/keys/rotate", None, &[])
+        .await;
+    assert_eq!(unauthenticated.status, 401);
 }
