@@ -313,26 +313,7 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
 }
 
 pub fn parse_lifetime(text: &str) -> Result<u64, String> {
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(at) => text.split_at(at),
-        None => (text, "s"),
-    };
-    let scale = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => {
-            return Err(format!(
-                "{text:?}: expected seconds, or a number with s, m, h or d"
-            ));
-        }
-    };
-    let seconds = number
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(scale))
-        .ok_or_else(|| format!("{text:?}: expected seconds, or a number with s, m, h or d"))?;
+    let seconds = parse_duration(text)?;
     if !(60..=7 * 86_400).contains(&seconds) {
         return Err(format!(
             "{text:?}: a token lifetime must be between 60s and 7d"

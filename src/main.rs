@@ -338,15 +338,7 @@ where
                 .with_context(|| format!("cannot listen for the control API on {address}"))?;
             let bound = listener.local_addr()?.to_string();
             let router = control::router(state, Access::Token(Arc::new(token)));
-            let shutdown = wait_for_stop(stopped);
-            tasks.spawn(async move {
-                if let Err(error) = axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-                {
-                    tracing::error!(%error, "control API stopped");
-                }
-            });
+            tasks.spawn(serve_control(listener, router, wait_for_stop(stopped)));
             Ok(bound)
         }
         ControlAddress::Unix(path) => {
@@ -360,17 +352,25 @@ where
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
                 .with_context(|| format!("cannot restrict {}", path.display()))?;
             let router = control::router(state, Access::Socket);
-            let shutdown = wait_for_stop(stopped);
-            tasks.spawn(async move {
-                if let Err(error) = axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-                {
-                    tracing::error!(%error, "control API stopped");
-                }
-            });
+            tasks.spawn(serve_control(listener, router, wait_for_stop(stopped)));
             Ok(format!("unix:{}", path.display()))
         }
+    }
+}
+
+async fn serve_control<L>(
+    listener: L,
+    router: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    if let Err(error) = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!(%error, "control API stopped");
     }
 }
 
