@@ -156,6 +156,32 @@ class Imds:
             self.proc.kill()
             self.proc.wait(timeout=5)
 
+    def control(self, method: str, path: str, body=None, timeout: float = 60):
+        """Call azimds' control API: its default listener (127.0.0.1:16926 inside the
+        namespace) with the bearer token from its data directory. Returns (status, body),
+        the body parsed as JSON when it is JSON."""
+        token = (self.workroot / "state" / "azimds" / "control-token").read_text().strip()
+        script = (
+            "import http.client, sys\n"
+            "token = sys.stdin.read().strip()\n"
+            "c = http.client.HTTPConnection('127.0.0.1', 16926, timeout=float(sys.argv[4]))\n"
+            "c.request(sys.argv[1], sys.argv[2], body=sys.argv[3].encode() or None, headers={\n"
+            "    'Authorization': 'Bearer ' + token, 'Content-Type': 'application/json'})\n"
+            "r = c.getresponse(); print(r.status); print(r.read().decode())\n"
+        )
+        payload = "" if body is None else json.dumps(body)
+        proc = subprocess.run(
+            ["ip", "netns", "exec", self.ns, sys.executable, "-c", script,
+             method, path, payload, str(timeout)],
+            input=token, capture_output=True, text=True, timeout=timeout + 10, env=_probe_env(),
+        )
+        assert proc.returncode == 0, f"control {method} {path}: {proc.stderr}"
+        status, _, text = proc.stdout.partition("\n")
+        try:
+            return int(status), json.loads(text)
+        except json.JSONDecodeError:
+            return int(status), text.rstrip("\n")
+
     def run_probe(self, name: str) -> dict:
         """Run probes/<name>.py with this venv's python inside the namespace."""
         workdir = self.workroot / name

@@ -19,3 +19,5 @@ mod instance;
 mod properties;
 /// Request rules: headers, api-version, query parameters, methods, paths, throttling.
 mod rules;
+/// Scheduled events: every rule of spec §6 on a paused clock, restart, hooks, definitions.
+mod scheduled;
