@@ -101,14 +101,18 @@ impl Maintenance {
         plane: &Arc<GuestPlane>,
         config: MaintenanceConfig,
     ) -> Result<Maintenance, Error> {
-        let (events, incarnations) = store.events()?;
+        let stored = store.events()?;
         let clock = Arc::clone(plane.clock());
         Ok(Maintenance {
             store,
             plane: Arc::downgrade(plane),
             clock,
             config,
-            book: ArcSwap::from_pointee(EventBook::from_parts(events, incarnations)),
+            book: ArcSwap::from_pointee(EventBook::from_parts(
+                stored.events,
+                stored.incarnations,
+                stored.imported,
+            )),
             writes: Mutex::new(()),
             fetched: Mutex::new(HashMap::new()),
             fetched_changed: Notify::new(),
@@ -250,30 +254,41 @@ impl Maintenance {
         Ok(transitions.into_iter().next().map_or(event, |t| t.event))
     }
 
-    /// Imports the `scheduledEvents` of a VM definition that the book does not know yet (by
-    /// EventId): a definition seeds events once; after that the server owns their lifecycle.
+    /// Imports the `scheduledEvents` of a VM definition: each entry is seeded once (recorded
+    /// per VM and EventId in the store); after that the server owns its lifecycle, so a
+    /// restart or a file edit never brings back a completed or canceled event.
     pub fn import(&self, vm_id: &str, vm_name: &str, defined: &[Value]) -> Result<usize, Error> {
         let now = self.clock.now();
         let mut imported = 0;
-        for value in defined {
+        for (index, value) in defined.iter().enumerate() {
             let Ok(event) = events::parse_defined_event(value) else {
                 continue;
             };
-            let event = self.event_from_definition(vm_id, vm_name, event, now);
-            let known = self.book.load().event(&event.id).cloned();
-            let result = match known {
-                Some(existing) if existing.targets.iter().any(|t| t == vm_id) => continue,
-                // Several VMs list the same EventId: one event that targets them all (§6.7).
-                Some(_) => self.change(|book| {
+            let event = self.event_from_definition(vm_id, vm_name, index, value, event, now);
+            if self.book.load().was_imported(vm_id, &event.id) {
+                continue;
+            }
+            self.change(|book| {
+                book.mark_imported(vm_id, &event.id);
+                // Several VMs listing one EventId share one event (§6.7).
+                if book.event(&event.id).is_some() {
                     book.add_target(&event.id, vm_id, vm_name)?;
-                    Ok(Vec::new())
-                }),
-                None => self.change(|book| Ok(vec![book.schedule(event.clone(), now)?])),
-            };
-            result?;
+                    return Ok(Vec::new());
+                }
+                Ok(vec![book.schedule(event.clone(), now)?])
+            })?;
             imported += 1;
         }
         Ok(imported)
+    }
+
+    /// Takes a deleted VM out of its events; events it alone was in are dropped.
+    pub fn forget_vm(&self, vm: &str) -> Result<(), Error> {
+        self.change(|book| {
+            book.forget_vm(vm);
+            Ok(Vec::new())
+        })?;
+        Ok(())
     }
 
     /// Applies every time-driven transition due now. Returns how many happened.
@@ -322,7 +337,13 @@ impl Maintenance {
             .filter(|(vm, n)| old.incarnations().get(*vm) != Some(n))
             .map(|(vm, n)| (vm.as_str(), *n))
             .collect();
-        self.store.write_events(&written, &removed, &incarnations)?;
+        let imported: Vec<&str> = new
+            .imported()
+            .difference(old.imported())
+            .map(String::as_str)
+            .collect();
+        self.store
+            .write_events(&written, &removed, &incarnations, &imported)?;
         Ok(())
     }
 
@@ -410,12 +431,12 @@ impl Maintenance {
                 ));
                 now
             }),
-            (None, Some(seconds)) => now + Duration::from_secs(seconds),
-            (None, None) => {
+            (None, Some(seconds)) => whole_second_after(now + Duration::from_secs(seconds)),
+            (None, None) => whole_second_after(
                 now + event_type.map_or(Duration::ZERO, |t| {
                     t.default_notice(self.config.terminate_notice)
-                })
-            }
+                }),
+            ),
         };
         let duration_seconds = request.duration_seconds.unwrap_or(-1);
         if duration_seconds < -1 {
@@ -459,11 +480,17 @@ impl Maintenance {
         &self,
         vm_id: &str,
         vm_name: &str,
+        index: usize,
+        source: &Value,
         defined: DefinedEvent,
         now: SystemTime,
     ) -> Event {
         Event {
-            id: defined.id.unwrap_or_else(events::new_event_id),
+            // An entry without an EventId gets one derived from where it is and what it says,
+            // so the same entry maps to the same event on every start.
+            id: defined
+                .id
+                .unwrap_or_else(|| derived_event_id(vm_id, index, source)),
             event_type: defined.event_type,
             targets: vec![vm_id.to_string()],
             resources: defined
@@ -523,6 +550,29 @@ pub fn event_json(event: &Event) -> Value {
         "source": event.source.as_str(),
         "durationInSeconds": event.duration_seconds,
     })
+}
+
+/// Guests see NotBefore in whole seconds (RFC 1123); rounding up keeps the event from starting
+/// before the time they were shown, and the notice from falling below the minimum.
+fn whole_second_after(at: SystemTime) -> SystemTime {
+    let since_epoch = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let whole = since_epoch.as_secs() + u64::from(since_epoch.subsec_nanos() > 0);
+    SystemTime::UNIX_EPOCH + Duration::from_secs(whole)
+}
+
+/// An upper-case GUID from SHA-256 of the VM id, the entry's position and its JSON.
+fn derived_event_id(vm_id: &str, index: usize, entry: &Value) -> String {
+    let material = format!("azimds-event\0{vm_id}\0{index}\0{entry}");
+    let digest = openssl::sha::sha256(material.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
+        .to_ascii_uppercase()
 }
 
 fn rfc3339(at: SystemTime) -> String {

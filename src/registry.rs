@@ -173,7 +173,21 @@ impl Registry {
             Err(error) => return Err(error.into()),
         }
         self.plane.publish(self.plane.snapshot().without_vm(id));
+        self.forget_events_of(&[id.to_string()]);
         Ok(())
+    }
+
+    /// Takes deleted VMs out of their scheduled events. The VM deletion is already durable; a
+    /// failure here only leaves an event naming a VM no guest can be, so it is logged.
+    fn forget_events_of(&self, ids: &[String]) {
+        let Some(events) = self.plane.events() else {
+            return;
+        };
+        for id in ids {
+            if let Err(error) = events.forget_vm(id) {
+                tracing::error!(vm = %id, %error, "cannot remove a deleted VM from its scheduled events");
+            }
+        }
     }
 
     /// Makes the store match a definition file: the file's VMs are written (marked as owned by
@@ -220,6 +234,7 @@ impl Registry {
         if !changes.is_empty() {
             self.store.apply(&changes)?;
             self.plane.publish(next);
+            self.forget_events_of(&report.deleted);
         }
         Ok(report)
     }

@@ -225,14 +225,35 @@ pub enum TransitionKind {
 pub struct EventBook {
     events: BTreeMap<String, Event>,
     incarnations: HashMap<String, u64>,
+    /// `<vm id>/<event id>` of every definition event ever imported, so a definition seeds
+    /// each event once even after it completed or was canceled.
+    imported: BTreeSet<String>,
 }
 
 impl EventBook {
-    pub fn from_parts(events: Vec<Event>, incarnations: HashMap<String, u64>) -> EventBook {
+    pub fn from_parts(
+        events: Vec<Event>,
+        incarnations: HashMap<String, u64>,
+        imported: BTreeSet<String>,
+    ) -> EventBook {
         EventBook {
             events: events.into_iter().map(|e| (e.id.clone(), e)).collect(),
             incarnations,
+            imported,
         }
+    }
+
+    /// Whether VM `vm`'s definition already seeded event `id`.
+    pub fn was_imported(&self, vm: &str, id: &str) -> bool {
+        self.imported.contains(&import_key(vm, id))
+    }
+
+    pub fn mark_imported(&mut self, vm: &str, id: &str) {
+        self.imported.insert(import_key(vm, id));
+    }
+
+    pub fn imported(&self) -> &BTreeSet<String> {
+        &self.imported
     }
 
     pub fn events(&self) -> impl Iterator<Item = &Event> {
@@ -389,9 +410,9 @@ impl EventBook {
         Ok(())
     }
 
-    /// Removes a deleted VM from every event; events left with no target are removed.
+    /// Removes a deleted VM from every event; events left with no target are removed. The VM's
+    /// incarnation is kept: a VM re-created under the same id must not see it go backwards.
     pub fn forget_vm(&mut self, vm: &str) -> Vec<String> {
-        self.incarnations.remove(vm);
         let mut emptied = Vec::new();
         for event in self.events.values_mut() {
             event.targets.retain(|t| t != vm);
@@ -411,6 +432,10 @@ impl EventBook {
             *self.incarnations.entry(vm.clone()).or_insert(1) += 1;
         }
     }
+}
+
+fn import_key(vm: &str, id: &str) -> String {
+    format!("{vm}/{}", id.to_ascii_uppercase())
 }
 
 /// A new upper-case GUID for an event id (§6.2).

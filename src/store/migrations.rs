@@ -4,14 +4,14 @@
 
 use redb::{Database, ReadableDatabase, TableDefinition, WriteTransaction};
 
-use crate::store::{EVENTS, Error, INCARNATIONS, META, VMS, db};
+use crate::store::{EVENTS, Error, IMPORTED_EVENTS, INCARNATIONS, META, VMS, db};
 
 const SCHEMA_VERSION: &str = "schema_version";
 
 type Migration = fn(&WriteTransaction) -> Result<(), Error>;
 
 /// `MIGRATIONS[n]` upgrades version `n` to `n + 1`. Version 0 is an empty file.
-const MIGRATIONS: &[Migration] = &[create_vm_table, create_event_tables];
+const MIGRATIONS: &[Migration] = &[create_vm_table, create_event_tables, create_import_record];
 
 /// Brings the store to the newest schema; refuses a store written by a newer azimds.
 pub(super) fn run(database: &Database) -> Result<(), Error> {
@@ -61,5 +61,11 @@ fn create_vm_table(write: &WriteTransaction) -> Result<(), Error> {
 fn create_event_tables(write: &WriteTransaction) -> Result<(), Error> {
     write.open_table(EVENTS).map_err(db)?;
     write.open_table(INCARNATIONS).map_err(db)?;
+    Ok(())
+}
+
+/// Version 3: which definition events were already imported, so each is seeded once.
+fn create_import_record(write: &WriteTransaction) -> Result<(), Error> {
+    write.open_table(IMPORTED_EVENTS).map_err(db)?;
     Ok(())
 }

@@ -13,7 +13,7 @@ mod migrations;
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -28,6 +28,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("events");
 /// VM id → its scheduled-events DocumentIncarnation.
 const INCARNATIONS: TableDefinition<&str, u64> = TableDefinition::new("incarnations");
+/// `<vm id>/<event id>` of definition events already imported (value unused).
+const IMPORTED_EVENTS: TableDefinition<&str, u64> = TableDefinition::new("imported_events");
 
 const NEXT_REVISION: &str = "next_revision";
 
@@ -46,6 +48,14 @@ pub enum Error {
 
 fn db<E: Into<redb::Error>>(error: E) -> Error {
     Error::Database(Box::new(error.into()))
+}
+
+/// Scheduled-event state as stored.
+#[derive(Debug, Default)]
+pub struct StoredEvents {
+    pub events: Vec<Event>,
+    pub incarnations: HashMap<String, u64>,
+    pub imported: BTreeSet<String>,
 }
 
 /// Where a VM definition came from: decides what reconciling a `--vms` file may change.
@@ -214,8 +224,8 @@ impl Store {
 }
 
 impl Store {
-    /// Every stored scheduled event and every VM's DocumentIncarnation.
-    pub fn events(&self) -> Result<(Vec<Event>, HashMap<String, u64>), Error> {
+    /// Every stored scheduled event, every VM's DocumentIncarnation, and the import record.
+    pub fn events(&self) -> Result<StoredEvents, Error> {
         let read = self.db.begin_read().map_err(db)?;
         let mut events = Vec::new();
         for entry in read.open_table(EVENTS).map_err(db)?.iter().map_err(db)? {
@@ -236,7 +246,20 @@ impl Store {
             let (key, value) = entry.map_err(db)?;
             incarnations.insert(key.value().to_string(), value.value());
         }
-        Ok((events, incarnations))
+        let mut imported = BTreeSet::new();
+        for entry in read
+            .open_table(IMPORTED_EVENTS)
+            .map_err(db)?
+            .iter()
+            .map_err(db)?
+        {
+            imported.insert(entry.map_err(db)?.0.value().to_string());
+        }
+        Ok(StoredEvents {
+            events,
+            incarnations,
+            imported,
+        })
     }
 
     /// Records scheduled-event changes in one transaction: events written or removed, and the
@@ -246,6 +269,7 @@ impl Store {
         written: &[&Event],
         removed: &[&str],
         incarnations: &[(&str, u64)],
+        imported: &[&str],
     ) -> Result<(), Error> {
         let write = self.db.begin_write().map_err(db)?;
         {
@@ -262,6 +286,10 @@ impl Store {
             let mut table = write.open_table(INCARNATIONS).map_err(db)?;
             for (vm, incarnation) in incarnations {
                 table.insert(*vm, *incarnation).map_err(db)?;
+            }
+            let mut table = write.open_table(IMPORTED_EVENTS).map_err(db)?;
+            for key in imported {
+                table.insert(*key, 1).map_err(db)?;
             }
         }
         write.commit().map_err(db)?;
