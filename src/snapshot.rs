@@ -8,6 +8,8 @@
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
+
 use crate::definition::VmDefinition;
 use crate::metadata::render::Rendered;
 use crate::metadata::shape;
@@ -157,23 +159,30 @@ impl Snapshot {
     }
 }
 
+/// One api-version of a VM's document: its bytes, and the index once a sub-path needs it.
+#[derive(Debug)]
+struct VersionSlot {
+    json: Bytes,
+    indexed: OnceLock<Box<Rendered>>,
+}
+
 /// One VM as the guest plane serves it.
 #[derive(Debug)]
 pub struct ServedVm {
     definition: VmDefinition,
-    /// Indexed by `2 * version.index() + extended`.
-    renders: Box<[OnceLock<Rendered>]>,
+    /// Indexed by `2 * version.index() + extended`. Allocated on the VM's first instance
+    /// request, so idle VMs of a large host cost a pointer, not 70 slots.
+    renders: OnceLock<Box<[OnceLock<Box<VersionSlot>>]>>,
     throttle: Arc<TokenBucket>,
 }
 
 impl ServedVm {
-    fn new(definition: VmDefinition, throttle: Arc<TokenBucket>) -> ServedVm {
-        let renders = (0..2 * ApiVersion::COUNT)
-            .map(|_| OnceLock::new())
-            .collect();
+    fn new(mut definition: VmDefinition, throttle: Arc<TokenBucket>) -> ServedVm {
+        // The entry as written lives in the store for the control plane; guests never need it.
+        definition.raw = serde_json::Value::Null;
         ServedVm {
             definition,
-            renders,
+            renders: OnceLock::new(),
             throttle,
         }
     }
@@ -182,15 +191,39 @@ impl ServedVm {
         &self.definition
     }
 
-    /// The instance document for `version`, rendered on first use and kept.
-    pub fn instance(&self, version: ApiVersion, extended: bool) -> &Rendered {
-        self.renders[2 * version.index() + usize::from(extended)].get_or_init(|| {
-            Rendered::new(&shape::instance(
-                &self.definition.instance,
-                version,
-                extended,
-            ))
+    /// The whole instance document for `version`, rendered on first use and kept.
+    pub fn document(&self, version: ApiVersion, extended: bool) -> Bytes {
+        self.slot(version, extended).json.clone()
+    }
+
+    /// The document with its index, for sub-paths and `format=text`: built on the first such
+    /// request for this version, since many VMs only ever fetch whole documents.
+    pub fn indexed(&self, version: ApiVersion, extended: bool) -> &Rendered {
+        self.slot(version, extended)
+            .indexed
+            .get_or_init(|| Box::new(self.render(version, extended)))
+    }
+
+    fn slot(&self, version: ApiVersion, extended: bool) -> &VersionSlot {
+        let renders = self.renders.get_or_init(|| {
+            (0..2 * ApiVersion::COUNT)
+                .map(|_| OnceLock::new())
+                .collect()
+        });
+        renders[2 * version.index() + usize::from(extended)].get_or_init(|| {
+            Box::new(VersionSlot {
+                json: self.render(version, extended).bytes(),
+                indexed: OnceLock::new(),
+            })
         })
+    }
+
+    fn render(&self, version: ApiVersion, extended: bool) -> Rendered {
+        Rendered::new(&shape::instance(
+            &self.definition.instance,
+            version,
+            extended,
+        ))
     }
 
     pub fn throttle(&self) -> &TokenBucket {

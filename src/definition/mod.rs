@@ -36,9 +36,9 @@ pub struct VmDefinition {
 impl VmDefinition {
     /// A short human label: the VM's `compute.name`, or its position.
     pub fn label(&self) -> &str {
-        match self.instance.string_at(&["compute", "name"]) {
-            Some(name) if !name.is_empty() => name,
-            _ => "(unnamed)",
+        match self.instance.name() {
+            "" => "(unnamed)",
+            name => name,
         }
     }
 }

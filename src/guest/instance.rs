@@ -18,7 +18,12 @@ pub(super) fn get(
     let format = query.format()?;
     let extended = query.extended()?;
     let segments = request::path_segments(sub_path)?;
-    let document = vm.instance(version, extended);
+    if segments.is_empty() && format == Format::Json {
+        // The whole document: no index needed.
+        let body = vm.document(version, extended);
+        return Ok(response::with_body(StatusCode::OK, CONTENT_TYPE_JSON, body));
+    }
+    let document = vm.indexed(version, extended);
     let node = document
         .find(segments.iter().map(|s| s.as_ref()))
         .ok_or(GuestError::NotFound)?;

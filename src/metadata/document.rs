@@ -4,6 +4,7 @@
 //! Pure: no IO. Problems are returned with the JSON path that caused them; the caller (the
 //! definition loader) adds the file and VM to the message.
 
+use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::metadata::schema::{EXTENDED, SchemaNode, instance_schema};
@@ -37,9 +38,16 @@ pub struct Problem {
 
 /// The checked instance document: every schema field present (defaults filled in), unknown
 /// fields kept and marked as served from the newest api-version only.
+///
+/// Held as compact JSON rather than as a tree: a host may serve 100k VMs, and the tree (one
+/// allocation per member) costs several times the bytes. The tree is rebuilt, deterministically,
+/// only when a version of the document is rendered for the first time.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InstanceDocument {
-    root: Node,
+    /// The normalized newest document, `extended` included, compact.
+    compact: Bytes,
+    /// `compute.name`, for labels in logs and messages.
+    name: Box<str>,
     unknown_fields: Vec<String>,
 }
 
@@ -47,24 +55,41 @@ impl InstanceDocument {
     /// Checks `instance` (a pasted IMDS response of any api-version, or a partial one) against
     /// the newest schema. `Err` lists every problem found, not just the first.
     pub fn from_json(instance: &Value) -> Result<InstanceDocument, Vec<Problem>> {
-        let mut builder = Builder {
-            problems: Vec::new(),
-            unknown_fields: Vec::new(),
+        let (root, unknown_fields) = build(&with_tags_filled_in(instance))?;
+        let compact = Bytes::from(compact_json(&root));
+        let name = match &root {
+            Node::Object(members) => members
+                .iter()
+                .find(|m| &*m.key == "compute")
+                .and_then(|compute| match &compute.value {
+                    Node::Object(fields) => fields.iter().find(|f| &*f.key == "name"),
+                    _ => None,
+                })
+                .and_then(|name| match &name.value {
+                    Node::String(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default(),
+            _ => Box::from(""),
         };
-        let instance = with_tags_filled_in(instance);
-        let root = builder.node(instance_schema(), Some(&instance), "");
-        if !builder.problems.is_empty() {
-            return Err(builder.problems);
-        }
         Ok(InstanceDocument {
-            root,
-            unknown_fields: builder.unknown_fields,
+            compact,
+            name,
+            unknown_fields,
         })
     }
 
-    /// The whole document at the newest schema, `extended` included.
-    pub fn root(&self) -> &Node {
-        &self.root
+    /// The whole document at the newest schema, `extended` included, as a tree.
+    pub fn tree(&self) -> Node {
+        let value: Value =
+            serde_json::from_slice(&self.compact).expect("our own compact JSON parses");
+        // A normalized document normalizes to itself: nothing can be missing or ill-typed.
+        build(&value).expect("a normalized document is valid").0
+    }
+
+    /// `compute.name` (empty if unset).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Paths of fields the schema does not know (kept, served from the newest version on).
@@ -72,20 +97,31 @@ impl InstanceDocument {
         &self.unknown_fields
     }
 
-    /// A string leaf by path of keys, for logs and callers' summaries.
-    pub fn string_at(&self, keys: &[&str]) -> Option<&str> {
-        let mut node = &self.root;
-        for key in keys {
-            let Node::Object(members) = node else {
-                return None;
-            };
-            node = &members.iter().find(|m| &*m.key == *key)?.value;
-        }
-        match node {
-            Node::String(s) => Some(s),
-            _ => None,
-        }
+    /// A string leaf by path of keys.
+    pub fn string_at(&self, keys: &[&str]) -> Option<String> {
+        let value: Value = serde_json::from_slice(&self.compact).ok()?;
+        let pointer: String = keys.iter().map(|k| format!("/{k}")).collect();
+        value.pointer(&pointer)?.as_str().map(str::to_string)
     }
+}
+
+fn build(instance: &Value) -> Result<(Node, Vec<String>), Vec<Problem>> {
+    let mut builder = Builder {
+        problems: Vec::new(),
+        unknown_fields: Vec::new(),
+    };
+    let root = builder.node(instance_schema(), Some(instance), "");
+    if builder.problems.is_empty() {
+        Ok((root, builder.unknown_fields))
+    } else {
+        Err(builder.problems)
+    }
+}
+
+/// Compact JSON of a tree, members in their order.
+fn compact_json(node: &Node) -> Vec<u8> {
+    let rendered = crate::metadata::render::Rendered::new(node);
+    rendered.json(rendered.root()).to_vec()
 }
 
 struct Builder {
@@ -287,13 +323,17 @@ mod tests {
             "compute": {"name": "vm1", "futureField": "x"},
         }))
         .unwrap();
-        assert_eq!(doc.string_at(&["compute", "name"]), Some("vm1"));
+        assert_eq!(doc.string_at(&["compute", "name"]).as_deref(), Some("vm1"));
+        assert_eq!(doc.name(), "vm1");
         assert_eq!(
-            doc.string_at(&["compute", "provider"]),
+            doc.string_at(&["compute", "provider"]).as_deref(),
             Some("Microsoft.Compute")
         );
-        assert_eq!(doc.string_at(&["compute", "vmSize"]), Some(""));
-        assert_eq!(doc.string_at(&["compute", "futureField"]), Some("x"));
+        assert_eq!(doc.string_at(&["compute", "vmSize"]).as_deref(), Some(""));
+        assert_eq!(
+            doc.string_at(&["compute", "futureField"]).as_deref(),
+            Some("x")
+        );
         assert_eq!(doc.unknown_fields(), ["compute.futureField"]);
     }
 
@@ -330,13 +370,16 @@ mod tests {
             {"name": "a", "value": "1"}, {"name": "b", "value": "c:d"}]}}))
         .unwrap();
         assert_eq!(from_string, from_list);
-        assert_eq!(from_list.string_at(&["compute", "tags"]), Some("a:1;b:c:d"));
+        assert_eq!(
+            from_list.string_at(&["compute", "tags"]).as_deref(),
+            Some("a:1;b:c:d")
+        );
     }
 
     #[test]
     fn root_members_are_alphabetical_with_extended_last() {
         let doc = InstanceDocument::from_json(&json!({"zzz": "1", "aaa": "2"})).unwrap();
-        let Node::Object(members) = doc.root() else {
+        let Node::Object(members) = doc.tree() else {
             panic!()
         };
         let keys: Vec<&str> = members.iter().map(|m| &*m.key).collect();

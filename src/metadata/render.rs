@@ -2,8 +2,9 @@
 //! slicing those bytes (spec §1.7, §1.8).
 //!
 //! Compact JSON is self-similar: the bytes of a sub-tree are a contiguous slice of the whole
-//! document. So one buffer serves the full document and every sub-path, and a second buffer
-//! holds every `format=text` rendering. Requests only walk the index and slice.
+//! document, and so are most keys and string values (between their quotes, when JSON needs no
+//! escapes for them). The index therefore stores ranges into the one buffer, not copies; only
+//! escaped strings are kept apart. A node's `format=text` listing is built when asked for.
 
 use std::ops::Range;
 
@@ -11,40 +12,43 @@ use bytes::Bytes;
 
 use crate::metadata::document::Node;
 
-/// One shaped document, rendered: JSON bytes, text bytes, and an index over both.
+/// One shaped document, rendered: compact JSON and an index over it.
 #[derive(Debug)]
 pub struct Rendered {
     json: Bytes,
-    text: Bytes,
     root: Indexed,
 }
 
-/// A node of the rendered document: where its JSON and its text rendering lie.
+/// A node of the rendered document: where its JSON lies, and what it holds.
 #[derive(Debug)]
 pub struct Indexed {
     json: Range<u32>,
-    text: Range<u32>,
-    children: Children,
+    kind: Kind,
 }
 
 #[derive(Debug)]
-enum Children {
-    Leaf,
-    Object(Box<[(Box<str>, Indexed)]>),
+enum Kind {
+    /// A string, number, boolean or null; its `format=text` form.
+    Leaf(Text),
+    Object(Box<[(Text, Indexed)]>),
     Array(Box<[Indexed]>),
+}
+
+/// Text that is usually a slice of the JSON buffer (a key or string value needing no escapes),
+/// else kept on its own.
+#[derive(Debug)]
+enum Text {
+    InJson(Range<u32>),
+    Owned(Box<str>),
 }
 
 impl Rendered {
     /// Renders `node` (compact JSON, members in the order given).
     pub fn new(node: &Node) -> Rendered {
-        let mut writer = Writer {
-            json: Vec::with_capacity(4096),
-            text: Vec::with_capacity(2048),
-        };
-        let root = writer.node(node);
+        let mut json = Vec::with_capacity(4096);
+        let root = index(&mut json, node);
         Rendered {
-            json: Bytes::from(writer.json),
-            text: Bytes::from(writer.text),
+            json: Bytes::from(json),
             root,
         }
     }
@@ -54,15 +58,25 @@ impl Rendered {
         &self.root
     }
 
+    /// The whole document's bytes.
+    pub fn bytes(&self) -> Bytes {
+        self.json.clone()
+    }
+
     /// Walks object keys and array indices (§1.7). Indices are canonical decimals (`0`, `12`;
     /// not `01` or `+1`); anything that does not name an existing element is `None`.
     pub fn find<'a>(&self, segments: impl IntoIterator<Item = &'a str>) -> Option<&Indexed> {
         let mut node = &self.root;
         for segment in segments {
-            node = match &node.children {
-                Children::Leaf => return None,
-                Children::Object(members) => &members.iter().find(|(k, _)| **k == *segment)?.1,
-                Children::Array(items) => items.get(array_index(segment)?)?,
+            node = match &node.kind {
+                Kind::Leaf(_) => return None,
+                Kind::Object(members) => {
+                    &members
+                        .iter()
+                        .find(|(key, _)| self.text_bytes(key) == segment.as_bytes())?
+                        .1
+                }
+                Kind::Array(items) => items.get(array_index(segment)?)?,
             };
         }
         Some(node)
@@ -74,22 +88,56 @@ impl Rendered {
             .slice(node.json.start as usize..node.json.end as usize)
     }
 
-    /// The node's `format=text` rendering: a leaf's raw value, or a node's listing.
+    /// The node's `format=text` rendering: a leaf's raw value (no quotes, no newline; `null` is
+    /// empty), or a node's listing: its children one per line, nodes marked with a trailing
+    /// `/`, no final newline. The listing form is [UNCERTAIN] in the spec; this function is the
+    /// one place that decides it.
     pub fn text(&self, node: &Indexed) -> Bytes {
-        self.text
-            .slice(node.text.start as usize..node.text.end as usize)
+        let name = |child: &Indexed| if child.is_leaf() { "" } else { "/" };
+        match &node.kind {
+            Kind::Leaf(Text::InJson(range)) => {
+                self.json.slice(range.start as usize..range.end as usize)
+            }
+            Kind::Leaf(Text::Owned(text)) => Bytes::copy_from_slice(text.as_bytes()),
+            Kind::Object(members) => {
+                let mut listing = Vec::new();
+                for (i, (key, child)) in members.iter().enumerate() {
+                    if i > 0 {
+                        listing.push(b'\n');
+                    }
+                    listing.extend_from_slice(self.text_bytes(key));
+                    listing.extend_from_slice(name(child).as_bytes());
+                }
+                Bytes::from(listing)
+            }
+            Kind::Array(items) => {
+                let lines: Vec<String> = items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, child)| format!("{i}{}", name(child)))
+                    .collect();
+                Bytes::from(lines.join("\n"))
+            }
+        }
     }
 
-    /// Bytes held by this rendering (for memory accounting).
+    /// Bytes held by the JSON buffer (for memory accounting).
     pub fn size(&self) -> usize {
-        self.json.len() + self.text.len()
+        self.json.len()
+    }
+
+    fn text_bytes<'a>(&'a self, text: &'a Text) -> &'a [u8] {
+        match text {
+            Text::InJson(range) => &self.json[range.start as usize..range.end as usize],
+            Text::Owned(text) => text.as_bytes(),
+        }
     }
 }
 
 impl Indexed {
     /// A leaf is a string, number, boolean or null: it has only a text form (§1.7).
     pub fn is_leaf(&self) -> bool {
-        matches!(self.children, Children::Leaf)
+        matches!(self.kind, Kind::Leaf(_))
     }
 }
 
@@ -101,103 +149,65 @@ fn array_index(segment: &str) -> Option<usize> {
     segment.parse().ok()
 }
 
-struct Writer {
-    json: Vec<u8>,
-    text: Vec<u8>,
-}
-
-impl Writer {
-    fn node(&mut self, node: &Node) -> Indexed {
-        let json_start = self.json.len();
-        let children = match node {
-            Node::Null => {
-                self.json.extend_from_slice(b"null");
-                Children::Leaf
-            }
-            Node::Bool(b) => {
-                self.json
-                    .extend_from_slice(if *b { b"true" } else { b"false" });
-                Children::Leaf
-            }
-            Node::Number(n) => {
-                self.json.extend_from_slice(n.to_string().as_bytes());
-                Children::Leaf
-            }
-            Node::String(s) => {
-                serde_json::to_writer(&mut self.json, &**s).expect("writing to a Vec cannot fail");
-                Children::Leaf
-            }
-            Node::Array(items) => {
-                self.json.push(b'[');
-                let mut indexed = Vec::with_capacity(items.len());
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        self.json.push(b',');
-                    }
-                    indexed.push(self.node(item));
-                }
-                self.json.push(b']');
-                Children::Array(indexed.into_boxed_slice())
-            }
-            Node::Object(members) => {
-                self.json.push(b'{');
-                let mut indexed = Vec::with_capacity(members.len());
-                for (i, member) in members.iter().enumerate() {
-                    if i > 0 {
-                        self.json.push(b',');
-                    }
-                    serde_json::to_writer(&mut self.json, &*member.key)
-                        .expect("writing to a Vec cannot fail");
-                    self.json.push(b':');
-                    indexed.push((member.key.clone(), self.node(&member.value)));
-                }
-                self.json.push(b'}');
-                Children::Object(indexed.into_boxed_slice())
-            }
-        };
-        let json = range(json_start, self.json.len());
-        let text_start = self.text.len();
-        self.text_of(node, &children, json.clone());
-        let text = range(text_start, self.text.len());
-        Indexed {
-            json,
-            text,
-            children,
+/// Writes `node` as compact JSON into `json` and returns its index.
+fn index(json: &mut Vec<u8>, node: &Node) -> Indexed {
+    let start = json.len();
+    let kind = match node {
+        Node::Null => {
+            json.extend_from_slice(b"null");
+            Kind::Leaf(Text::Owned(Box::from("")))
         }
-    }
-
-    /// `format=text` (§1.7): a leaf's raw value (no quotes, no newline; `null` is empty); a
-    /// node lists its children one per line, nodes marked with a trailing `/`, with no final
-    /// newline. The listing form is [UNCERTAIN] in the spec; this function is the one place
-    /// that decides it.
-    fn text_of(&mut self, node: &Node, children: &Children, json: Range<u32>) {
-        let mut lines: Vec<String> = Vec::new();
-        match (node, children) {
-            (Node::String(s), _) => self.text.extend_from_slice(s.as_bytes()),
-            (Node::Null, _) => {}
-            (Node::Bool(_) | Node::Number(_), _) => {
-                let json = self.json[json.start as usize..json.end as usize].to_vec();
-                self.text.extend_from_slice(&json);
-            }
-            (Node::Object(members), _) => {
-                for m in members {
-                    let suffix = if is_node(&m.value) { "/" } else { "" };
-                    lines.push(format!("{}{suffix}", m.key));
-                }
-            }
-            (Node::Array(items), _) => {
-                for (i, item) in items.iter().enumerate() {
-                    let suffix = if is_node(item) { "/" } else { "" };
-                    lines.push(format!("{i}{suffix}"));
-                }
-            }
+        Node::Bool(b) => {
+            json.extend_from_slice(if *b { b"true" } else { b"false" });
+            Kind::Leaf(Text::InJson(range(start, json.len())))
         }
-        self.text.extend_from_slice(lines.join("\n").as_bytes());
+        Node::Number(n) => {
+            json.extend_from_slice(n.to_string().as_bytes());
+            Kind::Leaf(Text::InJson(range(start, json.len())))
+        }
+        Node::String(s) => Kind::Leaf(string(json, s)),
+        Node::Array(items) => {
+            json.push(b'[');
+            let mut indexed = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    json.push(b',');
+                }
+                indexed.push(index(json, item));
+            }
+            json.push(b']');
+            Kind::Array(indexed.into_boxed_slice())
+        }
+        Node::Object(members) => {
+            json.push(b'{');
+            let mut indexed = Vec::with_capacity(members.len());
+            for (i, member) in members.iter().enumerate() {
+                if i > 0 {
+                    json.push(b',');
+                }
+                let key = string(json, &member.key);
+                json.push(b':');
+                indexed.push((key, index(json, &member.value)));
+            }
+            json.push(b'}');
+            Kind::Object(indexed.into_boxed_slice())
+        }
+    };
+    Indexed {
+        json: range(start, json.len()),
+        kind,
     }
 }
 
-fn is_node(node: &Node) -> bool {
-    matches!(node, Node::Object(_) | Node::Array(_))
+/// Writes a JSON string; its text is the bytes between the quotes when nothing was escaped.
+fn string(json: &mut Vec<u8>, text: &str) -> Text {
+    let start = json.len();
+    serde_json::to_writer(&mut *json, text).expect("writing to a Vec cannot fail");
+    if json.len() - start == text.len() + 2 {
+        Text::InJson(range(start + 1, json.len() - 1))
+    } else {
+        Text::Owned(Box::from(text))
+    }
 }
 
 fn range(start: usize, end: usize) -> Range<u32> {

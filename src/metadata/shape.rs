@@ -10,7 +10,7 @@ use crate::metadata::version::ApiVersion;
 /// The document for `version`, with the top-level `extended` object iff `extended` is asked
 /// for (and the version has it).
 pub fn instance(doc: &InstanceDocument, version: ApiVersion, extended: bool) -> Node {
-    let Node::Object(members) = doc.root() else {
+    let Node::Object(members) = doc.tree() else {
         unreachable!("the instance root is an object by construction")
     };
     let members = members
