@@ -25,7 +25,8 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${AZIMDS_CLIENTS_VENV:-$REPO/.venv-clients}
 REQS=$REPO/tests/clients/requirements.txt
-APT_PKGS=(cloud-init waagent iproute2 nftables python3-venv python3-yaml)
+# curl: the guests of tests/it/isolation.rs (ip netns exec NS curl ...).
+APT_PKGS=(cloud-init waagent iproute2 nftables curl python3-venv python3-yaml)
 SYS_PY=/usr/bin/python3
 
 log() { printf '[install-test-deps] %s\n' "$*" >&2; }

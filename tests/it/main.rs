@@ -11,10 +11,14 @@ mod bad_input;
 mod cli;
 /// The control API in-process: every route, auth, validation, ETags, isolation from guests.
 mod control;
+/// Crash durability: SIGKILL mid-write at random moments, restart, every acknowledged write kept.
+mod durability;
 /// Managed identity: tokens verified with the published JWKS, exact error bodies, cache, limits.
 mod identity;
 /// `/metadata/instance` bodies against the spec's real captures, and per-version goldens.
 mod instance;
+/// Host mode in real network namespaces: each VM sees only itself, strangers get nothing.
+mod isolation;
 /// Property tests: version monotonicity, arbitrary paths.
 mod properties;
 /// Request rules: headers, api-version, query parameters, methods, paths, throttling.
