@@ -88,8 +88,8 @@ impl Registry {
     ) -> Result<(Snapshot, Vec<String>), Error> {
         let mut warnings = Vec::new();
         let mut vms = Vec::new();
-        for stored in store.vms()? {
-            match definition::vm_from_json(&stored.definition, &stored.id) {
+        store.visit_vms(|stored| {
+            match definition::vm_for_serving(&stored.definition, &stored.id) {
                 Ok(vm) => vms.push(vm),
                 Err(problems) => warnings.push(format!(
                     "stored VM {:?} is not served: {}",
@@ -101,7 +101,7 @@ impl Registry {
                         .join("; ")
                 )),
             }
-        }
+        })?;
         Ok((Snapshot::new(vms, mode, rate_limit)?, warnings))
     }
 

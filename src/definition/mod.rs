@@ -206,6 +206,16 @@ pub fn demo() -> Definitions {
 /// has none (the control API passes the URL's; files pass `compute.name` or `vm-<index>`); an
 /// `id` member in the entry must agree with it when both are given by the caller.
 pub fn vm_from_json(entry: &Value, default_id: &str) -> Result<VmDefinition, Vec<Problem>> {
+    let mut vm = vm_for_serving(entry, default_id)?;
+    let mut raw = entry.as_object().cloned().unwrap_or_default();
+    raw.insert("id".into(), Value::String(vm.id.clone()));
+    vm.raw = Value::Object(raw);
+    Ok(vm)
+}
+
+/// Like [`vm_from_json`] without keeping the entry as written (`raw` is `Null`): for loading a
+/// store into the guest plane, which never needs it, without copying every entry.
+pub fn vm_for_serving(entry: &Value, default_id: &str) -> Result<VmDefinition, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut problem = |path: &str, message: String| {
         problems.push(Problem {
@@ -268,11 +278,12 @@ pub fn vm_from_json(entry: &Value, default_id: &str) -> Result<VmDefinition, Vec
         Some(_) => problem("callers", "expected a list of IP addresses".into()),
     }
 
+    let no_instance = Value::Object(Map::new());
     let instance = match entry_map.get("instance") {
-        None | Some(Value::Null) => Value::Object(Map::new()),
-        Some(instance) => instance.clone(),
+        None | Some(Value::Null) => &no_instance,
+        Some(instance) => instance,
     };
-    let instance = match InstanceDocument::from_json(&instance) {
+    let instance = match InstanceDocument::from_json(instance) {
         Ok(doc) => Some(doc),
         Err(instance_problems) => {
             for p in instance_problems {
@@ -354,19 +365,15 @@ pub fn vm_from_json(entry: &Value, default_id: &str) -> Result<VmDefinition, Vec
     }
 
     match instance {
-        Some(instance) if problems.is_empty() => {
-            let mut raw = entry_map.clone();
-            raw.insert("id".into(), Value::String(id.clone()));
-            Ok(VmDefinition {
-                id,
-                callers,
-                instance,
-                identities,
-                load_balancer,
-                scheduled_events,
-                raw: Value::Object(raw),
-            })
-        }
+        Some(instance) if problems.is_empty() => Ok(VmDefinition {
+            id,
+            callers,
+            instance,
+            identities,
+            load_balancer,
+            scheduled_events,
+            raw: Value::Null,
+        }),
         _ => Err(problems),
     }
 }

@@ -4,6 +4,8 @@
 //! Pure: no IO. Problems are returned with the JSON path that caused them; the caller (the
 //! definition loader) adds the file and VM to the message.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
@@ -221,13 +223,20 @@ fn sort_members(members: &mut [Member], is_root: bool) {
 
 /// `tags` and `tagsList` carry the same content (§3.10). A definition that gives only one of
 /// them gets the other derived, so the two never disagree by omission.
-fn with_tags_filled_in(instance: &Value) -> Value {
-    let mut instance = instance.clone();
-    let Some(Value::Object(compute)) = instance.get_mut("compute") else {
-        return instance;
+fn with_tags_filled_in(instance: &Value) -> Cow<'_, Value> {
+    let Some(Value::Object(compute)) = instance.get("compute") else {
+        return Cow::Borrowed(instance);
     };
     let has_tags = compute.get("tags").is_some_and(|t| !t.is_null());
     let has_list = compute.get("tagsList").is_some_and(|t| !t.is_null());
+    if has_tags == has_list {
+        // The usual case (a pasted document has both): no copy.
+        return Cow::Borrowed(instance);
+    }
+    let mut instance = instance.clone();
+    let Some(Value::Object(compute)) = instance.get_mut("compute") else {
+        return Cow::Owned(instance);
+    };
     match (has_tags, has_list) {
         (true, false) => {
             if let Some(Value::String(tags)) = compute.get("tags") {
@@ -244,7 +253,7 @@ fn with_tags_filled_in(instance: &Value) -> Value {
         }
         _ => {}
     }
-    instance
+    Cow::Owned(instance)
 }
 
 /// `k1:v1;k2:v2` → `[{"name":"k1","value":"v1"},…]`; a value may itself contain `:`.

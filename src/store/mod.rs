@@ -124,14 +124,21 @@ impl Store {
 
     /// Every VM record, in id order.
     pub fn vms(&self) -> Result<Vec<StoredVm>, Error> {
+        let mut out = Vec::new();
+        self.visit_vms(|vm| out.push(vm))?;
+        Ok(out)
+    }
+
+    /// Hands every VM record to `visit`, in id order, one at a time (loading 100k VMs must not
+    /// hold every decoded record at once).
+    pub fn visit_vms(&self, mut visit: impl FnMut(StoredVm)) -> Result<(), Error> {
         let read = self.db.begin_read().map_err(db)?;
         let table = read.open_table(VMS).map_err(db)?;
-        let mut out = Vec::new();
         for entry in table.iter().map_err(db)? {
             let (key, value) = entry.map_err(db)?;
-            out.push(decode(key.value(), value.value())?);
+            visit(decode(key.value(), value.value())?);
         }
-        Ok(out)
+        Ok(())
     }
 
     /// One VM record.
