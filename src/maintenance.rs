@@ -133,7 +133,7 @@ impl Maintenance {
             Arc::get_mut(self)
                 .expect("start is called before the engine is shared")
                 .hooks = Some(sender);
-            tasks.push(tokio::spawn(deliver_hooks(target, receiver)));
+            tasks.push(tokio::spawn(deliver_hooks(target, receiver, stop.clone())));
         }
         tasks.push(tokio::spawn(Arc::clone(self).run_timer(stop)));
         tasks
@@ -590,21 +590,41 @@ fn parse_time(text: &str) -> Option<SystemTime> {
 
 /// Delivers hook messages one at a time, retrying a failure 3 times with backoff; failures are
 /// logged and never reach the guest plane.
-async fn deliver_hooks(target: String, mut receiver: mpsc::Receiver<Value>) {
-    while let Some(message) = receiver.recv().await {
-        let mut delay = Duration::from_millis(500);
-        for attempt in 1..=4 {
-            match tokio::time::timeout(Duration::from_secs(10), deliver(&target, &message)).await {
-                Ok(Ok(())) => break,
-                Ok(Err(error)) => tracing::warn!(attempt, %error, "event hook failed"),
-                Err(_) => tracing::warn!(attempt, "event hook timed out"),
-            }
-            if attempt == 4 {
-                tracing::error!(transition = %message["transition"], event = %message["event"]["id"], "event hook gave up after 4 attempts");
-            } else {
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
+/// Stops at shutdown, even mid-retry: the engine keeps the sending side, so the queue itself
+/// never closes, and a slow hook must not hold the process up.
+async fn deliver_hooks(
+    target: String,
+    mut receiver: mpsc::Receiver<Value>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let message = tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => return,
+            message = receiver.recv() => match message {
+                Some(message) => message,
+                None => return,
+            },
+        };
+        tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => return,
+            () = deliver_with_retries(&target, &message) => {}
+        }
+    }
+}
+
+async fn deliver_with_retries(target: &str, message: &Value) {
+    let mut delay = Duration::from_millis(500);
+    for attempt in 1..=4 {
+        match tokio::time::timeout(Duration::from_secs(10), deliver(target, message)).await {
+            Ok(Ok(())) => return,
+            Ok(Err(error)) => tracing::warn!(attempt, %error, "event hook failed"),
+            Err(_) => tracing::warn!(attempt, "event hook timed out"),
+        }
+        if attempt == 4 {
+            tracing::error!(transition = %message["transition"], event = %message["event"]["id"], "event hook gave up after 4 attempts");
+        } else {
+            tokio::time::sleep(delay).await;
+            delay *= 2;
         }
     }
 }

@@ -417,3 +417,33 @@ async fn definitions_file_changes_are_picked_up_without_restart() {
     drop(server);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// SIGTERM stops the server promptly and cleanly, hook deliverer and timers included.
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let dir = temp_dir("sigterm");
+    let data = dir.join("data");
+    let mut server = spawn_server(&data, &["--event-hook", "cat > /dev/null"]);
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still running 5 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    drop(server);
+    std::fs::remove_dir_all(dir).unwrap();
+}
