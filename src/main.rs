@@ -244,6 +244,10 @@ async fn run(
     events: Maintenance,
     load_time: std::time::Duration,
 ) -> anyhow::Result<()> {
+    // Before anything announces readiness: a SIGTERM right after the "listening" line must
+    // find the handler installed, not kill the process by default.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot install the SIGTERM handler")?;
     let mut guest_listeners = Vec::new();
     for address in &settings.listen {
         let listener = TcpListener::bind(address)
@@ -307,7 +311,10 @@ async fn run(
         load_ms = load_time.as_millis() as u64,
         "azimds guest plane listening"
     );
-    shutdown_signal().await;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
     tracing::info!("shutting down");
     let _ = stop.send(true);
     while tasks.join_next().await.is_some() {}
@@ -458,16 +465,4 @@ fn prepare_data_dir(path: &Path) -> anyhow::Result<()> {
         .mode(0o700)
         .create(path)
         .with_context(|| format!("cannot create data directory {}", path.display()))
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
