@@ -159,7 +159,7 @@ log "starting azimds (AZIMDS_WORKERS=$AZIMDS_WORKERS, CPU $SERVER_CPU) on 127.0.
 # Its state goes to a scratch directory under $OUT, not the user's ~/.local/state.
 mkdir -p "$OUT/azimds-data"
 AZIMDS_DATA=${AZIMDS_DATA:-$OUT/azimds-data} AZIMDS_WORKERS=$AZIMDS_WORKERS taskset -c "$SERVER_CPU" "$AZIMDS_BIN" serve \
-  --listen "127.0.0.1:$AZ_PORT" --rate-limit 0 >"$RAW/azimds.stdout" 2>"$RAW/azimds.stderr" &
+  --listen "127.0.0.1:$AZ_PORT" --control 127.0.0.1:0 --rate-limit 0 >"$RAW/azimds.stdout" 2>"$RAW/azimds.stderr" &
 AZ_PID=$!
 PIDS+=("$AZ_PID")
 wait_port "$AZ_PORT" "$AZ_PID" || { tail -n 20 "$RAW/azimds.stderr" >&2; die "azimds did not start"; }

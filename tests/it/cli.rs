@@ -22,7 +22,14 @@ fn bad_definition_file_is_rejected_at_start() {
     let file = dir.join("vms.yaml");
     std::fs::write(&file, "vms:\n  - instance:\n      compute: {name: web-1, platformFaultDomain: 0}\n    colour: red\n").unwrap();
     let output = azimds()
-        .args(["serve", "--listen", "127.0.0.1:0", "--vms"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--control",
+            "127.0.0.1:0",
+            "--vms",
+        ])
         .arg(&file)
         .arg("--data")
         .arg(dir.join("data"))
@@ -102,6 +109,8 @@ async fn binary_serves_and_logs_where_it_listens() {
         .args([
             "serve",
             "--listen",
+            "127.0.0.1:0",
+            "--control",
             "127.0.0.1:0",
             "--rate-limit",
             "0",
