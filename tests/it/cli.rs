@@ -168,64 +168,10 @@ fn test_plane() -> azimds::guest::GuestPlane {
     azimds::guest::GuestPlane::new(snapshot)
 }
 
-/// A running `azimds serve` child process and where it listens.
-struct Server {
-    child: std::process::Child,
-    guest: std::net::SocketAddr,
-    control: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Server = crate::support::Spawned;
 
 fn spawn_server(data: &std::path::Path, extra: &[&str]) -> Server {
-    let mut child = azimds()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--control",
-            "127.0.0.1:0",
-            "--rate-limit",
-            "0",
-            "--data",
-        ])
-        .arg(data)
-        .args(extra)
-        .env("AZIMDS_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let line = loop {
-        let line = lines
-            .next()
-            .expect("the server logs where it listens")
-            .unwrap();
-        if line.contains("listen=") {
-            break line;
-        }
-    };
-    let field = |name: &str| {
-        line.split(&format!("{name}="))
-            .nth(1)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .to_string()
-    };
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server {
-        guest: field("listen").parse().unwrap(),
-        control: field("control"),
-        child,
-    }
+    crate::support::spawn_azimds(data, extra)
 }
 
 fn cli(server: &Server, data: &std::path::Path, args: &[&str]) -> (i32, String, String) {

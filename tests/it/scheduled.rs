@@ -13,10 +13,9 @@
 //! (a restart re-imports definition events) and `deleting_a_vm_removes_it_from_its_events`
 //! (`EventBook::forget_vm` is never called).
 
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -1450,18 +1449,10 @@ fn azimds() -> Command {
     Command::new(env!("CARGO_BIN_EXE_azimds"))
 }
 
-/// A running `azimds serve`, its addresses, control token and log.
+/// The real binary, and an [`Api`] pointed at it.
 struct Server {
-    child: Child,
+    spawned: crate::support::Spawned,
     api: Api,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl std::ops::Deref for Server {
@@ -1473,70 +1464,22 @@ impl std::ops::Deref for Server {
 
 impl Server {
     fn log_contains(&self, needle: &str) -> bool {
-        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+        self.spawned.log_contains(needle)
     }
 }
 
 fn spawn_server(data: &Path, extra: &[&str]) -> Server {
-    let mut child = azimds()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--control",
-            "127.0.0.1:0",
-            "--rate-limit",
-            "0",
-            "--data",
-        ])
-        .arg(data)
-        .args(extra)
-        .env("AZIMDS_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let line = loop {
-        let Some(Ok(line)) = lines.next() else {
-            panic!(
-                "the server exited before listening:\n{}",
-                log.lock().unwrap().join("\n")
-            );
-        };
-        log.lock().unwrap().push(line.clone());
-        if line.contains("listen=") {
-            break line;
-        }
-    };
-    let field = |name: &str| {
-        line.split(&format!("{name}="))
-            .nth(1)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .to_string()
-    };
-    let kept = Arc::clone(&log);
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            kept.lock().unwrap().push(line);
-        }
-    });
+    let spawned = crate::support::spawn_azimds(data, extra);
     let token = std::fs::read_to_string(data.join("control-token"))
         .unwrap()
         .trim()
         .to_string();
-    Server {
-        child,
-        api: Api {
-            guest: field("listen").parse().unwrap(),
-            control: field("control").parse().unwrap(),
-            token: Some(token),
-        },
-        log,
-    }
+    let api = Api {
+        guest: spawned.guest,
+        control: spawned.control.parse().unwrap(),
+        token: Some(token),
+    };
+    Server { spawned, api }
 }
 
 /// Two VMs in source-address mode: web (127.0.0.1) and db (127.0.0.2).
@@ -1972,7 +1915,7 @@ async fn failing_hooks_are_retried_and_never_slow_the_guest_plane() {
     assert!(
         gave_up.is_some(),
         "{}",
-        servers[1].log.lock().unwrap().join("\n")
+        servers[1].spawned.log.lock().unwrap().join("\n")
     );
     assert!(count() >= 4, "four attempts for the first message");
     assert!(

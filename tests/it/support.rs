@@ -144,3 +144,84 @@ fn parse_reply(answer: &[u8]) -> Reply {
         body: answer[split + 4..].to_vec(),
     }
 }
+
+/// A running `azimds serve` child process (killed on drop), where it listens, and its log.
+pub(crate) struct Spawned {
+    pub(crate) child: std::process::Child,
+    pub(crate) guest: SocketAddr,
+    /// The control listener as the log line gives it (`127.0.0.1:PORT` or `unix:PATH`).
+    pub(crate) control: String,
+    pub(crate) log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Spawned {
+    pub(crate) fn log_contains(&self, needle: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+}
+
+/// Starts the real binary on ephemeral guest and control ports with `--data data` plus
+/// `extra`, and returns once it logs where it listens. Its stderr keeps being collected, so the
+/// server never blocks on a full pipe.
+pub(crate) fn spawn_azimds(data: &std::path::Path, extra: &[&str]) -> Spawned {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_azimds"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--control",
+            "127.0.0.1:0",
+            "--rate-limit",
+            "0",
+            "--data",
+        ])
+        .arg(data)
+        .args(extra)
+        .env("AZIMDS_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let line = loop {
+        let Some(Ok(line)) = lines.next() else {
+            panic!(
+                "the server exited before listening:\n{}",
+                log.lock().unwrap().join("\n")
+            );
+        };
+        log.lock().unwrap().push(line.clone());
+        if line.contains("listen=") {
+            break line;
+        }
+    };
+    let field = |name: &str| {
+        line.split(&format!("{name}="))
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let kept = std::sync::Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            kept.lock().unwrap().push(line);
+        }
+    });
+    Spawned {
+        guest: field("listen").parse().unwrap(),
+        control: field("control"),
+        child,
+        log,
+    }
+}
