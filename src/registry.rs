@@ -215,7 +215,7 @@ impl Registry {
                 report.deleted.push(id.clone());
             }
         }
-        for vm in definitions.vms {
+        for mut vm in definitions.vms {
             let unchanged = stored
                 .get(&vm.id)
                 .is_some_and(|s| s.origin == Origin::File && s.definition == vm.raw);
@@ -223,10 +223,12 @@ impl Registry {
                 report.unchanged += 1;
                 continue;
             }
+            // Moved, not copied: the snapshot never keeps the entry as written, and a 100k-VM
+            // file must not be held twice.
             changes.push(Change::Put {
                 id: vm.id.clone(),
                 origin: Origin::File,
-                definition: vm.raw.clone(),
+                definition: std::mem::take(&mut vm.raw),
             });
             report.written.push(vm.id.clone());
             next = next.with_vm(vm)?;

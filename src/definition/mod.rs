@@ -185,7 +185,7 @@ pub fn parse(
                 .map_err(|e| fail(format!("neither valid JSON nor valid YAML: {e}")))?,
         },
     };
-    from_value(&value).map_err(|problems| DefinitionError {
+    from_value(value).map_err(|problems| DefinitionError {
         source: source.to_string(),
         problems,
     })
@@ -206,8 +206,16 @@ pub fn demo() -> Definitions {
 /// has none (the control API passes the URL's; files pass `compute.name` or `vm-<index>`); an
 /// `id` member in the entry must agree with it when both are given by the caller.
 pub fn vm_from_json(entry: &Value, default_id: &str) -> Result<VmDefinition, Vec<Problem>> {
-    let mut vm = vm_for_serving(entry, default_id)?;
-    let mut raw = entry.as_object().cloned().unwrap_or_default();
+    vm_from_owned(entry.clone(), default_id)
+}
+
+/// [`vm_from_json`] taking the entry by value: it becomes `raw` without a copy.
+pub fn vm_from_owned(entry: Value, default_id: &str) -> Result<VmDefinition, Vec<Problem>> {
+    let mut vm = vm_for_serving(&entry, default_id)?;
+    let mut raw = match entry {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
     raw.insert("id".into(), Value::String(vm.id.clone()));
     vm.raw = Value::Object(raw);
     Ok(vm)
@@ -378,14 +386,14 @@ pub fn vm_for_serving(entry: &Value, default_id: &str) -> Result<VmDefinition, V
     }
 }
 
-fn from_value(root: &Value) -> Result<Definitions, Vec<Located>> {
+fn from_value(root: Value) -> Result<Definitions, Vec<Located>> {
     let mut problems = Vec::new();
     let top_problem = |path: &str, message: &str| Located {
         vm: None,
         path: path.to_string(),
         message: message.to_string(),
     };
-    let Value::Object(top) = root else {
+    let Value::Object(mut top) = root else {
         return Err(vec![top_problem(
             "",
             "expected an object with a `vms` list",
@@ -397,29 +405,30 @@ fn from_value(root: &Value) -> Result<Definitions, Vec<Located>> {
             "unknown member (the file holds only `vms`)",
         ));
     }
-    let items = match top.get("vms") {
-        Some(Value::Array(items)) if !items.is_empty() => items.as_slice(),
+    // Taken by value: each entry is dropped once checked, so a large file is not held twice.
+    let items = match top.remove("vms") {
+        Some(Value::Array(items)) if !items.is_empty() => items,
         Some(Value::Array(_)) => {
             problems.push(top_problem("vms", "defines no VMs"));
-            &[]
+            Vec::new()
         }
         Some(_) => {
             problems.push(top_problem("vms", "expected a list of VMs"));
-            &[]
+            Vec::new()
         }
         None => {
             problems.push(top_problem(
                 "vms",
                 "missing: the file must list its VMs under `vms`",
             ));
-            &[]
+            Vec::new()
         }
     };
 
     let mut vms: Vec<VmDefinition> = Vec::with_capacity(items.len());
     let mut first_claim: HashMap<IpAddr, usize> = HashMap::new();
     let mut ids: HashMap<String, usize> = HashMap::new();
-    for (index, item) in items.iter().enumerate() {
+    for (index, item) in items.into_iter().enumerate() {
         let name = item
             .pointer("/instance/compute/name")
             .and_then(Value::as_str)
@@ -434,7 +443,7 @@ fn from_value(root: &Value) -> Result<Definitions, Vec<Located>> {
             path,
             message,
         };
-        match vm_from_json(item, &default_id) {
+        match vm_from_owned(item, &default_id) {
             Ok(vm) => {
                 if let Some(&other) = ids.get(&vm.id) {
                     problems.push(locate(
