@@ -1,5 +1,4 @@
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::support::TestImds;
@@ -105,40 +104,16 @@ async fn binary_serves_and_logs_where_it_listens() {
         r#"{"vms":[{"instance":{"compute":{"name":"cli-vm","newField":"x"}}}]}"#,
     )
     .unwrap();
-    let mut child = azimds()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--control",
-            "127.0.0.1:0",
-            "--rate-limit",
-            "0",
-            "--vms",
-        ])
-        .arg(&file)
-        .arg("--data")
-        .arg(dir.join("data"))
-        .env("AZIMDS_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut log = Vec::new();
-    let addr = loop {
-        let line = lines.next().expect("a log line").unwrap();
-        log.push(line.clone());
-        if let Some(rest) = line.split("listen=").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
+    let server = spawn_server(&dir.join("data"), &["--vms", file.to_str().unwrap()]);
+    // The warning is logged before the listening line, so it is in the log already.
+    let log = server.log.lock().unwrap().clone();
     let warnings = log
         .iter()
         .filter(|l| l.contains("vms[0].instance.compute.newField"))
         .count();
     assert_eq!(warnings, 1, "{log:?}");
     let imds = TestImds {
-        addr,
+        addr: server.guest,
         plane: std::sync::Arc::new(test_plane()),
     };
     let reply = tokio::time::timeout(
@@ -153,8 +128,7 @@ async fn binary_serves_and_logs_where_it_listens() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o700);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(server);
     std::fs::remove_dir_all(dir).unwrap();
 }
 

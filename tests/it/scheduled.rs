@@ -33,7 +33,7 @@ use azimds::snapshot::{CallerMode, Snapshot};
 use azimds::store::Store;
 use azimds::throttle::RateLimit;
 
-use crate::support::Reply;
+use crate::support::{Reply, parse_reply};
 
 /// Three loopback addresses, three VMs in `source-address` mode.
 const A: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
@@ -85,34 +85,6 @@ async fn exchange(from: IpAddr, to: SocketAddr, bytes: &[u8]) -> Reply {
         .await
         .expect("an answer within 15 s");
     parse_reply(&answer)
-}
-
-fn parse_reply(answer: &[u8]) -> Reply {
-    let split = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(answer)));
-    let head = std::str::from_utf8(&answer[..split]).unwrap();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .map(|line| {
-            let (name, value) = line.split_once(':').unwrap();
-            (name.to_string(), value.trim().to_string())
-        })
-        .collect();
-    Reply {
-        status,
-        headers,
-        body: answer[split + 4..].to_vec(),
-    }
 }
 
 /// Where a server's two planes listen, and how to talk to them.

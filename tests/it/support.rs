@@ -123,7 +123,8 @@ impl TestImds {
     }
 }
 
-fn parse_reply(answer: &[u8]) -> Reply {
+/// Parses a whole HTTP/1.1 response as read off the wire.
+pub(crate) fn parse_reply(answer: &[u8]) -> Reply {
     let split = answer
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
