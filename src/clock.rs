@@ -7,6 +7,12 @@ use std::time::{Duration, SystemTime};
 /// A source of wall-clock time.
 pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now(&self) -> SystemTime;
+
+    /// Whether time moves only when someone moves it. Then nothing waits for it: whoever
+    /// moves the clock applies what became due (the events engine's timer does not run).
+    fn is_manual(&self) -> bool {
+        false
+    }
 }
 
 /// The operating system's clock.
@@ -45,5 +51,9 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> SystemTime {
         *self.now.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is_manual(&self) -> bool {
+        true
     }
 }

@@ -1,8 +1,8 @@
 //! azimds: an Azure-compatible Instance Metadata Service.
 //!
 //! The library holds everything but process concerns: `main.rs` parses the command line,
-//! binds sockets and installs logging, then hands listeners to [`guest::serve`].
-//! See ARCHITECTURE.md for the map.
+//! installs logging and signal handling, and runs a [`server::Server`]. See ARCHITECTURE.md for
+//! the map.
 
 pub mod cli;
 pub mod client;
@@ -15,7 +15,10 @@ pub mod guest;
 pub mod identity;
 pub mod maintenance;
 pub mod metadata;
+pub mod problem;
 pub mod registry;
+pub mod server;
 pub mod snapshot;
+pub mod state;
 pub mod store;
 pub mod throttle;

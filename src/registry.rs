@@ -1,6 +1,7 @@
 //! The control plane's write path: every change to the set of VMs goes through [`Registry`],
-//! which validates it, makes it durable in the store, then publishes the next snapshot to the
-//! guest plane. A write is acknowledged (returns `Ok`) only after the store commit.
+//! which validates it, makes it durable in the store, publishes the next snapshot to the
+//! guest plane, then seeds the scheduled events the VM's definition lists (once per EventId).
+//! A write is acknowledged (returns `Ok`) only after the store commit.
 //!
 //! Writes are serialized by one mutex, so the store's order and the snapshots' order agree.
 //! Every method is synchronous (store IO): async callers run them on a blocking thread. The
@@ -12,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 
 use crate::definition::{self, Definitions, Problem, VmDefinition};
-use crate::guest::GuestPlane;
 use crate::snapshot::{self, CallerMode, Snapshot};
+use crate::state::Shared;
 use crate::store::{self, Change, Expect, Origin, Store, StoredVm};
 use crate::throttle::RateLimit;
 
@@ -31,7 +32,10 @@ pub enum Error {
     #[error(
         "the VM does not match the precondition (it changed since it was read, or exists / does not exist)"
     )]
-    PreconditionFailed { current: Option<String> },
+    PreconditionFailed {
+        /// The VM's current revision, if it exists.
+        current: Option<u64>,
+    },
     #[error("{0}")]
     Conflict(String),
     #[error("the VM definition is {size} bytes; the limit is {MAX_VM_BYTES}")]
@@ -43,9 +47,7 @@ pub enum Error {
 impl From<store::Error> for Error {
     fn from(error: store::Error) -> Self {
         match error {
-            store::Error::PreconditionFailed { current } => Error::PreconditionFailed {
-                current: current.map(etag),
-            },
+            store::Error::PreconditionFailed { current } => Error::PreconditionFailed { current },
             other => Error::Store(other),
         }
     }
@@ -57,11 +59,6 @@ impl From<snapshot::Error> for Error {
     }
 }
 
-/// The ETag of a stored revision (a quoted strong validator).
-pub fn etag(revision: u64) -> String {
-    format!("\"{revision}\"")
-}
-
 /// What reconciling a definition file changed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Reconciled {
@@ -70,11 +67,11 @@ pub struct Reconciled {
     pub unchanged: usize,
 }
 
-/// Owns the store and publishes to the guest plane.
+/// Owns the store's VM records and publishes them to the guest plane.
 #[derive(Debug)]
 pub struct Registry {
     store: Arc<Store>,
-    plane: Arc<GuestPlane>,
+    shared: Arc<Shared>,
     writes: Mutex<()>,
 }
 
@@ -105,21 +102,14 @@ impl Registry {
         Ok((Snapshot::new(vms, mode, rate_limit)?, warnings))
     }
 
-    pub fn new(store: Store, plane: Arc<GuestPlane>) -> Registry {
+    /// A registry writing to `store` (shared with the events engine) and publishing to
+    /// `shared`'s snapshot.
+    pub fn new(store: Arc<Store>, shared: Arc<Shared>) -> Registry {
         Registry {
-            store: Arc::new(store),
-            plane,
+            store,
+            shared,
             writes: Mutex::new(()),
         }
-    }
-
-    /// The store, shared with the scheduled-events engine.
-    pub fn store(&self) -> Arc<Store> {
-        Arc::clone(&self.store)
-    }
-
-    pub fn plane(&self) -> &Arc<GuestPlane> {
-        &self.plane
     }
 
     /// Every stored VM, in id order.
@@ -136,9 +126,7 @@ impl Registry {
     /// Creates or replaces VM `id` with `entry`. Returns the record and whether it was created.
     pub fn put(&self, id: &str, entry: &Value, expect: Expect) -> Result<(StoredVm, bool), Error> {
         let _serialized = self.writes.lock().unwrap_or_else(|p| p.into_inner());
-        let existed = self.plane.snapshot().vm(id).is_some();
-        let stored = self.write(id, entry, Origin::Api, expect)?;
-        Ok((stored, !existed))
+        self.write(id, entry, Origin::Api, expect)
     }
 
     /// Applies an RFC 7396 merge patch to VM `id`'s stored entry.
@@ -149,13 +137,15 @@ impl Registry {
             && revision != current.revision
         {
             return Err(Error::PreconditionFailed {
-                current: Some(etag(current.revision)),
+                current: Some(current.revision),
             });
         }
         let mut entry = current.definition.clone();
         merge_patch(&mut entry, patch);
         // Writes are serialized, so the revision read above is still current.
-        self.write(id, &entry, Origin::Api, Expect::Revision(current.revision))
+        let (stored, _) =
+            self.write(id, &entry, Origin::Api, Expect::Revision(current.revision))?;
+        Ok(stored)
     }
 
     /// Deletes VM `id`.
@@ -172,7 +162,7 @@ impl Registry {
             }
             Err(error) => return Err(error.into()),
         }
-        self.plane.publish(self.plane.snapshot().without_vm(id));
+        self.publish(self.shared.snapshot().without_vm(id));
         self.forget_events_of(&[id.to_string()]);
         Ok(())
     }
@@ -180,11 +170,8 @@ impl Registry {
     /// Takes deleted VMs out of their scheduled events. The VM deletion is already durable; a
     /// failure here only leaves an event naming a VM no guest can be, so it is logged.
     fn forget_events_of(&self, ids: &[String]) {
-        let Some(events) = self.plane.events() else {
-            return;
-        };
         for id in ids {
-            if let Err(error) = events.forget_vm(id) {
+            if let Err(error) = self.shared.events().forget_vm(id) {
                 tracing::error!(vm = %id, %error, "cannot remove a deleted VM from its scheduled events");
             }
         }
@@ -204,7 +191,7 @@ impl Registry {
             .collect();
         let mut report = Reconciled::default();
         let mut changes = Vec::new();
-        let mut next = (*self.plane.snapshot()).clone();
+        let mut next = (*self.shared.snapshot()).clone();
         let listed: std::collections::BTreeSet<String> =
             definitions.vms.iter().map(|vm| vm.id.clone()).collect();
         for (id, vm) in &stored {
@@ -235,8 +222,9 @@ impl Registry {
         }
         if !changes.is_empty() {
             self.store.apply(&changes)?;
-            self.plane.publish(next);
+            self.publish(next);
             self.forget_events_of(&report.deleted);
+            self.import_events_of(&report.written);
         }
         Ok(report)
     }
@@ -254,14 +242,58 @@ impl Registry {
         Ok(true)
     }
 
-    /// Validate, check against the current snapshot, commit, publish. Caller holds `writes`.
+    /// Seeds the scheduled events every served VM's definition lists that the engine has not
+    /// imported yet (at start: the store may hold VMs written before their events were).
+    pub fn import_all_events(&self) {
+        let ids: Vec<String> = self
+            .shared
+            .snapshot()
+            .vms()
+            .filter(|vm| vm.definition().scheduled_events.is_some())
+            .map(|vm| vm.definition().id.clone())
+            .collect();
+        self.import_events_of(&ids);
+    }
+
+    /// Seeds the definition events of VMs just written. The VM write is already durable; a
+    /// failure here is logged, and retried at the next start by [`Registry::import_all_events`].
+    fn import_events_of(&self, ids: &[String]) {
+        let snapshot = self.shared.snapshot();
+        for id in ids {
+            let Some(vm) = snapshot.vm(id) else { continue };
+            let definition = vm.definition();
+            let Some(list) = definition
+                .scheduled_events
+                .as_ref()
+                .and_then(Value::as_array)
+            else {
+                continue;
+            };
+            match self.shared.events().import(id, definition.label(), list) {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(vm = %id, events = n, "scheduled events imported from the VM definition")
+                }
+                Err(error) => {
+                    tracing::error!(vm = %id, %error, "cannot import the VM's scheduled events")
+                }
+            }
+        }
+    }
+
+    fn publish(&self, next: Snapshot) {
+        self.shared.published().publish(next);
+    }
+
+    /// Validate, check against the current snapshot, commit, publish, import the VM's events.
+    /// Returns the record and whether it was created. Caller holds `writes`.
     fn write(
         &self,
         id: &str,
         entry: &Value,
         origin: Origin,
         expect: Expect,
-    ) -> Result<StoredVm, Error> {
+    ) -> Result<(StoredVm, bool), Error> {
         let size = serde_json::to_vec(entry).map_or(0, |bytes| bytes.len());
         if size > MAX_VM_BYTES {
             return Err(Error::TooLarge { size });
@@ -276,10 +308,11 @@ impl Registry {
         }
         let vm: VmDefinition = definition::vm_from_json(entry, id).map_err(Error::Invalid)?;
         let raw = vm.raw.clone();
-        let next = self.plane.snapshot().with_vm(vm)?;
-        let stored = self.store.put_vm(id, origin, &raw, expect)?;
-        self.plane.publish(next);
-        Ok(stored)
+        let next = self.shared.snapshot().with_vm(vm)?;
+        let (stored, created) = self.store.put_vm(id, origin, &raw, expect)?;
+        self.publish(next);
+        self.import_events_of(&[id.to_string()]);
+        Ok((stored, created))
     }
 }
 

@@ -1,5 +1,5 @@
 //! What the guest plane serves from: an immutable snapshot of every VM, replaced whole on
-//! change (one `Arc` swapped by `GuestPlane::publish`).
+//! change (one `Arc` swapped in [`Published`] by the write paths).
 //!
 //! The maps are persistent (`imbl`): deriving the next snapshot from the current one with one
 //! VM changed costs O(log n) and shares everything else, so at 100k VMs a write does not copy
@@ -8,6 +8,7 @@
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 
 use crate::definition::VmDefinition;
@@ -31,6 +32,33 @@ impl CallerMode {
             CallerMode::Single => "single",
             CallerMode::SourceAddress => "source-address",
         }
+    }
+}
+
+/// The snapshot being served: readers load it without locks, writers replace it whole. Writes
+/// are serialized by their owners (the registry, the fleet watcher), so publication order is
+/// commit order.
+#[derive(Debug)]
+pub struct Published(ArcSwap<Snapshot>);
+
+impl Published {
+    pub fn new(snapshot: Snapshot) -> Published {
+        Published(ArcSwap::from_pointee(snapshot))
+    }
+
+    /// The current snapshot for the length of one request (no reference-count traffic).
+    pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.0.load()
+    }
+
+    /// The current snapshot, kept (for work that outlives a request).
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.0.load_full()
+    }
+
+    /// Makes `snapshot` the one every next request sees.
+    pub fn publish(&self, snapshot: Snapshot) {
+        self.0.store(Arc::new(snapshot));
     }
 }
 

@@ -1,12 +1,11 @@
 //! Per-VM request throttling (spec §1.11): a token bucket refilled at N tokens per second with a
 //! burst of N, so a VM may make N requests in any one second and no more.
 //!
-//! Time is passed in, so tests drive it without sleeping.
+//! Time is passed in (the injected clock's), so tests and `--clock manual` drive it without
+//! sleeping. A clock stepped backwards refills nothing for that one request.
 
 use std::sync::Mutex;
-use std::time::Duration;
-
-use tokio::time::Instant;
+use std::time::{Duration, SystemTime};
 
 /// Requests per second allowed per VM; `0` means unlimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,7 +17,7 @@ pub struct TokenBucket {
     per_second: u32,
     /// (tokens available, when they were counted). The lock is never held across `.await`:
     /// `try_acquire` is synchronous.
-    state: Mutex<(f64, Option<Instant>)>,
+    state: Mutex<(f64, Option<SystemTime>)>,
 }
 
 impl TokenBucket {
@@ -30,7 +29,7 @@ impl TokenBucket {
     }
 
     /// Takes one token if there is one.
-    pub fn try_acquire(&self, now: Instant) -> bool {
+    pub fn try_acquire(&self, now: SystemTime) -> bool {
         if self.per_second == 0 {
             return true;
         }
@@ -44,7 +43,8 @@ impl TokenBucket {
         let (tokens, last) = &mut *state;
         if let Some(last) = *last {
             let elapsed = now
-                .saturating_duration_since(last)
+                .duration_since(last)
+                .unwrap_or(Duration::ZERO)
                 .min(Duration::from_secs(3600));
             *tokens = (*tokens + elapsed.as_secs_f64() * capacity).min(capacity);
         }
@@ -65,7 +65,7 @@ mod tests {
     #[test]
     fn allows_a_burst_then_refills_at_the_rate() {
         let bucket = TokenBucket::new(RateLimit(5));
-        let t0 = Instant::now();
+        let t0 = SystemTime::now();
         assert!((0..5).all(|_| bucket.try_acquire(t0)));
         assert!(!bucket.try_acquire(t0));
         assert!(!bucket.try_acquire(t0 + Duration::from_millis(150)));
@@ -79,7 +79,7 @@ mod tests {
     #[test]
     fn zero_means_unlimited() {
         let bucket = TokenBucket::new(RateLimit(0));
-        let now = Instant::now();
+        let now = SystemTime::now();
         assert!((0..10_000).all(|_| bucket.try_acquire(now)));
     }
 }

@@ -5,7 +5,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::definition::Problem;
 use crate::{events, maintenance, registry};
 
 /// A control request that cannot be served.
@@ -69,21 +68,11 @@ impl IntoResponse for ControlError {
             self.to_string()
         };
         let mut error = json!({ "code": code, "message": message });
-        if let ControlError::Registry(registry::Error::Invalid(problems)) = &self {
-            error["problems"] = json!(
-                problems
-                    .iter()
-                    .map(|Problem { path, message }| json!({"path": path, "message": message}))
-                    .collect::<Vec<_>>()
-            );
-        }
-        if let ControlError::Events(maintenance::Error::Invalid(problems)) = &self {
-            error["problems"] = json!(
-                problems
-                    .iter()
-                    .map(|(path, message)| json!({"path": path, "message": message}))
-                    .collect::<Vec<_>>()
-            );
+        if let ControlError::Registry(registry::Error::Invalid(problems))
+        | ControlError::Events(maintenance::Error::Invalid(problems)) = &self
+        {
+            // `Problem` serializes as {"path":…,"message":…}.
+            error["problems"] = json!(problems);
         }
         let mut response = (status, axum::Json(json!({ "error": error }))).into_response();
         match &self {
@@ -93,9 +82,9 @@ impl IntoResponse for ControlError {
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             ControlError::Registry(registry::Error::PreconditionFailed {
-                current: Some(etag),
+                current: Some(revision),
             }) => {
-                if let Ok(value) = HeaderValue::from_str(etag) {
+                if let Ok(value) = HeaderValue::from_str(&super::vms::etag(*revision)) {
                     response.headers_mut().insert(header::ETAG, value);
                 }
             }

@@ -12,19 +12,32 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::control::{ControlError, ControlState};
-use crate::events::{EventsVersion, Input};
-use crate::maintenance::{self, Maintenance, ScheduleRequest, event_json};
+use crate::events::{Event, EventsVersion, Input};
+use crate::maintenance::hooks::{rfc3339, status_name};
+use crate::maintenance::{self, Maintenance, ScheduleRequest};
 
 /// The longest a wait may be asked to last.
 const MAX_WAIT: Duration = Duration::from_secs(300);
 
-fn engine(state: &ControlState) -> Result<Arc<Maintenance>, ControlError> {
-    state
-        .registry
-        .plane()
-        .events()
-        .cloned()
-        .ok_or(ControlError::NoRoute)
+fn engine(state: &ControlState) -> Arc<Maintenance> {
+    Arc::clone(state.shared.events())
+}
+
+/// The control API's view of an event.
+fn event_json(event: &Event) -> serde_json::Value {
+    json!({
+        "id": event.id,
+        "type": event.event_type.as_str(),
+        "status": status_name(event.status),
+        "vms": event.targets,
+        "resources": event.resources,
+        "notBefore": rfc3339(event.not_before),
+        "startedAt": event.started_at.map(rfc3339),
+        "completeAfterSeconds": event.complete_after.as_secs(),
+        "description": event.description,
+        "source": event.source.as_str(),
+        "durationInSeconds": event.duration_seconds,
+    })
 }
 
 async fn blocking<T: Send + 'static>(
@@ -43,12 +56,12 @@ pub(super) async fn schedule(
 ) -> Result<Response, ControlError> {
     let request: ScheduleRequest =
         serde_json::from_slice(&body).map_err(|e| ControlError::MalformedJson(e.to_string()))?;
-    let event = blocking(engine(&state)?, move |engine| engine.schedule(request)).await?;
+    let event = blocking(engine(&state), move |engine| engine.schedule(request)).await?;
     Ok((StatusCode::CREATED, axum::Json(event_json(&event))).into_response())
 }
 
 pub(super) async fn list(State(state): State<Arc<ControlState>>) -> Result<Response, ControlError> {
-    let events: Vec<_> = engine(&state)?.events().iter().map(event_json).collect();
+    let events: Vec<_> = engine(&state).events().iter().map(event_json).collect();
     Ok(axum::Json(json!({ "events": events })).into_response())
 }
 
@@ -57,7 +70,7 @@ pub(super) async fn get(
     Path(id): Path<String>,
 ) -> Result<Response, ControlError> {
     let event =
-        engine(&state)?
+        engine(&state)
             .event(&id)
             .ok_or(ControlError::Events(maintenance::Error::Events(
                 crate::events::Error::UnknownEvent(id),
@@ -75,7 +88,7 @@ pub(super) async fn command(
         "cancel" => Input::Cancel,
         _ => return Err(ControlError::NoRoute),
     };
-    let changed = blocking(engine(&state)?, move |engine| engine.command(&id, input)).await?;
+    let changed = blocking(engine(&state), move |engine| engine.command(&id, input)).await?;
     Ok(axum::Json(
         json!({ "changed": changed.is_some(), "event": changed.as_ref().map(event_json) }),
     )
@@ -87,7 +100,7 @@ pub(super) async fn vm_document(
     State(state): State<Arc<ControlState>>,
     Path(vm): Path<String>,
 ) -> Result<Response, ControlError> {
-    let engine = engine(&state)?;
+    let engine = engine(&state);
     let (incarnation, document) = engine.document(&vm, EventsVersion::V2020_07_01);
     let document: serde_json::Value =
         serde_json::from_slice(&document).map_err(|_| ControlError::Internal)?;
@@ -108,7 +121,7 @@ pub(super) async fn wait(
     Query(query): Query<WaitQuery>,
 ) -> Result<Response, ControlError> {
     let timeout = Duration::from_secs(query.timeout.unwrap_or(30)).min(MAX_WAIT);
-    match engine(&state)?
+    match engine(&state)
         .wait_fetched(&vm, query.incarnation, timeout)
         .await
     {

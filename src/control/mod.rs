@@ -30,6 +30,7 @@ use axum::routing::{get, post};
 
 pub use crate::control::error::ControlError;
 use crate::registry::{MAX_VM_BYTES, Registry};
+use crate::state::Shared;
 
 /// The checked-in OpenAPI description of this API (kept in step by a test).
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -37,6 +38,9 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 /// Everything a control request may touch.
 #[derive(Debug)]
 pub struct ControlState {
+    /// What both planes share: the issuer and events engine live here.
+    pub shared: Arc<Shared>,
+    /// The only write path for VMs.
     pub registry: Arc<Registry>,
     /// Set once the snapshot is loaded and the guest listeners are up.
     pub ready: AtomicBool,
@@ -144,23 +148,20 @@ async fn openid_configuration(
 }
 
 /// The JSON Web Key Set of the token signing keys (public parts only).
-async fn discovery_keys(State(state): State<Arc<ControlState>>) -> Result<Response, ControlError> {
-    let issuer = state
-        .registry
-        .plane()
-        .issuer()
-        .map_err(|_| ControlError::Internal)?;
-    Ok(axum::Json(issuer.jwks()).into_response())
+async fn discovery_keys(State(state): State<Arc<ControlState>>) -> Response {
+    axum::Json(state.shared.issuer().jwks()).into_response()
 }
 
 /// Makes a new token signing key current; older keys stay published until their tokens expire.
 async fn rotate_keys(State(state): State<Arc<ControlState>>) -> Result<Response, ControlError> {
-    let plane = Arc::clone(state.registry.plane());
+    let shared = Arc::clone(&state.shared);
     let rotated = tokio::task::spawn_blocking(move || {
-        let issuer = plane.issuer().map_err(|_| ())?;
-        issuer.rotate(plane.clock().now()).map_err(|error| {
-            tracing::error!(%error, "rotating the token signing key failed");
-        })
+        shared
+            .issuer()
+            .rotate(shared.clock().now())
+            .map_err(|error| {
+                tracing::error!(%error, "rotating the token signing key failed");
+            })
     })
     .await;
     match rotated {
@@ -177,14 +178,14 @@ async fn openapi() -> Response {
 }
 
 async fn status(State(state): State<Arc<ControlState>>) -> Response {
-    let plane = state.registry.plane();
-    let snapshot = plane.snapshot();
+    let shared = &state.shared;
+    let snapshot = shared.snapshot();
     axum::Json(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "ready": state.ready.load(Ordering::Acquire),
         "vms": snapshot.vm_count(),
         "callers": snapshot.mode().as_str(),
-        "unknownCallers": plane.unknown_callers(),
+        "unknownCallers": shared.unknown_callers(),
         "guestListeners": state.guest_listeners,
     }))
     .into_response()

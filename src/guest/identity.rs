@@ -8,60 +8,21 @@
 //! parameters, selection, then the token, from cache or freshly signed off the worker thread.
 
 use std::net::IpAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 
-use crate::guest::GuestPlane;
 use crate::guest::error::{GuestError, IdentityError};
 use crate::guest::request::{self, Query};
 use crate::guest::response::{self, Body, CONTENT_TYPE_JSON};
-use crate::identity::limits::{IdentityLimits, Limiters};
+use crate::identity::limits::Permit;
 use crate::identity::selection::{self, Selector};
-use crate::identity::token::{DEFAULT_LIFETIME, IssuedToken};
-use crate::identity::{Issuer, unix_seconds};
+use crate::identity::token::IssuedToken;
+use crate::identity::{Identities, unix_seconds};
 use crate::metadata::version::ApiVersion;
-
-/// The identity part of the guest plane's state.
-#[derive(Debug)]
-pub(super) struct IdentityPlane {
-    issuer: OnceLock<Arc<Issuer>>,
-    limiters: Limiters,
-}
-
-impl Default for IdentityPlane {
-    fn default() -> IdentityPlane {
-        IdentityPlane {
-            issuer: OnceLock::new(),
-            limiters: Limiters::new(IdentityLimits::default()),
-        }
-    }
-}
-
-impl IdentityPlane {
-    pub(super) fn new(issuer: Arc<Issuer>, limits: IdentityLimits) -> IdentityPlane {
-        IdentityPlane {
-            issuer: OnceLock::from(issuer),
-            limiters: Limiters::new(limits),
-        }
-    }
-
-    /// The configured issuer; a plane built without one gets an in-memory issuer on first use
-    /// (keys are generated then, not when the plane is built, to keep plain planes cheap).
-    pub(super) fn issuer(&self, plane: &GuestPlane) -> Result<&Arc<Issuer>, GuestError> {
-        if let Some(issuer) = self.issuer.get() {
-            return Ok(issuer);
-        }
-        match Issuer::in_memory(DEFAULT_LIFETIME, plane.clock().now()) {
-            Ok(issuer) => Ok(self.issuer.get_or_init(|| Arc::new(issuer))),
-            Err(error) => {
-                tracing::error!(%error, "cannot create token signing keys");
-                Err(IdentityError::ServerError.into())
-            }
-        }
-    }
-}
+use crate::snapshot::ServedVm;
+use crate::state::Shared;
 
 /// The identity endpoints, by the path after `/metadata/identity`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,23 +44,36 @@ impl Endpoint {
 
 /// Answers an identity request (after the route and method checks in `guest::route`).
 pub(super) async fn respond<B>(
-    plane: &GuestPlane,
+    shared: &Shared,
     peer: IpAddr,
     request: &Request<B>,
     endpoint: Endpoint,
 ) -> Result<Response<Body>, GuestError> {
-    let snapshot = plane.snapshot();
-    let Some(vm) = snapshot.resolve(peer) else {
-        plane.count_unknown_caller();
+    let (vm, _permit) = admit(shared, peer)?;
+    let query = checked_query(request)?;
+    let identities = vm.definition().identities.as_ref();
+    match endpoint {
+        Endpoint::Info => info(identities),
+        Endpoint::Token => token(shared, &vm, identities, &query).await,
+    }
+}
+
+/// The caller's VM and an admission under its identity limits (not the general limit).
+fn admit(shared: &Shared, peer: IpAddr) -> Result<(Arc<ServedVm>, Permit), GuestError> {
+    let Some(vm) = shared.published().load().resolve(peer).cloned() else {
+        shared.count_unknown_caller();
         return Err(GuestError::NotFound);
     };
-    let vm_id = &vm.definition().id;
-    let _permit = plane
-        .identity
-        .limiters
-        .get(vm_id)
-        .try_enter(tokio::time::Instant::now())
+    let permit = shared
+        .identity_limiters()
+        .get(&vm.definition().id)
+        .try_enter(shared.clock().now())
         .ok_or(IdentityError::Throttled)?;
+    Ok((vm, permit))
+}
+
+/// Headers, then the query with an identity api-version (≥ 2018-02-01) and no duplicates.
+fn checked_query<B>(request: &Request<B>) -> Result<Query<'_>, GuestError> {
     let fail = GuestError::on_identity_endpoint;
     request::check_headers(request.headers()).map_err(fail)?;
     let query = Query::parse(request.uri().query()).map_err(fail)?;
@@ -108,44 +82,61 @@ pub(super) async fn respond<B>(
         return Err(GuestError::ApiVersion);
     }
     query.reject_duplicates().map_err(fail)?;
-    let identities = vm.definition().identities.as_ref();
-    match endpoint {
-        Endpoint::Info => {
-            let identities = identities
-                .filter(|ids| ids.all().next().is_some())
-                .ok_or(IdentityError::IdentityNotFound)?;
-            let body = serde_json::json!({ "tenantId": identities.tenant_id }).to_string();
-            Ok(json(Bytes::from(body)))
-        }
-        Endpoint::Token => {
-            let resource = query
-                .single("resource")
-                .map_err(fail)?
-                .filter(|r| !r.is_empty())
-                .ok_or(IdentityError::MissingResource)?;
-            let selector = selector(&query)?;
-            let bypass = match query.single("bypass_cache").map_err(fail)? {
-                None => false,
-                Some(v) if v.eq_ignore_ascii_case("true") => true,
-                Some(v) if v.eq_ignore_ascii_case("false") => false,
-                Some(_) => return Err(IdentityError::BadBypassCache.into()),
-            };
-            let identity = selection::select(identities, selector).map_err(|e| match e {
-                selection::Error::NotFound => IdentityError::IdentityNotFound,
-                selection::Error::Ambiguous => IdentityError::MultipleUserAssigned,
-            })?;
-            let tenant_id = identities.map_or("", |ids| ids.tenant_id.as_str());
-            let issuer = plane.identity.issuer(plane)?;
-            let now = plane.clock().now();
-            let token = issuer
-                .token(vm_id, tenant_id, identity, resource, now, bypass)
-                .await
-                .map_err(|error| {
-                    tracing::error!(vm = %vm_id, %error, "token signing failed");
-                    IdentityError::ServerError
-                })?;
-            Ok(json(token_body(&token, unix_seconds(now))))
-        }
+    Ok(query)
+}
+
+/// `/metadata/identity/info` (§9.1): the tenant of a VM that has an identity.
+fn info(identities: Option<&Identities>) -> Result<Response<Body>, GuestError> {
+    let identities = identities
+        .filter(|ids| ids.all().next().is_some())
+        .ok_or(IdentityError::IdentityNotFound)?;
+    let body = serde_json::json!({ "tenantId": identities.tenant_id }).to_string();
+    Ok(json(Bytes::from(body)))
+}
+
+/// `/metadata/identity/oauth2/token` (§4.2): the selected identity's token for `resource`,
+/// cached or freshly signed.
+async fn token(
+    shared: &Shared,
+    vm: &ServedVm,
+    identities: Option<&Identities>,
+    query: &Query<'_>,
+) -> Result<Response<Body>, GuestError> {
+    let fail = GuestError::on_identity_endpoint;
+    let resource = query
+        .single("resource")
+        .map_err(fail)?
+        .filter(|r| !r.is_empty())
+        .ok_or(IdentityError::MissingResource)?;
+    let selector = selector(query)?;
+    let bypass = bypass_cache(query)?;
+    let identity = selection::select(identities, selector).map_err(|e| match e {
+        selection::Error::NotFound => IdentityError::IdentityNotFound,
+        selection::Error::Ambiguous => IdentityError::MultipleUserAssigned,
+    })?;
+    let tenant_id = identities.map_or("", |ids| ids.tenant_id.as_str());
+    let vm_id = &vm.definition().id;
+    let now = shared.clock().now();
+    let token = shared
+        .issuer()
+        .token(vm_id, tenant_id, identity, resource, now, bypass)
+        .await
+        .map_err(|error| {
+            tracing::error!(vm = %vm_id, %error, "token signing failed");
+            IdentityError::ServerError
+        })?;
+    Ok(json(token_body(&token, unix_seconds(now))))
+}
+
+fn bypass_cache(query: &Query<'_>) -> Result<bool, GuestError> {
+    match query
+        .single("bypass_cache")
+        .map_err(GuestError::on_identity_endpoint)?
+    {
+        None => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+        Some(_) => Err(IdentityError::BadBypassCache.into()),
     }
 }
 

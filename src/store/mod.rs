@@ -149,14 +149,15 @@ impl Store {
         found.map(|value| decode(id, value.value())).transpose()
     }
 
-    /// Writes one VM if `expect` holds; returns the new record. Durable when it returns.
+    /// Writes one VM if `expect` holds; returns the new record and whether it was created.
+    /// Durable when it returns.
     pub fn put_vm(
         &self,
         id: &str,
         origin: Origin,
         definition: &Value,
         expect: Expect,
-    ) -> Result<StoredVm, Error> {
+    ) -> Result<(StoredVm, bool), Error> {
         let write = self.db.begin_write().map_err(db)?;
         let stored = {
             let mut table = write.open_table(VMS).map_err(db)?;
@@ -173,7 +174,7 @@ impl Store {
                 definition: definition.clone(),
             };
             table.insert(id, encode(&stored).as_slice()).map_err(db)?;
-            stored
+            (stored, current.is_none())
         };
         write.commit().map_err(db)?;
         Ok(stored)
@@ -358,10 +359,11 @@ mod tests {
     #[test]
     fn writes_survive_reopening_and_revisions_never_repeat() {
         let (store, dir) = temp_store("reopen");
-        let a1 = store
+        let (a1, created) = store
             .put_vm("a", Origin::Api, &json!({"x": 1}), Expect::Absent)
             .unwrap();
-        let a2 = store
+        assert!(created);
+        let (a2, created) = store
             .put_vm(
                 "a",
                 Origin::Api,
@@ -369,11 +371,13 @@ mod tests {
                 Expect::Revision(a1.revision),
             )
             .unwrap();
+        assert!(!created, "a replacement is not a creation");
         assert!(a2.revision > a1.revision);
         assert!(store.delete_vm("a", Expect::Revision(a2.revision)).unwrap());
-        let a3 = store
+        let (a3, created) = store
             .put_vm("a", Origin::File, &json!({"x": 3}), Expect::Absent)
             .unwrap();
+        assert!(created, "recreated after a delete");
         assert!(
             a3.revision > a2.revision,
             "a recreated VM never reuses an ETag"
@@ -387,7 +391,7 @@ mod tests {
     #[test]
     fn conditional_writes() {
         let (store, dir) = temp_store("conditional");
-        let a = store
+        let (a, _) = store
             .put_vm("a", Origin::Api, &json!({}), Expect::Anything)
             .unwrap();
         assert!(matches!(

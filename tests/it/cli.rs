@@ -1,23 +1,17 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::TestImds;
+use crate::support::TempDir;
 
 fn azimds() -> Command {
     Command::new(env!("CARGO_BIN_EXE_azimds"))
 }
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("azimds-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// A bad definition file stops the server before it listens, naming file, VM and path.
 #[test]
 fn bad_definition_file_is_rejected_at_start() {
-    let dir = temp_dir("bad");
+    let temp = TempDir::new("cli-bad");
+    let dir = temp.path();
     let file = dir.join("vms.yaml");
     std::fs::write(&file, "vms:\n  - instance:\n      compute: {name: web-1, platformFaultDomain: 0}\n    colour: red\n").unwrap();
     let output = azimds()
@@ -62,7 +56,6 @@ fn bad_definition_file_is_rejected_at_start() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("not valid YAML"));
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -97,7 +90,8 @@ fn help_explains_every_flag_and_its_environment_variable() {
 #[tokio::test]
 async fn binary_serves_and_logs_where_it_listens() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = temp_dir("serve");
+    let temp = TempDir::new("cli-serve");
+    let dir = temp.path();
     let file = dir.join("vms.json");
     std::fs::write(
         &file,
@@ -112,10 +106,7 @@ async fn binary_serves_and_logs_where_it_listens() {
         .filter(|l| l.contains("vms[0].instance.compute.newField"))
         .count();
     assert_eq!(warnings, 1, "{log:?}");
-    let imds = TestImds {
-        addr: server.guest,
-        plane: std::sync::Arc::new(test_plane()),
-    };
+    let imds = server.imds();
     let reply = tokio::time::timeout(
         Duration::from_secs(5),
         imds.get("/metadata/instance/compute/name?api-version=2021-02-01&format=text"),
@@ -129,17 +120,6 @@ async fn binary_serves_and_logs_where_it_listens() {
         .mode();
     assert_eq!(mode & 0o777, 0o700);
     drop(server);
-    std::fs::remove_dir_all(dir).unwrap();
-}
-
-fn test_plane() -> azimds::guest::GuestPlane {
-    let snapshot = azimds::snapshot::Snapshot::new(
-        azimds::definition::demo().vms,
-        azimds::snapshot::CallerMode::Single,
-        azimds::throttle::RateLimit(0),
-    )
-    .unwrap();
-    azimds::guest::GuestPlane::new(snapshot)
 }
 
 type Server = crate::support::Spawned;
@@ -163,11 +143,9 @@ fn cli(server: &Server, data: &std::path::Path, args: &[&str]) -> (i32, String, 
 }
 
 async fn guest_name(server: &Server) -> String {
-    let imds = TestImds {
-        addr: server.guest,
-        plane: std::sync::Arc::new(test_plane()),
-    };
-    imds.get("/metadata/instance/compute/name?api-version=2021-02-01&format=text")
+    server
+        .imds()
+        .get("/metadata/instance/compute/name?api-version=2021-02-01&format=text")
         .await
         .text()
         .to_string()
@@ -176,7 +154,8 @@ async fn guest_name(server: &Server) -> String {
 /// The CLI end to end against a running server: tables, JSON, exit codes, persistence.
 #[tokio::test]
 async fn cli_drives_a_running_server() {
-    let dir = temp_dir("cli-e2e");
+    let temp = TempDir::new("cli-cli-e2e");
+    let dir = temp.path();
     let data = dir.join("data");
     let server = spawn_server(&data, &["--callers", "source-address"]);
     let vm_file = dir.join("web.yaml");
@@ -288,14 +267,14 @@ async fn cli_drives_a_running_server() {
     let (code, _, _) = cli(&server, &data, &["vm", "delete", "web"]);
     assert_eq!(code, 3);
     drop(server);
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// `--vms FILE` is reconciled into the store and re-applied when it changes; a bad edit keeps
 /// the previous VMs.
 #[tokio::test]
 async fn definitions_file_changes_are_picked_up_without_restart() {
-    let dir = temp_dir("watch");
+    let temp = TempDir::new("cli-watch");
+    let dir = temp.path();
     let data = dir.join("data");
     let file = dir.join("vms.yaml");
     let write = |name: &str| {
@@ -312,27 +291,27 @@ async fn definitions_file_changes_are_picked_up_without_restart() {
         ],
     );
     assert_eq!(guest_name(&server).await, "one");
-    let wait_for = |expected: &'static str| {
-        let server = &server;
-        async move {
-            for _ in 0..60 {
-                if guest_name(server).await == expected {
-                    return true;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            false
-        }
-    };
-    // mtime granularity: make sure the edit is seen as a change.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // A different length, so the edit is a change even within the mtime's granularity.
     write("two-longer");
     assert!(
-        wait_for("two-longer").await,
+        server.wait_for_log(
+            "definitions file changed and was applied",
+            1,
+            Duration::from_secs(10)
+        ),
         "the edit is applied within a few seconds"
     );
+    assert_eq!(guest_name(&server).await, "two-longer");
+    let refusals = server.log_count("keeping the previous VMs");
     std::fs::write(&file, "vms: [ {instance: ").unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        server.wait_for_log(
+            "keeping the previous VMs",
+            refusals + 1,
+            Duration::from_secs(10)
+        ),
+        "the bad edit is noticed and refused"
+    );
     assert_eq!(
         guest_name(&server).await,
         "two-longer",
@@ -344,13 +323,13 @@ async fn definitions_file_changes_are_picked_up_without_restart() {
         "file-owned: {out}"
     );
     drop(server);
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// SIGTERM stops the server promptly and cleanly, hook deliverer and timers included.
 #[test]
 fn sigterm_stops_the_server_cleanly() {
-    let dir = temp_dir("sigterm");
+    let temp = TempDir::new("cli-sigterm");
+    let dir = temp.path();
     let data = dir.join("data");
     let mut server = spawn_server(&data, &["--event-hook", "cat > /dev/null"]);
     let pid = server.child.id().to_string();
@@ -374,5 +353,4 @@ fn sigterm_stops_the_server_cleanly() {
     };
     assert!(status.success(), "{status:?}");
     drop(server);
-    std::fs::remove_dir_all(dir).unwrap();
 }

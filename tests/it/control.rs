@@ -1,81 +1,33 @@
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
-use azimds::control::token::ControlToken;
-use azimds::control::{self, Access, ControlState};
-use azimds::guest::{self, GuestPlane};
-use azimds::maintenance::{Maintenance, MaintenanceConfig};
-use azimds::registry::Registry;
-use azimds::snapshot::{CallerMode, Snapshot};
-use azimds::store::Store;
-use azimds::throttle::RateLimit;
+use azimds::snapshot::CallerMode;
 
-use crate::support::{Reply, TestImds};
+use azimds::control;
 
-const TOKEN: &str = "test-token-0123456789";
+use crate::support::{Reply, TestConfig, TestServer, Vms};
 
-/// A control listener and a guest listener sharing one registry, in-process.
+/// A whole server in-process; `call` is authenticated, `call_raw` sends no token.
 struct TestHost {
-    control: TestImds,
-    guest: TestImds,
-    state: Arc<ControlState>,
-    _dir: TempDir,
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    server: TestServer,
 }
 
 async fn start_host(mode: CallerMode) -> TestHost {
-    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("azimds-control-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let store = Store::open(&dir.join("azimds.redb")).unwrap();
-    let plane = Arc::new(GuestPlane::new(Snapshot::empty(mode, RateLimit(0))));
-    let registry = Arc::new(Registry::new(store, Arc::clone(&plane)));
-    let events = Maintenance::load(registry.store(), &plane, MaintenanceConfig::default()).unwrap();
-    plane.attach_events(Arc::new(events));
-    let state = Arc::new(ControlState {
-        registry,
-        ready: AtomicBool::new(true),
-        guest_listeners: vec!["test".into()],
-    });
-    let token = Arc::new(ControlToken::from_string(TOKEN.into()));
-    let control_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let control_addr = control_listener.local_addr().unwrap();
-    let router = control::router(Arc::clone(&state), Access::Token(token));
-    tokio::spawn(async move { axum::serve(control_listener, router).await });
-    let guest_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let guest_addr = guest_listener.local_addr().unwrap();
-    tokio::spawn(guest::serve(
-        guest_listener,
-        Arc::clone(&plane),
-        std::future::pending(),
-    ));
-    TestHost {
-        control: TestImds {
-            addr: control_addr,
-            plane: Arc::clone(&plane),
-        },
-        guest: TestImds {
-            addr: guest_addr,
-            plane,
-        },
-        state,
-        _dir: TempDir(dir),
-    }
+    let server = TestServer::start(TestConfig {
+        callers: mode,
+        vms: Vms::Empty,
+        ..TestConfig::default()
+    })
+    .await;
+    TestHost { server }
 }
 
 impl TestHost {
+    fn guest(&self) -> &crate::support::TestImds {
+        &self.server.guest
+    }
+
     async fn call(
         &self,
         method: &str,
@@ -83,11 +35,11 @@ impl TestHost {
         body: Option<&Value>,
         headers: &[(&str, &str)],
     ) -> Reply {
-        let auth = format!("Bearer {TOKEN}");
-        let mut all = vec![("Authorization", auth.as_str())];
-        all.extend_from_slice(headers);
-        self.call_raw(method, path, body.map(|b| b.to_string()), &all)
-            .await
+        self.server.control.call(method, path, body, headers).await
+    }
+
+    fn token(&self) -> &str {
+        self.server.control.token.as_deref().unwrap()
     }
 
     async fn call_raw(
@@ -97,20 +49,11 @@ impl TestHost {
         body: Option<String>,
         headers: &[(&str, &str)],
     ) -> Reply {
-        let body = body.unwrap_or_default();
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: azimds\r\nConnection: close\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        if !body.is_empty() {
-            head.push_str("Content-Type: application/json\r\n");
-        }
-        for (name, value) in headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
-        head.push_str(&body);
-        self.control.raw(head.as_bytes()).await
+        self.server
+            .control
+            .anonymous()
+            .call_raw(method, path, body, headers)
+            .await
     }
 }
 
@@ -216,7 +159,7 @@ async fn writes_are_visible_to_the_guest_plane_at_once() {
         &[],
     )
     .await;
-    assert_eq!(host.guest.get(target).await.text(), "first");
+    assert_eq!(host.guest().get(target).await.text(), "first");
     host.call(
         "PATCH",
         "/v1/vms/local",
@@ -224,7 +167,7 @@ async fn writes_are_visible_to_the_guest_plane_at_once() {
         &[],
     )
     .await;
-    assert_eq!(host.guest.get(target).await.text(), "second");
+    assert_eq!(host.guest().get(target).await.text(), "second");
     // Moving the VM to another address leaves 127.0.0.1 unknown: its connection is closed.
     host.call(
         "PATCH",
@@ -233,7 +176,7 @@ async fn writes_are_visible_to_the_guest_plane_at_once() {
         &[],
     )
     .await;
-    let refused = tokio::net::TcpStream::connect(host.guest.addr)
+    let refused = tokio::net::TcpStream::connect(host.guest().addr)
         .await
         .unwrap();
     let mut buf = [0u8; 1];
@@ -242,7 +185,7 @@ async fn writes_are_visible_to_the_guest_plane_at_once() {
         matches!(read, Ok(0) | Err(_)),
         "no answer for an unknown caller"
     );
-    assert_eq!(host.state.registry.plane().unknown_callers(), 1);
+    assert_eq!(host.server.shared().unknown_callers(), 1);
 }
 
 #[tokio::test]
@@ -262,7 +205,7 @@ async fn authentication() {
                 "GET",
                 path,
                 None,
-                &[("Authorization", &format!("Basic {TOKEN}"))],
+                &[("Authorization", &format!("Basic {}", host.token()))],
             )
             .await;
         assert_eq!(basic.status, 401, "{path}");
@@ -274,7 +217,11 @@ async fn authentication() {
             "{path} is public"
         );
     }
-    host.state.ready.store(false, Ordering::Release);
+    host.server
+        .running
+        .control_state()
+        .ready
+        .store(false, Ordering::Release);
     assert_eq!(host.call_raw("GET", "/readyz", None, &[]).await.status, 503);
 }
 
@@ -322,7 +269,7 @@ async fn validation_errors_name_every_problem() {
             "PUT",
             "/v1/vms/a",
             Some("{nope".into()),
-            &[("Authorization", &format!("Bearer {TOKEN}"))],
+            &[("Authorization", &format!("Bearer {}", host.token()))],
         )
         .await;
     assert_eq!(
@@ -442,13 +389,13 @@ async fn guest_listener_answers_404_for_every_control_path() {
         let path = path.replace("{id}", "a");
         for method in ["GET", "PUT", "PATCH", "DELETE"] {
             let reply = host
-                .guest
+                .guest()
                 .request(
                     method,
                     &path,
                     &[
                         ("Metadata", "true"),
-                        ("Authorization", &format!("Bearer {TOKEN}")),
+                        ("Authorization", &format!("Bearer {}", host.token())),
                     ],
                 )
                 .await;

@@ -9,11 +9,9 @@
 //! replay a run (the seed is printed).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use azimds::client::ControlClient;
@@ -23,81 +21,16 @@ use http::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::support::{Spawned, TempDir, spawn_azimds};
+
 const CYCLES: usize = 3;
 
-/// A running `azimds serve`; killed on drop.
-struct Server {
-    child: Child,
-    guest: SocketAddr,
-    control: SocketAddr,
-    vms: usize,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Removes the test directory on drop (servers are dropped, so killed, first).
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn field<'l>(line: &'l str, name: &str) -> &'l str {
-    line.split(&format!(" {name}="))
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no {name}= in {line:?}"))
-}
-
-fn start(data: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_azimds"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--control",
-            "127.0.0.1:0",
-        ])
-        .args(["--callers", "source-address", "--rate-limit", "0"])
-        .arg("--data")
-        .arg(data)
-        .env("AZIMDS_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let (listening, ready) = mpsc::channel();
-    let lines = Arc::clone(&log);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains(" listen=") {
-                let _ = listening.send(line.clone());
-            }
-            lines.lock().unwrap().push(line);
-        }
-    });
-    let Ok(line) = ready.recv_timeout(Duration::from_secs(10)) else {
-        let _ = child.kill();
-        let status = child.wait();
-        panic!(
-            "azimds did not start on {} ({status:?}); log:\n{}",
-            data.display(),
-            log.lock().unwrap().join("\n")
-        );
-    };
-    // A store that opens but has records it cannot read would say so before listening.
-    let problems: Vec<String> = log
+/// The real binary in source-address mode on `data`, checked to have started without a
+/// warning (a store that opens but has records it cannot read says so before listening).
+fn start(data: &Path) -> Spawned {
+    let server = spawn_azimds(data, &["--callers", "source-address"]);
+    let problems: Vec<String> = server
+        .log
         .lock()
         .unwrap()
         .iter()
@@ -109,14 +42,16 @@ fn start(data: &Path) -> Server {
         "start-up on {}: {problems:?}",
         data.display()
     );
-    Server {
-        guest: field(&line, "listen").parse().unwrap(),
-        // The bound address: `--control 127.0.0.1:0` is reported with its real port.
-        control: field(&line, "control").parse().unwrap(),
-        vms: field(&line, "vms").parse().unwrap(),
-        child,
-        log,
-    }
+    server
+}
+
+fn control_of(server: &Spawned) -> SocketAddr {
+    // The bound address: `--control 127.0.0.1:0` is reported with its real port.
+    server.control.parse().unwrap()
+}
+
+fn vms_of(server: &Spawned) -> usize {
+    server.field("vms").parse().unwrap()
 }
 
 /// What the store must hold for one VM id.
@@ -272,22 +207,21 @@ async fn acknowledged_writes_survive_sigkill_at_random_moments() {
         .unwrap_or_else(|| fastrand::u64(..));
     eprintln!("durability: AZIMDS_TEST_SEED={seed}");
     let mut rng = fastrand::Rng::with_seed(seed);
-    let dir =
-        TempDir(std::env::temp_dir().join(format!("azimds-it-durability-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&dir.0);
-    let data = dir.0.join("data");
+    let dir = TempDir::new("durability");
+    let data = dir.path().join("data");
 
     let mut model: BTreeMap<String, Expected> = BTreeMap::new();
     let mut etags = HashSet::new();
     let (mut next_vm, mut existing, mut generation) = (0u32, Vec::new(), 0u64);
     let mut server = start(&data);
     assert_eq!(
-        server.vms, 0,
+        vms_of(&server),
+        0,
         "a fresh store in source-address mode has no VMs"
     );
     for cycle in 1..=CYCLES {
         let token = ControlToken::read(&data).expect("the server wrote its control token");
-        let client = ControlClient::new(ControlAddress::Tcp(server.control), Some(token));
+        let client = ControlClient::new(ControlAddress::Tcp(control_of(&server)), Some(token));
         // SIGKILL after a random delay, from another thread, while the writer keeps writing.
         let delay = Duration::from_millis(rng.u64(50..=400));
         let pid = server.child.id();
@@ -343,7 +277,7 @@ async fn acknowledged_writes_survive_sigkill_at_random_moments() {
         // Restart on the same data directory: the store opens, and holds every acknowledged write.
         server = start(&data);
         let token = ControlToken::read(&data).unwrap();
-        let client = ControlClient::new(ControlAddress::Tcp(server.control), Some(token));
+        let client = ControlClient::new(ControlAddress::Tcp(control_of(&server)), Some(token));
         let ready = client
             .send(Method::GET, "/readyz", None, &[])
             .await
@@ -401,7 +335,7 @@ async fn acknowledged_writes_survive_sigkill_at_random_moments() {
             .map(|vm| vm["id"].as_str().unwrap())
             .collect();
         assert_eq!(listed, present, "cycle {cycle}: no VM lost, none invented");
-        assert_eq!(server.vms, present.len(), "cycle {cycle}: VMs served");
+        assert_eq!(vms_of(&server), present.len(), "cycle {cycle}: VMs served");
 
         // The guest plane serves the restored VMs from their own caller addresses.
         for (id, expected) in &model {

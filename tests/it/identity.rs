@@ -7,18 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
-use tokio::net::TcpListener;
 
 use azimds::clock::{Clock, ManualClock};
 use azimds::definition;
-use azimds::guest::{self, GuestPlane};
 use azimds::identity::Issuer;
 use azimds::identity::keys::{FileKeyStore, KeyStore};
 use azimds::identity::limits::IdentityLimits;
-use azimds::snapshot::{CallerMode, Snapshot};
-use azimds::throttle::RateLimit;
 
-use crate::support::TestImds;
+use crate::support::{TempDir, TestConfig, TestImds, TestServer, Vms};
 
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const SYSTEM_CLIENT: &str = "5a1e8c3b-6f2d-4b7a-9e0c-1d2f3a4b5c6d";
@@ -54,28 +50,22 @@ struct Server {
     imds: TestImds,
     clock: Arc<ManualClock>,
     issuer: Arc<Issuer>,
+    server: TestServer,
 }
 
 async fn start(definitions: &str, limits: IdentityLimits, general_rate: u32) -> Server {
-    let definitions = definition::parse(definitions, None, "test").expect("valid definitions");
-    let snapshot =
-        Snapshot::new(definitions.vms, CallerMode::Single, RateLimit(general_rate)).unwrap();
-    let clock = Arc::new(ManualClock::new(SystemTime::now()));
-    let issuer = Arc::new(Issuer::in_memory(86_400, clock.now()).unwrap());
-    let plane = Arc::new(
-        GuestPlane::with_clock(snapshot, clock.clone()).with_identity(Arc::clone(&issuer), limits),
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(guest::serve(
-        listener,
-        Arc::clone(&plane),
-        std::future::pending(),
-    ));
+    let server = TestServer::start(TestConfig {
+        vms: Vms::Text(definitions.to_string()),
+        rate_limit: general_rate,
+        identity_limits: limits,
+        ..TestConfig::default()
+    })
+    .await;
     Server {
-        imds: TestImds { addr, plane },
-        clock,
-        issuer,
+        imds: server.guest.clone(),
+        clock: Arc::clone(&server.clock),
+        issuer: Arc::clone(server.shared().issuer()),
+        server,
     }
 }
 
@@ -424,10 +414,7 @@ async fn concurrent_requests_share_one_signature() {
 async fn futures_join(imds: &TestImds, target: &str, n: usize) -> Vec<crate::support::Reply> {
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..n {
-        let imds = TestImds {
-            addr: imds.addr,
-            plane: Arc::clone(&imds.plane),
-        };
+        let imds = imds.clone();
         let target = target.to_string();
         set.spawn(async move { imds.get(&target).await });
     }
@@ -460,8 +447,8 @@ async fn identity_requests_have_their_own_limit() {
 
 #[tokio::test]
 async fn keys_persist_across_restarts_and_rotation_keeps_old_tokens_verifiable() {
-    let dir = std::env::temp_dir().join(format!("azimds-it-keys-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let temp = TempDir::new("keys");
+    let dir = temp.path();
     let now = SystemTime::now();
     let open = || {
         Issuer::open(
@@ -473,7 +460,7 @@ async fn keys_persist_across_restarts_and_rotation_keeps_old_tokens_verifiable()
     };
     let first = open();
     let s = start(&both(), UNLIMITED, 0).await;
-    let ids = s.imds.plane.snapshot();
+    let ids = s.server.shared().snapshot();
     let identities = ids
         .vm("web-1")
         .unwrap()
@@ -502,7 +489,6 @@ async fn keys_persist_across_restarts_and_rotation_keeps_old_tokens_verifiable()
     verify(&open().jwks(), &fresh.access_token, "api://other");
     let store = FileKeyStore::open(dir.join("keys")).unwrap();
     assert_eq!(store.load().unwrap().len(), 2);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -527,36 +513,11 @@ fn definition_problems_name_the_identity_path() {
 /// (unauthenticated), a token from the guest listener, verification with those keys only.
 #[tokio::test]
 async fn relying_party_discovers_keys_on_the_control_listener() {
-    use std::sync::atomic::AtomicBool;
-
-    use azimds::control::token::ControlToken;
-    use azimds::control::{self, Access, ControlState};
-    use azimds::registry::Registry;
-    use azimds::store::Store;
-
     let s = start(&both(), UNLIMITED, 0).await;
-    let dir = std::env::temp_dir().join(format!("azimds-it-discovery-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let registry = Arc::new(Registry::new(
-        Store::open(&dir.join("azimds.redb")).unwrap(),
-        Arc::clone(&s.imds.plane),
-    ));
-    let state = Arc::new(ControlState {
-        registry,
-        ready: AtomicBool::new(true),
-        guest_listeners: vec![],
-    });
-    let access = Access::Token(Arc::new(ControlToken::from_string("secret-token".into())));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let control_addr = listener.local_addr().unwrap();
-    let router = control::router(state, access);
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    // The raw client on the control listener, without a token.
     let control = TestImds {
-        addr: control_addr,
-        plane: Arc::clone(&s.imds.plane),
+        addr: s.server.control.addr,
     };
-
     let discovery = control
         .request(
             "GET",
@@ -598,5 +559,4 @@ async fn relying_party_discovers_keys_on_the_control_listener() {
         "api://my-service",
     );
     assert_eq!(claims["oid"], SYSTEM_OBJECT);
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,20 +1,16 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use proptest::prelude::*;
 use serde_json::Value;
 
-use azimds::definition;
-use azimds::guest::{self, GuestPlane};
+use azimds::guest;
 use azimds::metadata::document::InstanceDocument;
 use azimds::metadata::render::Rendered;
 use azimds::metadata::shape;
 use azimds::metadata::version::ApiVersion;
-use azimds::snapshot::{CallerMode, Snapshot};
-use azimds::throttle::RateLimit;
 
-use crate::support::demo_instance;
+use crate::support::{TestServer, demo_instance, start_demo};
 
 fn leaves(value: &Value, at: String, out: &mut BTreeSet<String>) {
     match value {
@@ -88,7 +84,7 @@ proptest! {
         version in proptest::option::of(0..ApiVersion::COUNT),
         metadata in proptest::option::of("[ -~]{0,6}"),
     ) {
-        let plane = demo_plane();
+        let (runtime, server) = demo_server();
         let path: String = segments
             .iter()
             .map(|s| format!("/{}", percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)))
@@ -99,25 +95,24 @@ proptest! {
         if let Some(value) = metadata.and_then(|m| http::HeaderValue::from_str(&m).ok()) {
             request.headers_mut().insert("metadata", value);
         }
-        let response = futures_lite_block_on(guest::respond(&plane, SocketAddr::from(([127, 0, 0, 1], 1)), request));
+        let response = runtime.block_on(guest::respond(server.shared(), SocketAddr::from(([127, 0, 0, 1], 1)), request));
         prop_assert!([200u16, 400, 404].contains(&response.status().as_u16()), "{uri}: {}", response.status());
     }
 }
 
-fn demo_plane() -> Arc<GuestPlane> {
-    static PLANE: std::sync::OnceLock<Arc<GuestPlane>> = std::sync::OnceLock::new();
-    Arc::clone(PLANE.get_or_init(|| {
-        let snapshot =
-            Snapshot::new(definition::demo().vms, CallerMode::Single, RateLimit(0)).unwrap();
-        Arc::new(GuestPlane::new(snapshot))
-    }))
-}
-
-/// Drives the guest plane's future in a plain proptest case (it never waits on IO).
-fn futures_lite_block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap()
-        .block_on(future)
+/// One demo server for every case, started once on its own runtime: each case drives its
+/// guest plane in-process through [`guest::respond`] (no sockets, so thousands of cases stay
+/// fast).
+fn demo_server() -> &'static (tokio::runtime::Runtime, TestServer) {
+    static SERVER: std::sync::OnceLock<(tokio::runtime::Runtime, TestServer)> =
+        std::sync::OnceLock::new();
+    SERVER.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = runtime.block_on(start_demo());
+        (runtime, server)
+    })
 }

@@ -9,31 +9,22 @@
 //! Real binary: persistence across a restart, the timer on the real clock, hooks (command and
 //! HTTP, failing ones too), and `scheduledEvents` in a definitions file.
 //!
-//! Two tests fail on purpose until the server is fixed: `definition_events_are_imported_once`
-//! (a restart re-imports definition events) and `deleting_a_vm_removes_it_from_its_events`
-//! (`EventBook::forget_vm` is never called).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 
 use azimds::clock::ManualClock;
-use azimds::control::{self, Access, ControlState};
-use azimds::guest::{self, GuestPlane};
 use azimds::maintenance::{Maintenance, MaintenanceConfig};
-use azimds::registry::Registry;
-use azimds::snapshot::{CallerMode, Snapshot};
-use azimds::store::Store;
-use azimds::throttle::RateLimit;
+use azimds::snapshot::CallerMode;
 
-use crate::support::{Reply, parse_reply};
+use crate::support::{Reply, TempDir, TestConfig, TestImds, TestServer, Vms};
 
 /// Three loopback addresses, three VMs in `source-address` mode.
 const A: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
@@ -72,19 +63,7 @@ fn t0() -> SystemTime {
 
 /// One HTTP/1.1 exchange from a chosen source address; reads until the server closes.
 async fn exchange(from: IpAddr, to: SocketAddr, bytes: &[u8]) -> Reply {
-    let run = async {
-        let socket = TcpSocket::new_v4().unwrap();
-        socket.bind(SocketAddr::new(from, 0)).unwrap();
-        let mut stream = socket.connect(to).await.unwrap();
-        stream.write_all(bytes).await.unwrap();
-        let mut answer = Vec::new();
-        let _ = stream.read_to_end(&mut answer).await;
-        answer
-    };
-    let answer = tokio::time::timeout(Duration::from_secs(15), run)
-        .await
-        .expect("an answer within 15 s");
-    parse_reply(&answer)
+    TestImds { addr: to }.raw_from(from, bytes).await
 }
 
 /// Where a server's two planes listen, and how to talk to them.
@@ -231,34 +210,12 @@ impl Api {
 
 // ------------------------------------------------------------------ in-process host
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "azimds-scheduled-{name}-{}-{n}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Guest and control listeners in-process, on a paused clock.
 struct Host {
     api: Api,
     clock: Arc<ManualClock>,
     engine: Arc<Maintenance>,
-    _dir: TempDir,
+    _server: TestServer,
 }
 
 impl std::ops::Deref for Host {
@@ -281,37 +238,23 @@ async fn start_host_at(
     vms: &[VmSpec],
     now: SystemTime,
 ) -> Host {
-    let dir = TempDir::new("host");
-    let store = Store::open(&dir.0.join("azimds.redb")).unwrap();
-    let clock = Arc::new(ManualClock::new(now));
-    let plane = Arc::new(GuestPlane::with_clock(
-        Snapshot::empty(mode, RateLimit(0)),
-        clock.clone(),
-    ));
-    let registry = Arc::new(Registry::new(store, Arc::clone(&plane)));
-    let engine = Arc::new(Maintenance::load(registry.store(), &plane, config).unwrap());
-    plane.attach_events(Arc::clone(&engine));
-    let state = Arc::new(ControlState {
-        registry,
-        ready: AtomicBool::new(true),
-        guest_listeners: vec!["test".into()],
-    });
-    let control_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let control_addr = control_listener.local_addr().unwrap();
-    let router = control::router(state, Access::Socket);
-    tokio::spawn(async move { axum::serve(control_listener, router).await });
-    let guest_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let guest_addr = guest_listener.local_addr().unwrap();
-    tokio::spawn(guest::serve(guest_listener, plane, std::future::pending()));
+    let server = TestServer::start(TestConfig {
+        vms: Vms::Empty,
+        callers: mode,
+        events: config,
+        start: now,
+        ..TestConfig::default()
+    })
+    .await;
     let host = Host {
         api: Api {
-            guest: guest_addr,
-            control: control_addr,
-            token: None,
+            guest: server.guest.addr,
+            control: server.control.addr,
+            token: server.control.token.clone(),
         },
-        clock,
-        engine,
-        _dir: dir,
+        clock: Arc::clone(&server.clock),
+        engine: Arc::clone(server.shared().events()),
+        _server: server,
     };
     for (id, name, caller) in vms {
         let callers: Vec<String> = match mode {
@@ -1489,8 +1432,8 @@ async fn eventually<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -
 #[tokio::test]
 async fn events_survive_a_restart_with_ids_statuses_and_incarnations() {
     let dir = TempDir::new("restart");
-    let data = dir.0.join("data");
-    let vms = write_file(&dir.0, "vms.yaml", TWO_VMS);
+    let data = dir.path().join("data");
+    let vms = write_file(dir.path(), "vms.yaml", TWO_VMS);
     let args = [
         "--callers",
         "source-address",
@@ -1569,9 +1512,9 @@ async fn events_survive_a_restart_with_ids_statuses_and_incarnations() {
 #[tokio::test]
 async fn timer_starts_and_completes_events_on_the_real_clock() {
     let dir = TempDir::new("timer");
-    let vms = write_file(&dir.0, "vms.yaml", TWO_VMS);
+    let vms = write_file(dir.path(), "vms.yaml", TWO_VMS);
     let server = spawn_server(
-        &dir.0.join("data"),
+        &dir.path().join("data"),
         &[
             "--callers",
             "source-address",
@@ -1687,11 +1630,11 @@ fn assert_transitions(messages: &[Value], first: &str, second: &str) {
 #[tokio::test]
 async fn command_hook_gets_every_transition_as_json() {
     let dir = TempDir::new("hook-cmd");
-    let vms = write_file(&dir.0, "vms.yaml", TWO_VMS);
-    let out = dir.0.join("hook.jsonl");
+    let vms = write_file(dir.path(), "vms.yaml", TWO_VMS);
+    let out = dir.path().join("hook.jsonl");
     let hook = format!("cat >> '{0}'; echo >> '{0}'", out.display());
     let server = spawn_server(
-        &dir.0.join("data"),
+        &dir.path().join("data"),
         &[
             "--callers",
             "source-address",
@@ -1719,7 +1662,7 @@ async fn command_hook_gets_every_transition_as_json() {
 #[tokio::test]
 async fn http_hook_gets_every_transition_as_json() {
     let dir = TempDir::new("hook-http");
-    let vms = write_file(&dir.0, "vms.yaml", TWO_VMS);
+    let vms = write_file(dir.path(), "vms.yaml", TWO_VMS);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let received = Arc::new(Mutex::new(Vec::<(String, Option<String>, Value)>::new()));
@@ -1768,7 +1711,7 @@ async fn http_hook_gets_every_transition_as_json() {
     });
     let hook = format!("http://127.0.0.1:{port}/hook");
     let server = spawn_server(
-        &dir.0.join("data"),
+        &dir.path().join("data"),
         &[
             "--callers",
             "source-address",
@@ -1800,8 +1743,8 @@ async fn http_hook_gets_every_transition_as_json() {
 #[tokio::test]
 async fn failing_hooks_are_retried_and_never_slow_the_guest_plane() {
     let dir = TempDir::new("hook-fail");
-    let vms = write_file(&dir.0, "vms.yaml", TWO_VMS);
-    let attempts = dir.0.join("attempts");
+    let vms = write_file(dir.path(), "vms.yaml", TWO_VMS);
+    let attempts = dir.path().join("attempts");
     let failing_command = format!("echo attempt >> '{}'; exit 1", attempts.display());
     let closed_port = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -1825,7 +1768,7 @@ async fn failing_hooks_are_retried_and_never_slow_the_guest_plane() {
         ("silent", &silent_url),
     ] {
         servers.push(spawn_server(
-            &dir.0.join(name),
+            &dir.path().join(name),
             &[
                 "--callers",
                 "source-address",
@@ -1903,7 +1846,7 @@ async fn failing_hooks_are_retried_and_never_slow_the_guest_plane() {
 async fn definition_events_are_imported_and_served() {
     let dir = TempDir::new("defined");
     let vms = write_file(
-        &dir.0,
+        dir.path(),
         "vms.yaml",
         r#"vms:
   - id: web
@@ -1937,7 +1880,7 @@ async fn definition_events_are_imported_and_served() {
 "#,
     );
     let server = spawn_server(
-        &dir.0.join("data"),
+        &dir.path().join("data"),
         &[
             "--callers",
             "source-address",
@@ -2003,9 +1946,9 @@ async fn definition_events_are_imported_and_served() {
 #[tokio::test]
 async fn definition_events_are_imported_once() {
     let dir = TempDir::new("defined-once");
-    let data = dir.0.join("data");
+    let data = dir.path().join("data");
     let vms = write_file(
-        &dir.0,
+        dir.path(),
         "vms.yaml",
         r#"vms:
   - id: web
@@ -2042,7 +1985,7 @@ async fn definition_events_are_imported_once() {
 fn invalid_definition_event_stops_the_start() {
     let dir = TempDir::new("defined-bad");
     let vms = write_file(
-        &dir.0,
+        dir.path(),
         "vms.yaml",
         r#"vms:
   - id: web
@@ -2062,7 +2005,7 @@ fn invalid_definition_event_stops_the_start() {
     );
     let output = azimds()
         .args(["serve", "--listen", "127.0.0.1:0", "--vms", &vms, "--data"])
-        .arg(dir.0.join("data"))
+        .arg(dir.path().join("data"))
         .env("AZIMDS_LOG", "info")
         .output()
         .unwrap();
@@ -2087,7 +2030,7 @@ fn invalid_definition_event_stops_the_start() {
     assert!(!stderr.contains("listening"), "{stderr}");
 
     let not_a_list = write_file(
-        &dir.0,
+        dir.path(),
         "list.yaml",
         "vms:\n  - instance: {compute: {name: web-1}}\n    scheduledEvents: {EventType: Reboot}\n",
     );
@@ -2100,7 +2043,7 @@ fn invalid_definition_event_stops_the_start() {
             &not_a_list,
             "--data",
         ])
-        .arg(dir.0.join("data"))
+        .arg(dir.path().join("data"))
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));

@@ -1,41 +1,170 @@
-use std::net::SocketAddr;
+//! Test support: one way to start a server in-process ([`TestServer`], through the library's
+//! `Server`), one raw HTTP/1.1 client that sees every byte ([`TestImds`] for guests,
+//! [`ControlApi`] for the control API), one temporary directory ([`TempDir`]), and the real
+//! binary ([`spawn_azimds`]).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpSocket, TcpStream};
 
-use azimds::definition;
-use azimds::guest::{self, GuestPlane};
-use azimds::snapshot::{CallerMode, Snapshot};
+use azimds::clock::ManualClock;
+use azimds::config::{ControlAddress, Settings};
+use azimds::control::token::ControlToken;
+use azimds::definition::{self, Definitions};
+use azimds::identity::limits::IdentityLimits;
+use azimds::maintenance::MaintenanceConfig;
+use azimds::server::{Options, Running, Server};
+use azimds::snapshot::CallerMode;
+use azimds::state::Shared;
 use azimds::throttle::RateLimit;
 
-pub(crate) struct TestImds {
-    pub(crate) addr: SocketAddr,
-    #[allow(dead_code)]
-    pub(crate) plane: Arc<GuestPlane>,
+/// A directory under the system temp dir, unique per process and call, removed on drop.
+pub(crate) struct TempDir(PathBuf);
+
+impl TempDir {
+    pub(crate) fn new(name: &str) -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("azimds-it-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
 }
 
-/// Starts a guest listener serving `definitions` (JSON or YAML text) as one VM.
-pub(crate) async fn start_with(definitions: &str, rate_limit: u32) -> TestImds {
-    let definitions =
-        definition::parse(definitions, None, "test definitions").expect("valid test definitions");
-    let snapshot =
-        Snapshot::new(definitions.vms, CallerMode::Single, RateLimit(rate_limit)).unwrap();
-    let plane = Arc::new(GuestPlane::new(snapshot));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(guest::serve(
-        listener,
-        Arc::clone(&plane),
-        std::future::pending(),
-    ));
-    TestImds { addr, plane }
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
-/// Starts a guest listener serving one VM whose `instance` is `instance`, unthrottled.
-pub(crate) async fn start_instance(instance: &Value) -> TestImds {
+/// The VMs a [`TestServer`] starts with.
+pub(crate) enum Vms {
+    /// None given: an empty store in single mode is seeded with the demo VM.
+    Demo,
+    /// No VMs at all (the control API adds them).
+    Empty,
+    /// A definitions file's text (JSON or YAML).
+    Text(String),
+}
+
+/// How to start a [`TestServer`]; every field has the tests' usual default.
+pub(crate) struct TestConfig {
+    pub(crate) vms: Vms,
+    pub(crate) callers: CallerMode,
+    /// Requests per second per VM; 0 (the default here) turns throttling off.
+    pub(crate) rate_limit: u32,
+    pub(crate) identity_limits: IdentityLimits,
+    pub(crate) events: MaintenanceConfig,
+    /// The server's clock starts here and moves only when the test moves it.
+    pub(crate) start: SystemTime,
+    pub(crate) token_lifetime: u64,
+}
+
+impl Default for TestConfig {
+    fn default() -> TestConfig {
+        TestConfig {
+            vms: Vms::Demo,
+            callers: CallerMode::Single,
+            rate_limit: 0,
+            identity_limits: IdentityLimits::default(),
+            events: MaintenanceConfig::default(),
+            start: SystemTime::now(),
+            token_lifetime: 86_400,
+        }
+    }
+}
+
+/// A whole server in-process on ephemeral loopback ports, on a manual clock; stopped on drop.
+pub(crate) struct TestServer {
+    pub(crate) guest: TestImds,
+    pub(crate) control: ControlApi,
+    pub(crate) clock: Arc<ManualClock>,
+    pub(crate) running: Running,
+    _dir: TempDir,
+}
+
+impl std::ops::Deref for TestServer {
+    type Target = TestImds;
+    fn deref(&self) -> &TestImds {
+        &self.guest
+    }
+}
+
+impl TestServer {
+    pub(crate) async fn start(config: TestConfig) -> TestServer {
+        let dir = TempDir::new("server");
+        let data = dir.path().join("data");
+        let settings = Settings {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            vms: None,
+            data: data.clone(),
+            rate_limit: RateLimit(config.rate_limit),
+            callers: config.callers,
+            control: ControlAddress::Tcp("127.0.0.1:0".parse().unwrap()),
+            workers: None,
+            token_lifetime: config.token_lifetime,
+            identity_limits: config.identity_limits,
+            events: config.events,
+        };
+        let clock = Arc::new(ManualClock::new(config.start));
+        let definitions = match config.vms {
+            Vms::Demo => None,
+            Vms::Empty => Some(Definitions { vms: Vec::new() }),
+            Vms::Text(text) => Some(
+                definition::parse(&text, None, "test definitions").expect("valid test definitions"),
+            ),
+        };
+        let options = Options {
+            clock: clock.clone(),
+            definitions,
+        };
+        let server = Server::start_with(settings, options)
+            .await
+            .expect("the test server starts");
+        let running = server.spawn();
+        let token = ControlToken::read(&data).unwrap().expose().to_string();
+        TestServer {
+            guest: TestImds {
+                addr: running.guest_addresses()[0],
+            },
+            control: ControlApi {
+                addr: running.control_address().parse().unwrap(),
+                token: Some(token),
+            },
+            clock,
+            running,
+            _dir: dir,
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        self.running.shared()
+    }
+}
+
+/// A server serving `definitions` (JSON or YAML text) at `rate_limit` requests per second.
+pub(crate) async fn start_with(definitions: &str, rate_limit: u32) -> TestServer {
+    TestServer::start(TestConfig {
+        vms: Vms::Text(definitions.to_string()),
+        rate_limit,
+        ..TestConfig::default()
+    })
+    .await
+}
+
+/// A server serving one VM whose `instance` is `instance`, unthrottled.
+pub(crate) async fn start_instance(instance: &Value) -> TestServer {
     start_with(
         &serde_json::json!({ "vms": [{ "instance": instance }] }).to_string(),
         0,
@@ -43,9 +172,9 @@ pub(crate) async fn start_instance(instance: &Value) -> TestImds {
     .await
 }
 
-/// Starts a guest listener serving the built-in demo VM, unthrottled.
-pub(crate) async fn start_demo() -> TestImds {
-    start_with(include_str!("../../src/definition/demo.json"), 0).await
+/// A server serving the built-in demo VM, unthrottled.
+pub(crate) async fn start_demo() -> TestServer {
+    TestServer::start(TestConfig::default()).await
 }
 
 /// The demo definition's `instance`, as the file has it.
@@ -84,6 +213,12 @@ impl Reply {
     }
 }
 
+/// A guest's view of a server: raw HTTP/1.1 to its guest listener.
+#[derive(Clone, Debug)]
+pub(crate) struct TestImds {
+    pub(crate) addr: SocketAddr,
+}
+
 impl TestImds {
     /// `GET` with `Metadata: true`.
     pub(crate) async fn get(&self, target: &str) -> Reply {
@@ -96,31 +231,126 @@ impl TestImds {
         target: &str,
         headers: &[(&str, &str)],
     ) -> Reply {
-        let mut head =
-            format!("{method} {target} HTTP/1.1\r\nHost: 169.254.169.254\r\nConnection: close\r\n");
-        for (name, value) in headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
-        self.raw(head.as_bytes()).await
+        self.raw(request_bytes(
+            method,
+            target,
+            "169.254.169.254",
+            headers,
+            b"",
+        ))
+        .await
     }
 
     /// Sends `bytes` as they are and reads the answer until the server closes.
-    pub(crate) async fn raw(&self, bytes: &[u8]) -> Reply {
-        let exchange = async {
-            let mut stream = TcpStream::connect(self.addr).await.unwrap();
-            stream.write_all(bytes).await.unwrap();
-            let mut answer = Vec::new();
-            // A reset after the answer (the server closing on a request it refused) still
-            // leaves the answer read.
-            let _ = stream.read_to_end(&mut answer).await;
-            answer
-        };
-        let answer = tokio::time::timeout(Duration::from_secs(10), exchange)
-            .await
-            .expect("answer within 10 s");
-        parse_reply(&answer)
+    pub(crate) async fn raw(&self, bytes: impl AsRef<[u8]>) -> Reply {
+        exchange(None, self.addr, bytes.as_ref()).await
     }
+
+    /// Like [`TestImds::raw`], from the local address `from` (a 127.0.0.x in source-address
+    /// tests).
+    pub(crate) async fn raw_from(&self, from: IpAddr, bytes: impl AsRef<[u8]>) -> Reply {
+        exchange(Some(from), self.addr, bytes.as_ref()).await
+    }
+}
+
+/// The control API of a server: raw HTTP/1.1 with its bearer token.
+#[derive(Clone, Debug)]
+pub(crate) struct ControlApi {
+    pub(crate) addr: SocketAddr,
+    /// `None` sends no `Authorization` header.
+    pub(crate) token: Option<String>,
+}
+
+impl ControlApi {
+    /// A JSON request (`body` serialized) with the token.
+    pub(crate) async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        self.call_raw(method, path, body.map(Value::to_string), headers)
+            .await
+    }
+
+    /// A request with `body` sent as it is, with the token and `headers`.
+    pub(crate) async fn call_raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let mut all: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        let body = body.unwrap_or_default();
+        if !body.is_empty() {
+            all.push(("Content-Type", "application/json"));
+        }
+        all.extend_from_slice(headers);
+        exchange(
+            None,
+            self.addr,
+            &request_bytes(method, path, "azimds", &all, body.as_bytes()),
+        )
+        .await
+    }
+
+    /// The same API without the token.
+    pub(crate) fn anonymous(&self) -> ControlApi {
+        ControlApi {
+            addr: self.addr,
+            token: None,
+        }
+    }
+}
+
+/// One request, `Connection: close`, with a `Content-Length` whenever there is a body or the
+/// method usually carries one.
+pub(crate) fn request_bytes(
+    method: &str,
+    target: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Vec<u8> {
+    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    if !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH") {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// One exchange, optionally from a chosen local address; reads until the server closes.
+async fn exchange(from: Option<IpAddr>, to: SocketAddr, bytes: &[u8]) -> Reply {
+    let run = async {
+        let mut stream = match from {
+            None => TcpStream::connect(to).await.unwrap(),
+            Some(from) => {
+                let socket = TcpSocket::new_v4().unwrap();
+                socket.bind(SocketAddr::new(from, 0)).unwrap();
+                socket.connect(to).await.unwrap()
+            }
+        };
+        stream.write_all(bytes).await.unwrap();
+        let mut answer = Vec::new();
+        // A reset after the answer (the server closing on a request it refused) still
+        // leaves the answer read.
+        let _ = stream.read_to_end(&mut answer).await;
+        answer
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(15), run)
+        .await
+        .expect("an answer within 15 s");
+    parse_reply(&answer)
 }
 
 /// Parses a whole HTTP/1.1 response as read off the wire.
@@ -152,7 +382,10 @@ pub(crate) struct Spawned {
     pub(crate) guest: SocketAddr,
     /// The control listener as the log line gives it (`127.0.0.1:PORT` or `unix:PATH`).
     pub(crate) control: String,
-    pub(crate) log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    pub(crate) log: Arc<std::sync::Mutex<Vec<String>>>,
+    log_grew: Arc<std::sync::Condvar>,
+    /// The "listening" log line.
+    listening: String,
 }
 
 impl Drop for Spawned {
@@ -164,14 +397,58 @@ impl Drop for Spawned {
 
 impl Spawned {
     pub(crate) fn log_contains(&self, needle: &str) -> bool {
-        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+        self.log_count(needle) > 0
     }
+
+    /// How many lines logged so far contain `needle`.
+    pub(crate) fn log_count(&self, needle: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Waits until the server has logged `count` lines containing `needle` (true), or
+    /// `timeout` passed (false). Woken by each new line, so it never sleeps a fixed time.
+    pub(crate) fn wait_for_log(&self, needle: &str, count: usize, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut log = self.log.lock().unwrap();
+        loop {
+            if log.iter().filter(|l| l.contains(needle)).count() >= count {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            log = self.log_grew.wait_timeout(log, left).unwrap().0;
+        }
+    }
+
+    /// A guest client for this server.
+    pub(crate) fn imds(&self) -> TestImds {
+        TestImds { addr: self.guest }
+    }
+
+    /// A `name=value` field of the "listening" log line (`listen`, `control`, `vms`, …).
+    pub(crate) fn field(&self, name: &str) -> &str {
+        log_field(&self.listening, name)
+    }
+}
+
+fn log_field<'l>(line: &'l str, name: &str) -> &'l str {
+    line.split(&format!(" {name}="))
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no {name}= in {line:?}"))
 }
 
 /// Starts the real binary on ephemeral guest and control ports with `--data data` plus
 /// `extra`, and returns once it logs where it listens. Its stderr keeps being collected, so the
 /// server never blocks on a full pipe.
-pub(crate) fn spawn_azimds(data: &std::path::Path, extra: &[&str]) -> Spawned {
+pub(crate) fn spawn_azimds(data: &Path, extra: &[&str]) -> Spawned {
     use std::io::{BufRead, BufReader};
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_azimds"))
         .args([
@@ -191,7 +468,7 @@ pub(crate) fn spawn_azimds(data: &std::path::Path, extra: &[&str]) -> Spawned {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
     let line = loop {
         let Some(Ok(line)) = lines.next() else {
             panic!(
@@ -204,25 +481,20 @@ pub(crate) fn spawn_azimds(data: &std::path::Path, extra: &[&str]) -> Spawned {
             break line;
         }
     };
-    let field = |name: &str| {
-        line.split(&format!("{name}="))
-            .nth(1)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .to_string()
-    };
-    let kept = std::sync::Arc::clone(&log);
+    let log_grew = Arc::new(std::sync::Condvar::new());
+    let (kept, grew) = (Arc::clone(&log), Arc::clone(&log_grew));
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
             kept.lock().unwrap().push(line);
+            grew.notify_all();
         }
     });
     Spawned {
-        guest: field("listen").parse().unwrap(),
-        control: field("control"),
+        guest: log_field(&line, "listen").parse().unwrap(),
+        control: log_field(&line, "control").to_string(),
         child,
         log,
+        log_grew,
+        listening: line,
     }
 }

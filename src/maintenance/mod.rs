@@ -1,0 +1,375 @@
+//! The scheduled-events engine: the live [`EventBook`], its persistence, the timer that starts
+//! and completes events, guests' approvals, operator commands, "wait until a VM fetched
+//! incarnation N", and imports from VM definitions. Hooks are in [`hooks`]; making events
+//! from requests and definitions in [`schedule`].
+//!
+//! Reads (guest GETs) load an immutable book from an `ArcSwap`; writes are serialized by one
+//! mutex, persisted to the store, then published, all synchronously (callers use
+//! `spawn_blocking`). No lock is held across an `.await`. A guest's approval is the one write
+//! a guest request causes; it goes through [`Maintenance::approve`] like every other change.
+
+pub mod hooks;
+mod schedule;
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use serde_json::Value;
+use tokio::sync::Notify;
+
+pub use crate::maintenance::hooks::HookDelivery;
+use crate::maintenance::hooks::HookSender;
+pub use crate::maintenance::schedule::ScheduleRequest;
+
+use crate::clock::Clock;
+use crate::events::{self, Event, EventBook, EventsVersion, Input, Transition};
+use crate::problem::Problem;
+use crate::snapshot::Published;
+use crate::store::{self, Store};
+
+/// Settings of the events engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MaintenanceConfig {
+    /// Notice for Terminate events (user-configurable on Azure, 5–15 min).
+    pub terminate_notice: Duration,
+    /// How long an event stays Started when its DurationInSeconds gives no length.
+    pub default_complete_after: Duration,
+    /// Delay of a VM's first scheduled-events GET (§6.6; Azure: up to 2 min). Zero: off.
+    pub first_call_delay: Duration,
+    /// Where transitions are reported: `http://…` (POST) or a shell command (JSON on stdin).
+    pub hook: Option<String>,
+}
+
+impl Default for MaintenanceConfig {
+    fn default() -> Self {
+        MaintenanceConfig {
+            terminate_notice: Duration::from_secs(5 * 60),
+            default_complete_after: Duration::from_secs(60),
+            first_call_delay: Duration::ZERO,
+            hook: None,
+        }
+    }
+}
+
+/// Why an events operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Events(#[from] events::Error),
+    #[error("invalid event")]
+    Invalid(Vec<Problem>),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+/// The events engine.
+#[derive(Debug)]
+pub struct Maintenance {
+    store: Arc<Store>,
+    /// For the names and existence of the VMs an operator schedules for.
+    snapshot: Arc<Published>,
+    clock: Arc<dyn Clock>,
+    config: MaintenanceConfig,
+    book: ArcSwap<EventBook>,
+    writes: Mutex<()>,
+    /// Highest incarnation each VM has fetched, for `wait_fetched`.
+    fetched: Mutex<HashMap<String, u64>>,
+    fetched_changed: Notify,
+    /// Wakes the timer when the schedule changes.
+    book_changed: Notify,
+    activated: Mutex<HashSet<String>>,
+    hooks: Option<HookSender>,
+}
+
+impl Maintenance {
+    /// Loads persisted events. Run [`Maintenance::run_timer`] and the returned hook delivery
+    /// (when a hook is configured) as tasks to drive them.
+    pub fn load(
+        store: Arc<Store>,
+        snapshot: Arc<Published>,
+        clock: Arc<dyn Clock>,
+        config: MaintenanceConfig,
+    ) -> Result<(Maintenance, Option<HookDelivery>), Error> {
+        let stored = store.events()?;
+        let (hooks, delivery) = match config.hook.clone() {
+            Some(target) => {
+                let (sender, delivery) = hooks::queue(target);
+                (Some(sender), Some(delivery))
+            }
+            None => (None, None),
+        };
+        let engine = Maintenance {
+            store,
+            snapshot,
+            clock,
+            config,
+            book: ArcSwap::from_pointee(EventBook::from_parts(
+                stored.events,
+                stored.incarnations,
+                stored.imported,
+            )),
+            writes: Mutex::new(()),
+            fetched: Mutex::new(HashMap::new()),
+            fetched_changed: Notify::new(),
+            book_changed: Notify::new(),
+            activated: Mutex::new(HashSet::new()),
+            hooks,
+        };
+        Ok((engine, delivery))
+    }
+
+    /// A VM's document at `version`, and its incarnation.
+    pub fn document(&self, vm: &str, version: EventsVersion) -> (u64, Vec<u8>) {
+        let book = self.book.load();
+        let incarnation = book.incarnation(vm);
+        (
+            incarnation,
+            events::render(incarnation, &book.for_vm(vm), version),
+        )
+    }
+
+    /// How long this VM's first GET should wait (§6.6); zero after the first.
+    pub fn activation_delay(&self, vm: &str) -> Duration {
+        if self.config.first_call_delay.is_zero() {
+            return Duration::ZERO;
+        }
+        let mut activated = self.activated.lock().unwrap_or_else(|p| p.into_inner());
+        if activated.insert(vm.to_string()) {
+            self.config.first_call_delay
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// Notes that `vm` received a document with `incarnation`.
+    pub fn record_fetch(&self, vm: &str, incarnation: u64) {
+        let mut fetched = self.fetched.lock().unwrap_or_else(|p| p.into_inner());
+        let seen = fetched.entry(vm.to_string()).or_insert(0);
+        if incarnation > *seen {
+            *seen = incarnation;
+            drop(fetched);
+            self.fetched_changed.notify_waiters();
+        }
+    }
+
+    /// Waits until `vm` has fetched a document with an incarnation of at least `incarnation`.
+    /// `Err` carries the highest fetched so far when `timeout` passes first.
+    pub async fn wait_fetched(
+        &self,
+        vm: &str,
+        incarnation: u64,
+        timeout: Duration,
+    ) -> Result<u64, u64> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.fetched_changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let seen = self
+                .fetched
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(vm)
+                .copied()
+                .unwrap_or(0);
+            if seen >= incarnation {
+                return Ok(seen);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(seen);
+            }
+        }
+    }
+
+    /// Every live event.
+    pub fn events(&self) -> Vec<Event> {
+        self.book.load().events().cloned().collect()
+    }
+
+    pub fn event(&self, id: &str) -> Option<Event> {
+        self.book.load().event(id).cloned()
+    }
+
+    /// The current incarnation of a VM's document.
+    pub fn incarnation(&self, vm: &str) -> u64 {
+        self.book.load().incarnation(vm)
+    }
+
+    /// A guest approves events (§6.4): every id must be an event the VM can see; approving one
+    /// starts it for all its VMs. All or nothing.
+    pub fn approve(&self, vm: &str, ids: &[String]) -> Result<(), Error> {
+        let now = self.clock.now();
+        self.change(|book| {
+            let mut transitions = Vec::new();
+            for id in ids {
+                let visible = book.event(id).is_some_and(|e| e.targets.iter().any(|t| t == vm));
+                if !visible {
+                    return Err(events::Error::UnknownEvent(id.clone()).into());
+                }
+                transitions.extend(book.apply(id, Input::Approve, now)?);
+            }
+            Ok(transitions)
+        })
+        .map(|transitions| {
+            for t in &transitions {
+                tracing::info!(vm, event = %t.event.id, kind = ?t.kind, "guest approved a scheduled event");
+            }
+        })
+    }
+
+    /// Operator commands: start now, complete now, cancel.
+    pub fn command(&self, id: &str, input: Input) -> Result<Option<Event>, Error> {
+        let now = self.clock.now();
+        let transitions =
+            self.change(|book| Ok(book.apply(id, input, now)?.into_iter().collect()))?;
+        Ok(transitions.into_iter().next().map(|t| t.event))
+    }
+
+    /// Schedules a new event from an operator's request.
+    pub fn schedule(&self, request: ScheduleRequest) -> Result<Event, Error> {
+        let now = self.clock.now();
+        let event = schedule::event_from_request(request, &self.snapshot.load(), &self.config, now)
+            .map_err(Error::Invalid)?;
+        let transitions = self.change(|book| Ok(vec![book.schedule(event.clone(), now)?]))?;
+        Ok(transitions.into_iter().next().map_or(event, |t| t.event))
+    }
+
+    /// Imports the `scheduledEvents` of a VM definition: each entry is seeded once (recorded
+    /// per VM and EventId in the store); after that the server owns its lifecycle, so a
+    /// restart or a file edit never brings back a completed or canceled event.
+    pub fn import(&self, vm_id: &str, vm_name: &str, defined: &[Value]) -> Result<usize, Error> {
+        let now = self.clock.now();
+        let mut imported = 0;
+        for (index, value) in defined.iter().enumerate() {
+            let Ok(event) = events::parse_defined_event(value) else {
+                continue;
+            };
+            let event = schedule::event_from_definition(
+                vm_id,
+                vm_name,
+                index,
+                value,
+                event,
+                &self.config,
+                now,
+            );
+            if self.book.load().was_imported(vm_id, &event.id) {
+                continue;
+            }
+            self.change(|book| {
+                book.mark_imported(vm_id, &event.id);
+                // Several VMs listing one EventId share one event (§6.7).
+                if book.event(&event.id).is_some() {
+                    book.add_target(&event.id, vm_id, vm_name)?;
+                    return Ok(Vec::new());
+                }
+                Ok(vec![book.schedule(event.clone(), now)?])
+            })?;
+            imported += 1;
+        }
+        Ok(imported)
+    }
+
+    /// Takes a deleted VM out of its events; events it alone was in are dropped.
+    pub fn forget_vm(&self, vm: &str) -> Result<(), Error> {
+        self.change(|book| {
+            book.forget_vm(vm);
+            Ok(Vec::new())
+        })?;
+        Ok(())
+    }
+
+    /// Applies every time-driven transition due now. Returns how many happened.
+    pub fn advance(&self) -> Result<usize, Error> {
+        let now = self.clock.now();
+        let due = self.book.load().next_deadline().is_some_and(|d| d <= now);
+        if !due {
+            return Ok(0);
+        }
+        Ok(self.change(|book| Ok(book.advance(now)))?.len())
+    }
+
+    /// Runs `edit` on a copy of the book; persists and publishes the result if it succeeds.
+    fn change(
+        &self,
+        edit: impl FnOnce(&mut EventBook) -> Result<Vec<Transition>, Error>,
+    ) -> Result<Vec<Transition>, Error> {
+        let _serialized = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+        let old = self.book.load_full();
+        let mut new = (*old).clone();
+        let transitions = edit(&mut new)?;
+        if new != *old {
+            self.persist(&old, &new)?;
+            self.book.store(Arc::new(new));
+            self.book_changed.notify_one();
+        }
+        for transition in &transitions {
+            self.report(transition);
+        }
+        Ok(transitions)
+    }
+
+    fn persist(&self, old: &EventBook, new: &EventBook) -> Result<(), Error> {
+        let written: Vec<&Event> = new
+            .events()
+            .filter(|e| old.event(&e.id) != Some(*e))
+            .collect();
+        let removed: Vec<&str> = old
+            .events()
+            .filter(|e| new.event(&e.id).is_none())
+            .map(|e| e.id.as_str())
+            .collect();
+        let incarnations: Vec<(&str, u64)> = new
+            .incarnations()
+            .iter()
+            .filter(|(vm, n)| old.incarnations().get(*vm) != Some(n))
+            .map(|(vm, n)| (vm.as_str(), *n))
+            .collect();
+        let imported: Vec<&str> = new
+            .imported()
+            .difference(old.imported())
+            .map(String::as_str)
+            .collect();
+        self.store
+            .write_events(&written, &removed, &incarnations, &imported)?;
+        Ok(())
+    }
+
+    fn report(&self, transition: &Transition) {
+        if let Some(hooks) = &self.hooks {
+            hooks.report(transition);
+        }
+    }
+
+    /// Applies time-driven transitions as they come due, until `shutdown`. Not for a manual
+    /// clock: who moves it calls [`Maintenance::advance`].
+    pub async fn run_timer(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let wait = self
+                .book
+                .load()
+                .next_deadline()
+                .map(|d| d.duration_since(self.clock.now()).unwrap_or(Duration::ZERO))
+                .unwrap_or(Duration::from_secs(3600))
+                // Re-check at least every second: the clock may be moved by an operator.
+                .min(Duration::from_secs(1));
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(wait) => {}
+                () = self.book_changed.notified() => continue,
+            }
+            let engine = Arc::clone(&self);
+            match tokio::task::spawn_blocking(move || engine.advance()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "applying due scheduled-event transitions failed")
+                }
+                Err(error) => tracing::error!(%error, "the scheduled-events timer task failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! The whole server, assembled in the library: [`Server::start`] opens the data directory,
+//! store and keys, builds the shared state and binds every listener; [`Server::serve`] runs the
+//! guest plane, the control API, the events timer, hook delivery and the definitions-file
+//! watcher until a shutdown future completes. `main.rs` only parses flags, installs logging
+//! and maps errors to exit codes; tests and embedders start the same server in-process.
+
+mod data_dir;
+mod listeners;
+mod open;
+mod watch;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch as signal;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Settings;
+use crate::control::ControlState;
+use crate::definition::{DefinitionError, Definitions};
+use crate::guest;
+use crate::identity::keys;
+use crate::maintenance::{self, HookDelivery};
+use crate::registry::{self, Registry};
+pub use crate::server::data_dir::{KEYS_DIR, STORE_FILE};
+use crate::server::listeners::ControlListener;
+use crate::state::Shared;
+use crate::store;
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read VM definitions {path}: {source}")]
+    ReadDefinitions {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Definitions(#[from] DefinitionError),
+    #[error("cannot open the store {path}: {source}")]
+    Store { path: PathBuf, source: store::Error },
+    #[error("cannot load the VMs in the store: {0}")]
+    Load(registry::Error),
+    #[error("cannot use the key directory {path}: {source}")]
+    KeyDir { path: PathBuf, source: keys::Error },
+    #[error("cannot load the token signing keys: {0}")]
+    Keys(keys::Error),
+    #[error("cannot load the scheduled events in the store: {0}")]
+    Events(maintenance::Error),
+    #[error("cannot apply {file}: {error}")]
+    Apply {
+        file: String,
+        error: registry::Error,
+    },
+    #[error("cannot seed the demo VM: {0}")]
+    Seed(registry::Error),
+    #[error("cannot listen for {what} on {address}: {source}")]
+    Listen {
+        what: &'static str,
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("cannot create the control token: {0}")]
+    ControlToken(std::io::Error),
+    #[error("cannot restrict {path}: {source}")]
+    Restrict {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What a server is started with besides its [`Settings`].
+#[derive(Debug)]
+pub struct Options {
+    /// Time as both planes see it.
+    pub clock: Arc<dyn Clock>,
+    /// VMs given as values instead of `settings.vms`'s file (tests, embedding): reconciled at
+    /// start exactly as a file's would be, and never watched.
+    pub definitions: Option<Definitions>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            clock: Arc::new(SystemClock),
+            definitions: None,
+        }
+    }
+}
+
+/// A server with its state loaded and its listeners bound, not yet serving.
+#[derive(Debug)]
+pub struct Server {
+    settings: Settings,
+    watch_file: bool,
+    shared: Arc<Shared>,
+    registry: Arc<Registry>,
+    state: Arc<ControlState>,
+    guest: Vec<TcpListener>,
+    control: ControlListener,
+    hooks: Option<HookDelivery>,
+    load_time: Duration,
+}
+
+impl Server {
+    /// Starts a server from `settings` on the system clock.
+    pub async fn start(settings: Settings) -> Result<Server, Error> {
+        Server::start_with(settings, Options::default()).await
+    }
+
+    /// Loads everything the server serves and binds its listeners.
+    pub async fn start_with(settings: Settings, options: Options) -> Result<Server, Error> {
+        let started = Instant::now();
+        let watch_file = options.definitions.is_none() && settings.vms.is_some();
+        let opened = open::open(&settings, options.clock, options.definitions)?;
+        let load_time = started.elapsed();
+        let guest = listeners::bind_guests(&settings.listen).await?;
+        let control = listeners::bind_control(&settings.control, &settings.data).await?;
+        let state = Arc::new(ControlState {
+            shared: Arc::clone(&opened.shared),
+            registry: Arc::clone(&opened.registry),
+            ready: AtomicBool::new(false),
+            guest_listeners: local_addresses(&guest)
+                .iter()
+                .map(SocketAddr::to_string)
+                .collect(),
+        });
+        Ok(Server {
+            settings,
+            watch_file,
+            shared: opened.shared,
+            registry: opened.registry,
+            state,
+            guest,
+            control,
+            hooks: opened.hooks,
+            load_time,
+        })
+    }
+
+    /// The bound guest addresses (port 0 resolved), in `--listen` order.
+    pub fn guest_addresses(&self) -> Vec<SocketAddr> {
+        local_addresses(&self.guest)
+    }
+
+    /// The bound control address: `host:port`, or `unix:/path`.
+    pub fn control_address(&self) -> String {
+        self.control.address()
+    }
+
+    /// The state both planes share (snapshot, clock, issuer, events engine).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The VM write path.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Serves until `shutdown` completes, then stops every task and returns.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let (stop, stopped) = signal::channel(false);
+        let on_stop = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }
+        };
+        let listen: Vec<String> = self
+            .guest_addresses()
+            .iter()
+            .map(SocketAddr::to_string)
+            .collect();
+        let listen = listen.join(",");
+        let control = self.control_address();
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(self.control.serve(Arc::clone(&self.state), on_stop()));
+        if !self.shared.clock().is_manual() {
+            tasks.spawn(Arc::clone(self.shared.events()).run_timer(on_stop()));
+        }
+        if let Some(hooks) = self.hooks {
+            tasks.spawn(hooks.run(on_stop()));
+        }
+        for listener in self.guest {
+            tasks.spawn(guest::serve(listener, Arc::clone(&self.shared), on_stop()));
+        }
+        if let (true, Some(path)) = (self.watch_file, self.settings.vms.clone()) {
+            let registry = Arc::clone(&self.registry);
+            tasks.spawn(watch::watch_definitions(path, registry, on_stop()));
+        }
+        self.state.ready.store(true, Ordering::Release);
+        let snapshot = self.shared.snapshot();
+        tracing::info!(
+            listen = %listen,
+            control = %control,
+            vms = snapshot.vm_count(),
+            callers = snapshot.mode().as_str(),
+            rate_limit = self.settings.rate_limit.0,
+            data = %self.settings.data.display(),
+            load_ms = self.load_time.as_millis() as u64,
+            "azimds guest plane listening"
+        );
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// Serves on the current runtime in the background until [`Running::stop`] or drop.
+    pub fn spawn(self) -> Running {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let guest = self.guest_addresses();
+        let control = self.control_address();
+        let shared = Arc::clone(&self.shared);
+        let registry = Arc::clone(&self.registry);
+        let state = Arc::clone(&self.state);
+        let task = tokio::spawn(self.serve(async move {
+            let _ = stopped.await;
+        }));
+        Running {
+            guest,
+            control,
+            shared,
+            registry,
+            state,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+}
+
+/// A server serving in the background; dropping it stops the server.
+#[derive(Debug)]
+pub struct Running {
+    guest: Vec<SocketAddr>,
+    control: String,
+    shared: Arc<Shared>,
+    registry: Arc<Registry>,
+    state: Arc<ControlState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn guest_addresses(&self) -> &[SocketAddr] {
+        &self.guest
+    }
+
+    pub fn control_address(&self) -> &str {
+        &self.control
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// What the control API serves from (its readiness flag included).
+    pub fn control_state(&self) -> &Arc<ControlState> {
+        &self.state
+    }
+
+    /// Stops serving and waits until every task has ended.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn local_addresses(listeners: &[TcpListener]) -> Vec<SocketAddr> {
+    listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect()
+}

@@ -1,0 +1,118 @@
+//! Assembling a server's state, in one order and synchronously (store IO, key generation):
+//! data directory → definitions file → store → snapshot → issuer → events engine → shared
+//! state → registry → the file (or given VMs) applied, or the demo VM seeded → definition
+//! events imported.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::definition::Definitions;
+use crate::identity::Issuer;
+use crate::identity::keys::FileKeyStore;
+use crate::maintenance::{HookDelivery, Maintenance};
+use crate::registry::Registry;
+use crate::server::{Error, data_dir, watch};
+use crate::snapshot::{CallerMode, Published};
+use crate::state::{Parts, Shared};
+use crate::store::Store;
+
+/// Everything a server serves from, before any listener is bound.
+pub(super) struct Opened {
+    pub(super) shared: Arc<Shared>,
+    pub(super) registry: Arc<Registry>,
+    pub(super) hooks: Option<HookDelivery>,
+}
+
+pub(super) fn open(
+    settings: &Settings,
+    clock: Arc<dyn Clock>,
+    given: Option<Definitions>,
+) -> Result<Opened, Error> {
+    data_dir::prepare(&settings.data)?;
+    // Parse the file before touching anything, so a bad file stops the start cleanly.
+    let definitions = match (given, &settings.vms) {
+        (Some(given), _) => Some(given),
+        (None, Some(path)) => Some(watch::load_definitions(path)?),
+        (None, None) => None,
+    };
+    let store_path = settings.data.join(data_dir::STORE_FILE);
+    let store = Arc::new(Store::open(&store_path).map_err(|source| Error::Store {
+        path: store_path.clone(),
+        source,
+    })?);
+    let (snapshot, warnings) =
+        Registry::load(&store, settings.callers, settings.rate_limit).map_err(Error::Load)?;
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    let issuer = open_issuer(&settings.data, settings.token_lifetime, clock.as_ref())?;
+    let snapshot = Arc::new(Published::new(snapshot));
+    let (events, hooks) = Maintenance::load(
+        Arc::clone(&store),
+        Arc::clone(&snapshot),
+        Arc::clone(&clock),
+        settings.events.clone(),
+    )
+    .map_err(Error::Events)?;
+    let shared = Arc::new(Shared::new(Parts {
+        snapshot,
+        clock,
+        issuer: Arc::new(issuer),
+        identity_limits: settings.identity_limits,
+        events: Arc::new(events),
+    }));
+    let registry = Arc::new(Registry::new(store, Arc::clone(&shared)));
+    apply(settings, &registry, definitions)?;
+    registry.import_all_events();
+    Ok(Opened {
+        shared,
+        registry,
+        hooks,
+    })
+}
+
+/// Token signing keys: made on the first start, reused after (owner-only files).
+fn open_issuer(data: &Path, lifetime: u64, clock: &dyn Clock) -> Result<Issuer, Error> {
+    let keys_dir = data.join(data_dir::KEYS_DIR);
+    let key_store = FileKeyStore::open(&keys_dir).map_err(|source| Error::KeyDir {
+        path: keys_dir,
+        source,
+    })?;
+    Issuer::open(Arc::new(key_store), lifetime, clock.now()).map_err(Error::Keys)
+}
+
+/// Reconciles the definitions into the store; without any, an empty store in single mode
+/// gets the demo VM (the zero-config start).
+fn apply(
+    settings: &Settings,
+    registry: &Registry,
+    definitions: Option<Definitions>,
+) -> Result<(), Error> {
+    let Some(definitions) = definitions else {
+        let seeded =
+            settings.callers == CallerMode::Single && registry.seed_demo().map_err(Error::Seed)?;
+        if seeded {
+            tracing::info!("empty store: serving the built-in demo VM");
+        }
+        return Ok(());
+    };
+    for path in definitions.unknown_fields() {
+        tracing::warn!(field = %path, "unknown instance field kept; served from the newest api-version only");
+    }
+    let file = settings.vms.as_deref().map_or_else(
+        || "the given VM definitions".into(),
+        |p| p.display().to_string(),
+    );
+    let report = registry
+        .reconcile(definitions)
+        .map_err(|error| Error::Apply { file, error })?;
+    tracing::info!(
+        written = report.written.len(),
+        deleted = report.deleted.len(),
+        unchanged = report.unchanged,
+        "VM definitions file applied"
+    );
+    Ok(())
+}

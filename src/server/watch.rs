@@ -1,0 +1,75 @@
+//! `--vms FILE`: read and parsed at start, then re-applied whenever the file changes (checked
+//! every second). A bad edit is logged and ignored: the previous state keeps being served.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::definition::{self, Definitions, Syntax};
+use crate::registry::Registry;
+use crate::server::Error;
+
+/// How often the file's size and modification time are compared.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Reads and checks a definitions file.
+pub(super) fn load_definitions(path: &Path) -> Result<Definitions, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadDefinitions {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let name = path.display().to_string();
+    Ok(definition::parse(
+        &text,
+        Syntax::from_file_name(&name),
+        &name,
+    )?)
+}
+
+/// Re-applies `path` through `registry` each time it changes, until `shutdown`.
+pub(super) async fn watch_definitions(
+    path: PathBuf,
+    registry: Arc<Registry>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let fingerprint = |path: &Path| {
+        std::fs::metadata(path)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()))
+    };
+    let mut last = fingerprint(&path);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = tokio::time::sleep(POLL) => {}
+        }
+        let current = fingerprint(&path);
+        if current == last || current.is_none() {
+            continue;
+        }
+        last = current;
+        let definitions = match load_definitions(&path) {
+            Ok(definitions) => definitions,
+            Err(error) => {
+                tracing::error!("{error}; keeping the previous VMs");
+                continue;
+            }
+        };
+        let writer = Arc::clone(&registry);
+        match tokio::task::spawn_blocking(move || writer.reconcile(definitions)).await {
+            Ok(Ok(report)) => tracing::info!(
+                file = %path.display(),
+                written = report.written.len(),
+                deleted = report.deleted.len(),
+                unchanged = report.unchanged,
+                "VM definitions file changed and was applied"
+            ),
+            Ok(Err(error)) => {
+                tracing::error!(file = %path.display(), "{error}; keeping the previous VMs")
+            }
+            Err(error) => tracing::error!(%error, "applying the definitions file failed"),
+        }
+    }
+}
