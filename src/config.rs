@@ -29,8 +29,8 @@ pub const DEFAULT_RATE_LIMIT: u32 = 5;
 /// of the same name in the `--config` file.
 #[derive(Debug, Default, clap::Args)]
 pub struct ServeArgs {
-    /// TOML file with any of the settings below (keys: listen, vms, data, rate-limit, callers,
-    /// control, workers). Flags and environment variables override it.
+    /// TOML file with any of the settings below, keyed by flag name without the dashes (e.g.
+    /// listen, vms, rate-limit, token-lifetime). Flags and environment variables override it.
     #[arg(long, env = "AZIMDS_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -64,8 +64,9 @@ pub struct ServeArgs {
     #[arg(long, env = "AZIMDS_CALLERS", value_name = "MODE", value_parser = parse_caller_mode)]
     pub callers: Option<CallerMode>,
 
-    /// Control API address: a loopback TCP address (bearer token from <data>/control-token) or
-    /// `unix:/path/to.sock` (no token; protect it with file permissions). [default: 127.0.0.1:16926]
+    /// Control API address: a loopback TCP address (bearer token from the data directory's
+    /// control-token file) or `unix:/path/to.sock` (no token; protect it with file
+    /// permissions). [default: 127.0.0.1:16926]
     #[arg(long, env = "AZIMDS_CONTROL", value_name = "ADDR", value_parser = parse_control)]
     pub control: Option<ControlAddress>,
 
@@ -284,7 +285,6 @@ fn load_file(path: &Path) -> Result<FileConfig, Error> {
     })
 }
 
-/// A token lifetime: `3600`, `90s`, `45m`, `24h`, `1d`; 60 seconds to 7 days.
 /// A duration for event settings: seconds, or a number with s, m, h or d (0 to 7 d).
 pub fn parse_duration(text: &str) -> Result<u64, String> {
     let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
@@ -312,6 +312,7 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
         })
 }
 
+/// A token lifetime: `3600`, `90s`, `45m`, `24h`, `1d`; 60 seconds to 7 days.
 pub fn parse_lifetime(text: &str) -> Result<u64, String> {
     let seconds = parse_duration(text)?;
     if !(60..=7 * 86_400).contains(&seconds) {

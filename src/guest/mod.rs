@@ -1,5 +1,5 @@
 //! The guest plane: the HTTP listener VMs reach at 169.254.169.254. Every URL a VM can call is
-//! in [`Endpoint`] and nowhere else; this module reads the [`Shared`] state and knows nothing
+//! in `Endpoint` and nowhere else; this module reads the [`Shared`] state and knows nothing
 //! of the control plane.
 //!
 //! A small hyper service rather than a framework: the whole request is answered synchronously

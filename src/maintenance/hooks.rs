@@ -2,7 +2,7 @@
 //! to an `http://` URL or piped to a shell command, so a hypervisor can actually reboot,
 //! freeze or evict the VM.
 //!
-//! The engine only enqueues ([`HookSender::report`] never blocks); [`HookDelivery::run`]
+//! The engine only enqueues (`HookSender::report` never blocks); [`HookDelivery::run`]
 //! delivers one message at a time with retries, off the request path.
 
 use std::future::Future;

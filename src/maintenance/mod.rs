@@ -1,7 +1,7 @@
 //! The scheduled-events engine: the live [`EventBook`], its persistence, the timer that starts
 //! and completes events, guests' approvals, operator commands, "wait until a VM fetched
 //! incarnation N", and imports from VM definitions. Hooks are in [`hooks`]; making events
-//! from requests and definitions in [`schedule`].
+//! from requests and definitions in `schedule`.
 //!
 //! Reads (guest GETs) load an immutable book from an `ArcSwap`; writes are serialized by one
 //! mutex, persisted to the store, then published, all synchronously (callers use

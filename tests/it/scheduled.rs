@@ -1981,6 +1981,57 @@ async fn definition_events_are_imported_once() {
     );
 }
 
+/// The same VM entry with `scheduledEvents`, written three ways: through the control API (PUT),
+/// by a definitions-file reconcile, and found in the store at a restart. Each way imports the
+/// events at once, exactly once, so the guest sees the same document.
+#[tokio::test]
+async fn definition_events_are_imported_by_every_write_path() {
+    let entry = json!({
+        "callers": ["127.0.0.1"],
+        "instance": {"compute": {"name": "web-1"}},
+        "scheduledEvents": [
+            {"EventId": "A626E37F-793E-44E1-89B5-99AE0B96044C", "EventType": "Reboot",
+             "NotBefore": "Fri, 01 Jan 2100 00:00:00 GMT"},
+        ],
+    });
+    let expected = r#"[{"EventId":"A626E37F-793E-44E1-89B5-99AE0B96044C","EventStatus":"Scheduled","EventType":"Reboot","ResourceType":"VirtualMachine","Resources":["web-1"],"NotBefore":"Fri, 01 Jan 2100 00:00:00 GMT","Description":"","EventSource":"Platform","DurationInSeconds":-1}]"#;
+    // The document's bytes after the incarnation (which counts changes, not events).
+    async fn events_of(server: &Server) -> String {
+        let text = server.get(A, "2020-07-01").await.text().to_string();
+        let (_, events) = text.split_once(r#""Events":"#).unwrap();
+        events.strip_suffix('}').unwrap().to_string()
+    }
+
+    // 1. A control-API PUT: served right away, with no restart.
+    let dir = TempDir::new("defined-put");
+    let data = dir.path().join("data");
+    let server = spawn_server(&data, &["--callers", "source-address"]);
+    let put = server.control("PUT", "/v1/vms/web", Some(&entry)).await;
+    assert_eq!(put.status, 201, "{}", put.text());
+    assert_eq!(events_of(&server).await, expected, "after the PUT");
+    // Writing the same entry again imports nothing more.
+    let again = server.control("PUT", "/v1/vms/web", Some(&entry)).await;
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(events_of(&server).await, expected, "after a second PUT");
+    drop(server);
+
+    // 2. A restart on that store: the same single event.
+    let server = spawn_server(&data, &["--callers", "source-address"]);
+    assert_eq!(events_of(&server).await, expected, "after a restart");
+    drop(server);
+
+    // 3. A definitions file holding the same entry, applied at start.
+    let file_dir = TempDir::new("defined-file");
+    let file = json!({"vms": [{"id": "web", "callers": entry["callers"], "instance": entry["instance"],
+                                "scheduledEvents": entry["scheduledEvents"]}]});
+    let vms = write_file(file_dir.path(), "vms.json", &file.to_string());
+    let server = spawn_server(
+        &file_dir.path().join("data"),
+        &["--callers", "source-address", "--vms", &vms],
+    );
+    assert_eq!(events_of(&server).await, expected, "from the file");
+}
+
 #[test]
 fn invalid_definition_event_stops_the_start() {
     let dir = TempDir::new("defined-bad");
