@@ -15,6 +15,7 @@ pub mod guest;
 pub mod identity;
 pub mod maintenance;
 pub mod metadata;
+pub mod problem;
 pub mod registry;
 pub mod snapshot;
 pub mod store;

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::identity::definition::{Identities, VmContext};
 use crate::metadata::document::InstanceDocument;
+use crate::problem::Problems;
 
 /// One VM as its definition describes it.
 #[derive(Clone, Debug, PartialEq)]
@@ -152,11 +153,7 @@ pub fn is_valid_id(id: &str) -> bool {
 }
 
 /// Something wrong in one VM entry, at `path` relative to the entry (e.g. `instance.compute.name`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Problem {
-    pub path: String,
-    pub message: String,
-}
+pub use crate::problem::Problem;
 
 /// Parses and checks a definition file's text. `source` names it in messages.
 pub fn parse(
@@ -224,41 +221,32 @@ pub fn vm_from_owned(entry: Value, default_id: &str) -> Result<VmDefinition, Vec
 /// Like [`vm_from_json`] without keeping the entry as written (`raw` is `Null`): for loading a
 /// store into the guest plane, which never needs it, without copying every entry.
 pub fn vm_for_serving(entry: &Value, default_id: &str) -> Result<VmDefinition, Vec<Problem>> {
-    let mut problems = Vec::new();
-    let mut problem = |path: &str, message: String| {
-        problems.push(Problem {
-            path: path.to_string(),
-            message,
-        })
-    };
+    let mut problems = Problems::new();
     let empty = Map::new();
     let entry_map = match entry {
         Value::Object(map) => map,
         _ => {
-            problem("", "expected an object".into());
+            problems.push("", "expected an object");
             &empty
         }
     };
-    for key in entry_map
-        .keys()
-        .filter(|k| !VM_MEMBERS.contains(&k.as_str()))
-    {
-        problem(
-            key,
-            format!("unknown member; a VM has only {}", VM_MEMBERS.join(", ")),
-        );
-    }
+    problems.unknown_members(
+        "",
+        entry_map,
+        &VM_MEMBERS,
+        &format!("unknown member; a VM has only {}", VM_MEMBERS.join(", ")),
+    );
 
     let id = match entry_map.get("id") {
         None | Some(Value::Null) => default_id.to_string(),
         Some(Value::String(id)) => id.clone(),
         Some(_) => {
-            problem("id", "expected a string".into());
+            problems.push("id", "expected a string");
             default_id.to_string()
         }
     };
     if !is_valid_id(&id) {
-        problem(
+        problems.push(
             "id",
             format!("{id:?} is not a valid VM id (1-64 of A-Z a-z 0-9 . _ -, not starting with .)"),
         );
@@ -274,16 +262,16 @@ pub fn vm_for_serving(entry: &Value, default_id: &str) -> Result<VmDefinition, V
                         callers.push(ip.to_canonical())
                     }
                     Some(Ok(ip)) => {
-                        problem(&format!("callers[{i}]"), format!("{ip} is listed twice"))
+                        problems.push(format!("callers[{i}]"), format!("{ip} is listed twice"))
                     }
-                    _ => problem(
-                        &format!("callers[{i}]"),
+                    _ => problems.push(
+                        format!("callers[{i}]"),
                         format!("expected an IP address string, found {caller}"),
                     ),
                 }
             }
         }
-        Some(_) => problem("callers", "expected a list of IP addresses".into()),
+        Some(_) => problems.push("callers", "expected a list of IP addresses"),
     }
 
     let no_instance = Value::Object(Map::new());
@@ -291,20 +279,7 @@ pub fn vm_for_serving(entry: &Value, default_id: &str) -> Result<VmDefinition, V
         None | Some(Value::Null) => &no_instance,
         Some(instance) => instance,
     };
-    let instance = match InstanceDocument::from_json(instance) {
-        Ok(doc) => Some(doc),
-        Err(instance_problems) => {
-            for p in instance_problems {
-                let path = if p.path.is_empty() {
-                    "instance".to_string()
-                } else {
-                    format!("instance.{}", p.path)
-                };
-                problem(&path, p.message);
-            }
-            None
-        }
-    };
+    let instance = problems.under("instance", InstanceDocument::from_json(instance));
 
     let identities = match entry_map.get("identities") {
         None | Some(Value::Null) => None,
@@ -323,20 +298,7 @@ pub fn vm_for_serving(entry: &Value, default_id: &str) -> Result<VmDefinition, V
                 subscription_id: compute("subscriptionId"),
                 resource_group: compute("resourceGroupName"),
             };
-            match Identities::from_json(value, vm) {
-                Ok(identities) => Some(identities),
-                Err(identity_problems) => {
-                    for p in identity_problems {
-                        let path = if p.path.is_empty() {
-                            "identities".to_string()
-                        } else {
-                            format!("identities.{}", p.path)
-                        };
-                        problem(&path, p.message);
-                    }
-                    None
-                }
-            }
+            problems.under("identities", Identities::from_json(value, vm))
         }
     };
 
@@ -347,7 +309,7 @@ pub fn vm_for_serving(entry: &Value, default_id: &str) -> Result<VmDefinition, V
             Some(v @ Value::Array(_)) if want_array => Some(v.clone()),
             Some(_) => {
                 let expected = if want_array { "a list" } else { "an object" };
-                problem(key, format!("expected {expected}"));
+                problems.push(key, format!("expected {expected}"));
                 None
             }
         }
@@ -361,19 +323,12 @@ pub fn vm_for_serving(entry: &Value, default_id: &str) -> Result<VmDefinition, V
         .enumerate()
     {
         if let Err(event_problems) = crate::events::parse_defined_event(event) {
-            for (path, message) in event_problems {
-                let path = if path.is_empty() {
-                    format!("scheduledEvents[{i}]")
-                } else {
-                    format!("scheduledEvents[{i}].{path}")
-                };
-                problems.push(Problem { path, message });
-            }
+            problems.nested(&format!("scheduledEvents[{i}]"), event_problems);
         }
     }
 
     match instance {
-        Some(instance) if problems.is_empty() => Ok(VmDefinition {
+        Some(instance) => problems.into_result(VmDefinition {
             id,
             callers,
             instance,
@@ -382,7 +337,7 @@ pub fn vm_for_serving(entry: &Value, default_id: &str) -> Result<VmDefinition, V
             scheduled_events,
             raw: Value::Null,
         }),
-        _ => Err(problems),
+        None => Err(problems.into_vec()),
     }
 }
 
@@ -466,13 +421,10 @@ fn from_value(root: Value) -> Result<Definitions, Vec<Located>> {
                 vms.push(vm);
             }
             Err(vm_problems) => {
-                for p in vm_problems {
-                    let path = if p.path.is_empty() {
-                        format!("vms[{index}]")
-                    } else {
-                        format!("vms[{index}].{}", p.path)
-                    };
-                    problems.push(locate(path, p.message));
+                let prefix = format!("vms[{index}]");
+                for problem in vm_problems {
+                    let problem = problem.nest(&prefix);
+                    problems.push(locate(problem.path, problem.message));
                 }
             }
         }

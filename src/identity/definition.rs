@@ -15,7 +15,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::definition::Problem;
+use crate::problem::Problem;
 
 /// A VM's managed identities, every id filled in.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::metadata::schema::{EXTENDED, SchemaNode, instance_schema};
 use crate::metadata::version::ApiVersion;
+use crate::problem::{Problem, Problems, join};
 
 /// A JSON value whose objects keep their members in serving order.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,13 +30,6 @@ pub struct Member {
     pub key: Box<str>,
     pub since: ApiVersion,
     pub value: Node,
-}
-
-/// Something wrong in a definition's `instance`, at `path` (relative, e.g. `compute.name`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    pub path: String,
-    pub message: String,
 }
 
 /// The checked instance document: every schema field present (defaults filled in), unknown
@@ -109,15 +103,11 @@ impl InstanceDocument {
 
 fn build(instance: &Value) -> Result<(Node, Vec<String>), Vec<Problem>> {
     let mut builder = Builder {
-        problems: Vec::new(),
+        problems: Problems::new(),
         unknown_fields: Vec::new(),
     };
     let root = builder.node(instance_schema(), Some(instance), "");
-    if builder.problems.is_empty() {
-        Ok((root, builder.unknown_fields))
-    } else {
-        Err(builder.problems)
-    }
+    builder.problems.into_result((root, builder.unknown_fields))
 }
 
 /// Compact JSON of a tree, members in their order.
@@ -127,7 +117,7 @@ fn compact_json(node: &Node) -> Vec<u8> {
 }
 
 struct Builder {
-    problems: Vec<Problem>,
+    problems: Problems,
     unknown_fields: Vec<String>,
 }
 
@@ -172,7 +162,9 @@ impl Builder {
                     items
                         .iter()
                         .enumerate()
-                        .map(|(i, item)| self.node(element, Some(item), &format!("{path}[{i}]")))
+                        .map(|(i, item)| {
+                            self.node(element, Some(item), &join(path, &format!("[{i}]")))
+                        })
                         .collect(),
                 ),
                 Some(other) => self.wrong_type(path, "an array", other),
@@ -181,15 +173,15 @@ impl Builder {
                 None => Node::String((*default).into()),
                 Some(Value::String(s)) => Node::String(s.as_str().into()),
                 Some(other @ (Value::Number(_) | Value::Bool(_))) => {
-                    self.problems.push(Problem {
-                        path: path.to_string(),
-                        message: format!(
+                    self.problems.push(
+                        path,
+                        format!(
                             "expected a string, found {}; IMDS serves every value as a string, \
                              so quote it (in YAML: \"{}\")",
                             type_name(other),
                             other
                         ),
-                    });
+                    );
                     Node::Null
                 }
                 Some(other) => self.wrong_type(path, "a string", other),
@@ -203,10 +195,10 @@ impl Builder {
     }
 
     fn wrong_type(&mut self, path: &str, expected: &str, found: &Value) -> Node {
-        self.problems.push(Problem {
-            path: path.to_string(),
-            message: format!("expected {expected}, found {}", type_name(found)),
-        });
+        self.problems.push(
+            path,
+            format!("expected {expected}, found {}", type_name(found)),
+        );
         Node::Null
     }
 }
@@ -298,14 +290,6 @@ fn from_json(value: &Value) -> Node {
             sort_members(&mut members, false);
             Node::Object(members)
         }
-    }
-}
-
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
     }
 }
 
