@@ -9,28 +9,10 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use crate::metadata::node::{Member, Node};
 use crate::metadata::schema::{EXTENDED, SchemaNode, instance_schema};
 use crate::metadata::version::ApiVersion;
 use crate::problem::{Problem, Problems, join};
-
-/// A JSON value whose objects keep their members in serving order.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Node {
-    Null,
-    Bool(bool),
-    Number(serde_json::Number),
-    String(Box<str>),
-    Array(Vec<Node>),
-    Object(Vec<Member>),
-}
-
-/// An object member. `since` is the first api-version that serves it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Member {
-    pub key: Box<str>,
-    pub since: ApiVersion,
-    pub value: Node,
-}
 
 /// The checked instance document: every schema field present (defaults filled in), unknown
 /// fields kept and marked as served from the newest api-version only.
@@ -52,7 +34,7 @@ impl InstanceDocument {
     /// the newest schema. `Err` lists every problem found, not just the first.
     pub fn from_json(instance: &Value) -> Result<InstanceDocument, Vec<Problem>> {
         let (root, unknown_fields) = build(&with_tags_filled_in(instance))?;
-        let compact = Bytes::from(compact_json(&root));
+        let compact = Bytes::from(serde_json::to_vec(&root).expect("a document tree serializes"));
         let name = match &root {
             Node::Object(members) => members
                 .iter()
@@ -108,12 +90,6 @@ fn build(instance: &Value) -> Result<(Node, Vec<String>), Vec<Problem>> {
     };
     let root = builder.node(instance_schema(), Some(instance), "");
     builder.problems.into_result((root, builder.unknown_fields))
-}
-
-/// Compact JSON of a tree, members in their order.
-fn compact_json(node: &Node) -> Vec<u8> {
-    let rendered = crate::metadata::render::Rendered::new(node);
-    rendered.json(rendered.root()).to_vec()
 }
 
 struct Builder {

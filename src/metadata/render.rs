@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
-use crate::metadata::document::Node;
+use crate::metadata::node::Node;
 
 /// One shaped document, rendered: compact JSON and an index over it.
 #[derive(Debug)]
@@ -219,7 +219,7 @@ fn range(start: usize, end: usize) -> Range<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metadata::document::Member;
+    use crate::metadata::node::Member;
     use crate::metadata::version::ApiVersion;
 
     fn obj(members: Vec<(&str, Node)>) -> Node {
