@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::metadata::node::{Member, Node};
-use crate::metadata::schema::{EXTENDED, SchemaNode, instance_schema};
+use crate::metadata::schema::{EXTENDED, SchemaField, SchemaNode, instance_schema};
 use crate::metadata::version::ApiVersion;
 use crate::problem::{Problem, Problems, join};
 
@@ -98,75 +98,86 @@ struct Builder {
 }
 
 impl Builder {
+    /// Checks `value` against `schema`; a value left out takes the schema's default.
     fn node(&mut self, schema: &SchemaNode, value: Option<&Value>, path: &str) -> Node {
         // A pasted document never holds null, but a hand-written YAML `key:` does: treat
         // it as "left out".
         let value = value.filter(|v| !v.is_null());
         match schema {
-            SchemaNode::Object(fields) => {
-                let empty = Map::new();
-                let map = match value {
-                    None => &empty,
-                    Some(Value::Object(map)) => map,
-                    Some(other) => return self.wrong_type(path, "an object", other),
-                };
-                let mut members: Vec<Member> = fields
-                    .iter()
-                    .map(|field| Member {
-                        key: field.name.into(),
-                        since: field.since,
-                        value: self.node(&field.node, map.get(field.name), &join(path, field.name)),
-                    })
-                    .collect();
-                for (key, value) in map {
-                    if schema.field(key).is_none() {
-                        let field_path = join(path, key);
-                        self.unknown_fields.push(field_path);
-                        members.push(Member {
-                            key: key.as_str().into(),
-                            since: ApiVersion::NEWEST,
-                            value: from_json(value),
-                        });
-                    }
-                }
-                sort_members(&mut members, path.is_empty());
-                Node::Object(members)
-            }
-            SchemaNode::Array(element) => match value {
-                None => Node::Array(Vec::new()),
-                Some(Value::Array(items)) => Node::Array(
-                    items
-                        .iter()
-                        .enumerate()
-                        .map(|(i, item)| {
-                            self.node(element, Some(item), &join(path, &format!("[{i}]")))
-                        })
-                        .collect(),
-                ),
-                Some(other) => self.wrong_type(path, "an array", other),
-            },
-            SchemaNode::Str(default) => match value {
-                None => Node::String((*default).into()),
-                Some(Value::String(s)) => Node::String(s.as_str().into()),
-                Some(other @ (Value::Number(_) | Value::Bool(_))) => {
-                    self.problems.push(
-                        path,
-                        format!(
-                            "expected a string, found {}; IMDS serves every value as a string, \
-                             so quote it (in YAML: \"{}\")",
-                            type_name(other),
-                            other
-                        ),
-                    );
-                    Node::Null
-                }
-                Some(other) => self.wrong_type(path, "a string", other),
-            },
+            SchemaNode::Object(fields) => self.object(fields, value, path),
+            SchemaNode::Array(element) => self.array(element, value, path),
+            SchemaNode::Str(default) => self.string(default, value, path),
             SchemaNode::Bool(default) => match value {
                 None => Node::Bool(*default),
                 Some(Value::Bool(b)) => Node::Bool(*b),
                 Some(other) => self.wrong_type(path, "a boolean", other),
             },
+        }
+    }
+
+    /// Every field of the schema (checked or defaulted), then the members it does not know,
+    /// kept as written and served from the newest version only.
+    fn object(&mut self, fields: &[SchemaField], value: Option<&Value>, path: &str) -> Node {
+        let empty = Map::new();
+        let map = match value {
+            None => &empty,
+            Some(Value::Object(map)) => map,
+            Some(other) => return self.wrong_type(path, "an object", other),
+        };
+        let mut members: Vec<Member> = fields
+            .iter()
+            .map(|field| Member {
+                key: field.name.into(),
+                since: field.since,
+                value: self.node(&field.node, map.get(field.name), &join(path, field.name)),
+            })
+            .collect();
+        for (key, value) in map
+            .iter()
+            .filter(|(key, _)| fields.iter().all(|field| field.name != key.as_str()))
+        {
+            self.unknown_fields.push(join(path, key));
+            members.push(Member {
+                key: key.as_str().into(),
+                since: ApiVersion::NEWEST,
+                value: from_json(value),
+            });
+        }
+        sort_members(&mut members, path.is_empty());
+        Node::Object(members)
+    }
+
+    fn array(&mut self, element: &SchemaNode, value: Option<&Value>, path: &str) -> Node {
+        match value {
+            None => Node::Array(Vec::new()),
+            Some(Value::Array(items)) => Node::Array(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| self.node(element, Some(item), &join(path, &format!("[{i}]"))))
+                    .collect(),
+            ),
+            Some(other) => self.wrong_type(path, "an array", other),
+        }
+    }
+
+    fn string(&mut self, default: &str, value: Option<&Value>, path: &str) -> Node {
+        match value {
+            None => Node::String(default.into()),
+            Some(Value::String(s)) => Node::String(s.as_str().into()),
+            Some(other @ (Value::Number(_) | Value::Bool(_))) => {
+                self.problems.push(
+                    path,
+                    format!(
+                        "expected a string, found {}; IMDS serves every value as a string, \
+                         so quote it (in YAML: \"{}\")",
+                        type_name(other),
+                        other
+                    ),
+                );
+                Node::Null
+            }
+            Some(other) => self.wrong_type(path, "a string", other),
         }
     }
 
