@@ -85,6 +85,15 @@ impl Problems {
         }
     }
 
+    /// Runs a nested check with its own collector and records what it found under `prefix`:
+    /// the check writes paths relative to the value it checks.
+    pub fn within<T>(&mut self, prefix: &str, check: impl FnOnce(&mut Problems) -> T) -> T {
+        let mut nested = Problems::new();
+        let value = check(&mut nested);
+        self.nested(prefix, nested.0);
+        value
+    }
+
     /// Records `message` at `prefix.key` for every key of `object` not in `known`.
     pub fn unknown_members(
         &mut self,
@@ -150,8 +159,23 @@ mod tests {
         );
         assert_eq!(value, None);
         assert_eq!(problems.under("x", Ok::<u8, _>(7)), Some(7));
+        let seven = problems.within("user[0]", |nested| {
+            nested.push("", "c");
+            nested.push("clientId", "d");
+            7
+        });
+        assert_eq!(seven, 7);
         let paths: Vec<String> = problems.into_vec().into_iter().map(|p| p.path).collect();
-        assert_eq!(paths, ["id", "instance", "instance.compute"]);
+        assert_eq!(
+            paths,
+            [
+                "id",
+                "instance",
+                "instance.compute",
+                "user[0]",
+                "user[0].clientId"
+            ]
+        );
     }
 
     #[test]
