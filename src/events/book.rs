@@ -29,8 +29,10 @@ pub enum Error {
 /// A visible change: what the hooks are told and what the store records.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Transition {
+    /// The event after the change (as it was last, when it was removed).
     pub event: Event,
     pub kind: TransitionKind,
+    /// When it happened: `now`, or the deadline that caused it when `advance` caught up.
     pub at: SystemTime,
 }
 
@@ -56,6 +58,7 @@ pub struct EventBook {
 }
 
 impl EventBook {
+    /// A book as the store holds it: events, incarnations and the import record.
     pub fn from_parts(
         events: Vec<Event>,
         incarnations: HashMap<String, u64>,
@@ -73,18 +76,22 @@ impl EventBook {
         self.imported.contains(&import_key(vm, id))
     }
 
+    /// Records that VM `vm`'s definition seeded event `id`.
     pub fn mark_imported(&mut self, vm: &str, id: &str) {
         self.imported.insert(import_key(vm, id));
     }
 
+    /// Every `<vm id>/<event id>` ever imported (for persisting).
     pub fn imported(&self) -> &BTreeSet<String> {
         &self.imported
     }
 
+    /// Every live event, in id order.
     pub fn events(&self) -> impl Iterator<Item = &Event> {
         self.events.values()
     }
 
+    /// The live event `id` (any case).
     pub fn event(&self, id: &str) -> Option<&Event> {
         self.events.get(&id.to_ascii_uppercase())
     }
@@ -94,6 +101,8 @@ impl EventBook {
         self.incarnations.get(vm).copied().unwrap_or(1)
     }
 
+    /// The incarnation of every VM whose document has changed (the rest are at 1); for
+    /// persisting.
     pub fn incarnations(&self) -> &HashMap<String, u64> {
         &self.incarnations
     }

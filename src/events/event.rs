@@ -18,6 +18,7 @@ pub enum EventType {
 }
 
 impl EventType {
+    /// Every type, in the spec's order.
     pub const ALL: [EventType; 5] = [
         EventType::Freeze,
         EventType::Reboot,
@@ -37,6 +38,7 @@ impl EventType {
         }
     }
 
+    /// The name as the scheduled-events document spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::Freeze => "Freeze",
@@ -47,6 +49,7 @@ impl EventType {
         }
     }
 
+    /// The type named `text`, in any case.
     pub fn parse(text: &str) -> Option<EventType> {
         EventType::ALL
             .into_iter()
@@ -62,6 +65,7 @@ pub enum EventSource {
 }
 
 impl EventSource {
+    /// The name as the scheduled-events document spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             EventSource::Platform => "Platform",
@@ -69,6 +73,7 @@ impl EventSource {
         }
     }
 
+    /// The source named `text`, in any case.
     pub fn parse(text: &str) -> Option<EventSource> {
         [EventSource::Platform, EventSource::User]
             .into_iter()

@@ -21,6 +21,7 @@ pub enum Node {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Member {
     pub key: Box<str>,
+    /// Older api-versions do not serve this member (nor anything below it).
     pub since: ApiVersion,
     pub value: Node,
 }
