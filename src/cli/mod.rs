@@ -30,6 +30,8 @@ pub use status::status;
 pub use vm::{VmCommand, vm};
 
 /// How to reach the control API.
+// The field docs are also clap's help text, where `<data>` is a placeholder, not HTML.
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConnectArgs {
     /// Control API address (host:port or unix:/path). [default: 127.0.0.1:16926]

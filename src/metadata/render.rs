@@ -90,7 +90,7 @@ impl Rendered {
 
     /// The node's `format=text` rendering: a leaf's raw value (no quotes, no newline; `null` is
     /// empty), or a node's listing: its children one per line, nodes marked with a trailing
-    /// `/`, no final newline. The listing form is [UNCERTAIN] in the spec; this function is the
+    /// `/`, no final newline. The listing form is \[UNCERTAIN\] in the spec; this function is the
     /// one place that decides it.
     pub fn text(&self, node: &Indexed) -> Bytes {
         let name = |child: &Indexed| if child.is_leaf() { "" } else { "/" };
