@@ -21,57 +21,45 @@ pub fn render(incarnation: u64, events: &[&Event], version: EventsVersion) -> Ve
         if i > 0 {
             out.push(b',');
         }
-        // serde_json's Map keeps insertion order only with preserve_order, so write by hand.
-        let field = |out: &mut Vec<u8>, first: bool, key: &str, value: Value| {
-            if !first {
-                out.push(b',');
-            }
-            out.extend_from_slice(format!("\"{key}\":").as_bytes());
-            serde_json::to_writer(&mut *out, &value).expect("writing to a Vec cannot fail");
-        };
-        out.push(b'{');
-        field(&mut out, true, "EventId", Value::String(event.id.clone()));
-        let status = match event.status {
-            Status::Scheduled => "Scheduled",
-            Status::Started => "Started",
-        };
-        field(&mut out, false, "EventStatus", status.into());
-        field(
-            &mut out,
-            false,
-            "EventType",
-            event.event_type.as_str().into(),
-        );
-        field(&mut out, false, "ResourceType", "VirtualMachine".into());
-        field(&mut out, false, "Resources", event.resources.clone().into());
-        let not_before = match event.status {
-            Status::Scheduled => rfc1123(event.not_before),
-            Status::Started => String::new(),
-        };
-        field(&mut out, false, "NotBefore", not_before.into());
-        if version >= EventsVersion::V2019_04_01 {
-            field(
-                &mut out,
-                false,
-                "Description",
-                event.description.clone().into(),
-            );
-        }
-        if version >= EventsVersion::V2019_08_01 {
-            field(&mut out, false, "EventSource", event.source.as_str().into());
-        }
-        if version >= EventsVersion::V2020_07_01 {
-            field(
-                &mut out,
-                false,
-                "DurationInSeconds",
-                event.duration_seconds.into(),
-            );
-        }
-        out.push(b'}');
+        write_event(&mut out, event, version);
     }
     out.extend_from_slice(b"]}");
     out
+}
+
+/// One entry of `Events`, with the fields `version` has, in Azure's order.
+fn write_event(out: &mut Vec<u8>, event: &Event, version: EventsVersion) {
+    let (status, not_before) = match event.status {
+        Status::Scheduled => ("Scheduled", rfc1123(event.not_before)),
+        Status::Started => ("Started", String::new()),
+    };
+    let mut fields: Vec<(&str, Value)> = vec![
+        ("EventId", event.id.clone().into()),
+        ("EventStatus", status.into()),
+        ("EventType", event.event_type.as_str().into()),
+        ("ResourceType", "VirtualMachine".into()),
+        ("Resources", event.resources.clone().into()),
+        ("NotBefore", not_before.into()),
+    ];
+    if version >= EventsVersion::V2019_04_01 {
+        fields.push(("Description", event.description.clone().into()));
+    }
+    if version >= EventsVersion::V2019_08_01 {
+        fields.push(("EventSource", event.source.as_str().into()));
+    }
+    if version >= EventsVersion::V2020_07_01 {
+        fields.push(("DurationInSeconds", event.duration_seconds.into()));
+    }
+    // serde_json's Map keeps insertion order only with preserve_order, so write by hand.
+    out.push(b'{');
+    for (i, (key, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(format!("\"{key}\":").as_bytes());
+        serde_json::to_writer(&mut *out, value).expect("writing to a Vec cannot fail");
+    }
+    out.push(b'}');
 }
 
 /// Event types newer than the requested version are hidden (§6.1, [UNCERTAIN]: the spec

@@ -15,7 +15,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::definition::Problem;
+use crate::problem::{Problem, Problems, join};
 
 /// A VM's managed identities, every id filled in.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,105 +67,22 @@ const USER_MEMBERS: [&str; 3] = ["clientId", "objectId", "resourceId"];
 
 impl Identities {
     /// Checks an `identities` member. Problem paths are relative to it (`userAssigned[0].clientId`);
-    /// the caller prefixes `identities.`.
+    /// the caller nests them under `identities`.
     pub fn from_json(value: &Value, vm: VmContext<'_>) -> Result<Identities, Vec<Problem>> {
-        let mut problems = Vec::new();
         let Value::Object(map) = value else {
-            return Err(vec![problem("", "expected an object".into())]);
+            return Err(vec![Problem::new("", "expected an object")]);
         };
-        unknown_members(map, &MEMBERS, "", &mut problems);
-
-        let tenant_id = match map.get("tenantId") {
-            None | Some(Value::Null) => derived_guid(&["tenant", subscription(&vm)]),
-            Some(v) => guid(v, "tenantId", &mut problems).unwrap_or_default(),
-        };
-
-        let system = match map.get("systemAssigned") {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(m)) => {
-                unknown_members(m, &SYSTEM_MEMBERS, "systemAssigned.", &mut problems);
-                Some(Identity {
-                    kind: Kind::System,
-                    client_id: id_or_derived(
-                        m,
-                        "clientId",
-                        "systemAssigned.",
-                        &mut problems,
-                        || derived_guid(&[vm.vm_id, "system", "clientId"]),
-                    ),
-                    object_id: id_or_derived(
-                        m,
-                        "objectId",
-                        "systemAssigned.",
-                        &mut problems,
-                        || derived_guid(&[vm.vm_id, "system", "objectId"]),
-                    ),
-                    resource_id: vm_resource_id(&vm),
-                })
-            }
-            Some(_) => {
-                problems.push(problem(
-                    "systemAssigned",
-                    "expected an object (or null for no system-assigned identity)".into(),
-                ));
-                None
-            }
-        };
-
-        let mut user = Vec::new();
-        match map.get("userAssigned") {
-            None | Some(Value::Null) => {}
-            Some(Value::Array(items)) => {
-                for (i, item) in items.iter().enumerate() {
-                    let prefix = format!("userAssigned[{i}].");
-                    let Value::Object(m) = item else {
-                        problems.push(problem(
-                            &format!("userAssigned[{i}]"),
-                            "expected an object".into(),
-                        ));
-                        continue;
-                    };
-                    unknown_members(m, &USER_MEMBERS, &prefix, &mut problems);
-                    let resource_id = match m.get("resourceId") {
-                        None | Some(Value::Null) => default_user_resource_id(&vm, i),
-                        Some(Value::String(id)) if is_user_identity_resource_id(id) => id.clone(),
-                        Some(other) => {
-                            problems.push(problem(
-                                &format!("{prefix}resourceId"),
-                                format!(
-                                    "expected a user-assigned identity resource id like /subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>, found {other}"
-                                ),
-                            ));
-                            String::new()
-                        }
-                    };
-                    // Seeded by the resource id, not the position: reordering the list keeps ids.
-                    let seed = resource_id.to_ascii_lowercase();
-                    user.push(Identity {
-                        kind: Kind::User,
-                        client_id: id_or_derived(m, "clientId", &prefix, &mut problems, || {
-                            derived_guid(&[vm.vm_id, "user", &seed, "clientId"])
-                        }),
-                        object_id: id_or_derived(m, "objectId", &prefix, &mut problems, || {
-                            derived_guid(&[vm.vm_id, "user", &seed, "objectId"])
-                        }),
-                        resource_id,
-                    });
-                }
-            }
-            Some(_) => problems.push(problem("userAssigned", "expected a list".into())),
-        }
-
+        let mut problems = Problems::new();
+        problems.unknown_members("", map, &MEMBERS, &unknown_member(&MEMBERS));
+        let tenant_id = tenant_id(map, &vm, &mut problems);
+        let system = system_assigned(map, &vm, &mut problems);
+        let user = user_assigned(map, &vm, &mut problems);
         check_unique(system.as_ref(), &user, &mut problems);
-        if problems.is_empty() {
-            Ok(Identities {
-                tenant_id,
-                system,
-                user,
-            })
-        } else {
-            Err(problems)
-        }
+        problems.into_result(Identities {
+            tenant_id,
+            system,
+            user,
+        })
     }
 
     /// Every identity, system-assigned first.
@@ -243,78 +160,172 @@ fn default_user_resource_id(vm: &VmContext<'_>, index: usize) -> String {
     )
 }
 
-fn problem(path: &str, message: String) -> Problem {
-    Problem {
-        path: path.to_string(),
-        message,
+/// `tenantId`, else derived from the subscription (one tenant per subscription, as on Azure).
+fn tenant_id(map: &Map<String, Value>, vm: &VmContext<'_>, problems: &mut Problems) -> String {
+    match map.get("tenantId") {
+        None | Some(Value::Null) => derived_guid(&["tenant", subscription(vm)]),
+        Some(value) => guid(value, "tenantId", problems).unwrap_or_default(),
     }
 }
 
-fn unknown_members(
+/// `systemAssigned`: an object (ids optional), or absent or `null` for none.
+fn system_assigned(
     map: &Map<String, Value>,
-    known: &[&str],
-    prefix: &str,
-    problems: &mut Vec<Problem>,
-) {
-    for key in map.keys().filter(|k| !known.contains(&k.as_str())) {
-        problems.push(problem(
-            &format!("{prefix}{key}"),
-            format!("unknown member; expected {}", known.join(", ")),
-        ));
-    }
-}
-
-/// A GUID-valued member, lower-cased; a problem when it is not a GUID string.
-fn guid(value: &Value, path: &str, problems: &mut Vec<Problem>) -> Option<String> {
-    match value.as_str().map(uuid::Uuid::try_parse) {
-        Some(Ok(id)) => Some(id.hyphenated().to_string()),
-        _ => {
-            problems.push(problem(
-                path,
-                format!("expected a GUID string like 72f988bf-86f1-41af-91ab-2d7cd011db47, found {value}"),
-            ));
+    vm: &VmContext<'_>,
+    problems: &mut Problems,
+) -> Option<Identity> {
+    match map.get("systemAssigned") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(system)) => Some(problems.within("systemAssigned", |problems| {
+            system_identity(system, vm, problems)
+        })),
+        Some(_) => {
+            problems.push(
+                "systemAssigned",
+                "expected an object (or null for no system-assigned identity)",
+            );
             None
         }
     }
 }
 
+fn system_identity(
+    system: &Map<String, Value>,
+    vm: &VmContext<'_>,
+    problems: &mut Problems,
+) -> Identity {
+    problems.unknown_members(
+        "",
+        system,
+        &SYSTEM_MEMBERS,
+        &unknown_member(&SYSTEM_MEMBERS),
+    );
+    Identity {
+        kind: Kind::System,
+        client_id: id_or_derived(system, "clientId", problems, || {
+            derived_guid(&[vm.vm_id, "system", "clientId"])
+        }),
+        object_id: id_or_derived(system, "objectId", problems, || {
+            derived_guid(&[vm.vm_id, "system", "objectId"])
+        }),
+        resource_id: vm_resource_id(vm),
+    }
+}
+
+/// `userAssigned`: a list of objects (every member optional), in definition order.
+fn user_assigned(
+    map: &Map<String, Value>,
+    vm: &VmContext<'_>,
+    problems: &mut Problems,
+) -> Vec<Identity> {
+    let items = match map.get("userAssigned") {
+        None | Some(Value::Null) => return Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            problems.push("userAssigned", "expected a list");
+            return Vec::new();
+        }
+    };
+    let mut user = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let prefix = format!("userAssigned[{i}]");
+        let Value::Object(entry) = item else {
+            problems.push(prefix, "expected an object");
+            continue;
+        };
+        user.push(problems.within(&prefix, |problems| user_identity(entry, i, vm, problems)));
+    }
+    user
+}
+
+/// Entry `index` of `userAssigned`.
+fn user_identity(
+    entry: &Map<String, Value>,
+    index: usize,
+    vm: &VmContext<'_>,
+    problems: &mut Problems,
+) -> Identity {
+    problems.unknown_members("", entry, &USER_MEMBERS, &unknown_member(&USER_MEMBERS));
+    let resource_id = match entry.get("resourceId") {
+        None | Some(Value::Null) => default_user_resource_id(vm, index),
+        Some(Value::String(id)) if is_user_identity_resource_id(id) => id.clone(),
+        Some(other) => {
+            problems.push(
+                "resourceId",
+                format!(
+                    "expected a user-assigned identity resource id like /subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>, found {other}"
+                ),
+            );
+            String::new()
+        }
+    };
+    // Seeded by the resource id, not the position: reordering the list keeps ids.
+    let seed = resource_id.to_ascii_lowercase();
+    Identity {
+        kind: Kind::User,
+        client_id: id_or_derived(entry, "clientId", problems, || {
+            derived_guid(&[vm.vm_id, "user", &seed, "clientId"])
+        }),
+        object_id: id_or_derived(entry, "objectId", problems, || {
+            derived_guid(&[vm.vm_id, "user", &seed, "objectId"])
+        }),
+        resource_id,
+    }
+}
+
+fn unknown_member(known: &[&str]) -> String {
+    format!("unknown member; expected {}", known.join(", "))
+}
+
+/// A GUID-valued member, lower-cased; a problem when it is not a GUID string.
+fn guid(value: &Value, path: &str, problems: &mut Problems) -> Option<String> {
+    match value.as_str().map(uuid::Uuid::try_parse) {
+        Some(Ok(id)) => Some(id.hyphenated().to_string()),
+        _ => {
+            problems.push(
+                path,
+                format!("expected a GUID string like 72f988bf-86f1-41af-91ab-2d7cd011db47, found {value}"),
+            );
+            None
+        }
+    }
+}
+
+/// The GUID at `key`, else `derive()` when it is left out.
 fn id_or_derived(
     map: &Map<String, Value>,
     key: &str,
-    prefix: &str,
-    problems: &mut Vec<Problem>,
+    problems: &mut Problems,
     derive: impl FnOnce() -> String,
 ) -> String {
     match map.get(key) {
         None | Some(Value::Null) => derive(),
-        Some(v) => guid(v, &format!("{prefix}{key}"), problems).unwrap_or_default(),
+        Some(value) => guid(value, key, problems).unwrap_or_default(),
     }
 }
 
 /// A selector must name one identity: client ids, object ids and resource ids are unique on a VM.
-fn check_unique(system: Option<&Identity>, user: &[Identity], problems: &mut Vec<Problem>) {
-    let path = |i: Option<usize>, key: &str| match i {
-        None => format!("systemAssigned.{key}"),
-        Some(i) => format!("userAssigned[{i}].{key}"),
-    };
-    let all: Vec<(Option<usize>, &Identity)> = system
-        .map(|s| (None, s))
+fn check_unique(system: Option<&Identity>, user: &[Identity], problems: &mut Problems) {
+    let named: Vec<(String, &Identity)> = system
+        .map(|system| ("systemAssigned".to_string(), system))
         .into_iter()
-        .chain(user.iter().enumerate().map(|(i, u)| (Some(i), u)))
+        .chain(
+            user.iter()
+                .enumerate()
+                .map(|(i, identity)| (format!("userAssigned[{i}]"), identity)),
+        )
         .collect();
-    for (n, (at, identity)) in all.iter().enumerate() {
-        for (earlier_at, earlier) in &all[..n] {
-            let earlier_name = path(*earlier_at, "");
-            let earlier_name = earlier_name.trim_end_matches('.');
+    for (n, (name, identity)) in named.iter().enumerate() {
+        for (earlier_name, earlier) in &named[..n] {
             for (key, mine, theirs) in [
                 ("clientId", &identity.client_id, &earlier.client_id),
                 ("objectId", &identity.object_id, &earlier.object_id),
             ] {
                 if !mine.is_empty() && mine == theirs {
-                    problems.push(problem(
-                        &path(*at, key),
+                    problems.push(
+                        join(name, key),
                         format!("{mine} is already the {key} of {earlier_name}"),
-                    ));
+                    );
                 }
             }
             if identity.kind == Kind::User
@@ -324,10 +335,10 @@ fn check_unique(system: Option<&Identity>, user: &[Identity], problems: &mut Vec
                     .resource_id
                     .eq_ignore_ascii_case(&earlier.resource_id)
             {
-                problems.push(problem(
-                    &path(*at, "resourceId"),
+                problems.push(
+                    join(name, "resourceId"),
                     format!("already the resourceId of {earlier_name}"),
-                ));
+                );
             }
         }
     }

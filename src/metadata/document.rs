@@ -9,34 +9,10 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use crate::metadata::schema::{EXTENDED, SchemaNode, instance_schema};
+use crate::metadata::node::{Member, Node};
+use crate::metadata::schema::{EXTENDED, SchemaField, SchemaNode, instance_schema};
 use crate::metadata::version::ApiVersion;
-
-/// A JSON value whose objects keep their members in serving order.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Node {
-    Null,
-    Bool(bool),
-    Number(serde_json::Number),
-    String(Box<str>),
-    Array(Vec<Node>),
-    Object(Vec<Member>),
-}
-
-/// An object member. `since` is the first api-version that serves it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Member {
-    pub key: Box<str>,
-    pub since: ApiVersion,
-    pub value: Node,
-}
-
-/// Something wrong in a definition's `instance`, at `path` (relative, e.g. `compute.name`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    pub path: String,
-    pub message: String,
-}
+use crate::problem::{Problem, Problems, join};
 
 /// The checked instance document: every schema field present (defaults filled in), unknown
 /// fields kept and marked as served from the newest api-version only.
@@ -58,7 +34,7 @@ impl InstanceDocument {
     /// the newest schema. `Err` lists every problem found, not just the first.
     pub fn from_json(instance: &Value) -> Result<InstanceDocument, Vec<Problem>> {
         let (root, unknown_fields) = build(&with_tags_filled_in(instance))?;
-        let compact = Bytes::from(compact_json(&root));
+        let compact = Bytes::from(serde_json::to_vec(&root).expect("a document tree serializes"));
         let name = match &root {
             Node::Object(members) => members
                 .iter()
@@ -109,91 +85,28 @@ impl InstanceDocument {
 
 fn build(instance: &Value) -> Result<(Node, Vec<String>), Vec<Problem>> {
     let mut builder = Builder {
-        problems: Vec::new(),
+        problems: Problems::new(),
         unknown_fields: Vec::new(),
     };
     let root = builder.node(instance_schema(), Some(instance), "");
-    if builder.problems.is_empty() {
-        Ok((root, builder.unknown_fields))
-    } else {
-        Err(builder.problems)
-    }
-}
-
-/// Compact JSON of a tree, members in their order.
-fn compact_json(node: &Node) -> Vec<u8> {
-    let rendered = crate::metadata::render::Rendered::new(node);
-    rendered.json(rendered.root()).to_vec()
+    builder.problems.into_result((root, builder.unknown_fields))
 }
 
 struct Builder {
-    problems: Vec<Problem>,
+    problems: Problems,
     unknown_fields: Vec<String>,
 }
 
 impl Builder {
+    /// Checks `value` against `schema`; a value left out takes the schema's default.
     fn node(&mut self, schema: &SchemaNode, value: Option<&Value>, path: &str) -> Node {
         // A pasted document never holds null, but a hand-written YAML `key:` does: treat
         // it as "left out".
         let value = value.filter(|v| !v.is_null());
         match schema {
-            SchemaNode::Object(fields) => {
-                let empty = Map::new();
-                let map = match value {
-                    None => &empty,
-                    Some(Value::Object(map)) => map,
-                    Some(other) => return self.wrong_type(path, "an object", other),
-                };
-                let mut members: Vec<Member> = fields
-                    .iter()
-                    .map(|field| Member {
-                        key: field.name.into(),
-                        since: field.since,
-                        value: self.node(&field.node, map.get(field.name), &join(path, field.name)),
-                    })
-                    .collect();
-                for (key, value) in map {
-                    if schema.field(key).is_none() {
-                        let field_path = join(path, key);
-                        self.unknown_fields.push(field_path);
-                        members.push(Member {
-                            key: key.as_str().into(),
-                            since: ApiVersion::NEWEST,
-                            value: from_json(value),
-                        });
-                    }
-                }
-                sort_members(&mut members, path.is_empty());
-                Node::Object(members)
-            }
-            SchemaNode::Array(element) => match value {
-                None => Node::Array(Vec::new()),
-                Some(Value::Array(items)) => Node::Array(
-                    items
-                        .iter()
-                        .enumerate()
-                        .map(|(i, item)| self.node(element, Some(item), &format!("{path}[{i}]")))
-                        .collect(),
-                ),
-                Some(other) => self.wrong_type(path, "an array", other),
-            },
-            SchemaNode::Str(default) => match value {
-                None => Node::String((*default).into()),
-                Some(Value::String(s)) => Node::String(s.as_str().into()),
-                Some(other @ (Value::Number(_) | Value::Bool(_))) => {
-                    self.problems.push(Problem {
-                        path: path.to_string(),
-                        message: format!(
-                            "expected a string, found {}; IMDS serves every value as a string, \
-                             so quote it (in YAML: \"{}\")",
-                            type_name(other),
-                            other
-                        ),
-                    });
-                    Node::Null
-                }
-                Some(other) => self.wrong_type(path, "a string", other),
-            },
+            SchemaNode::Object(fields) => self.object(fields, value, path),
+            SchemaNode::Array(element) => self.array(element, value, path),
+            SchemaNode::Str(default) => self.string(default, value, path),
             SchemaNode::Bool(default) => match value {
                 None => Node::Bool(*default),
                 Some(Value::Bool(b)) => Node::Bool(*b),
@@ -202,11 +115,77 @@ impl Builder {
         }
     }
 
+    /// Every field of the schema (checked or defaulted), then the members it does not know,
+    /// kept as written and served from the newest version only.
+    fn object(&mut self, fields: &[SchemaField], value: Option<&Value>, path: &str) -> Node {
+        let empty = Map::new();
+        let map = match value {
+            None => &empty,
+            Some(Value::Object(map)) => map,
+            Some(other) => return self.wrong_type(path, "an object", other),
+        };
+        let mut members: Vec<Member> = fields
+            .iter()
+            .map(|field| Member {
+                key: field.name.into(),
+                since: field.since,
+                value: self.node(&field.node, map.get(field.name), &join(path, field.name)),
+            })
+            .collect();
+        for (key, value) in map
+            .iter()
+            .filter(|(key, _)| fields.iter().all(|field| field.name != key.as_str()))
+        {
+            self.unknown_fields.push(join(path, key));
+            members.push(Member {
+                key: key.as_str().into(),
+                since: ApiVersion::NEWEST,
+                value: from_json(value),
+            });
+        }
+        sort_members(&mut members, path.is_empty());
+        Node::Object(members)
+    }
+
+    fn array(&mut self, element: &SchemaNode, value: Option<&Value>, path: &str) -> Node {
+        match value {
+            None => Node::Array(Vec::new()),
+            Some(Value::Array(items)) => Node::Array(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| self.node(element, Some(item), &join(path, &format!("[{i}]"))))
+                    .collect(),
+            ),
+            Some(other) => self.wrong_type(path, "an array", other),
+        }
+    }
+
+    fn string(&mut self, default: &str, value: Option<&Value>, path: &str) -> Node {
+        match value {
+            None => Node::String(default.into()),
+            Some(Value::String(s)) => Node::String(s.as_str().into()),
+            Some(other @ (Value::Number(_) | Value::Bool(_))) => {
+                self.problems.push(
+                    path,
+                    format!(
+                        "expected a string, found {}; IMDS serves every value as a string, \
+                         so quote it (in YAML: \"{}\")",
+                        type_name(other),
+                        other
+                    ),
+                );
+                Node::Null
+            }
+            Some(other) => self.wrong_type(path, "a string", other),
+        }
+    }
+
     fn wrong_type(&mut self, path: &str, expected: &str, found: &Value) -> Node {
-        self.problems.push(Problem {
-            path: path.to_string(),
-            message: format!("expected {expected}, found {}", type_name(found)),
-        });
+        self.problems.push(
+            path,
+            format!("expected {expected}, found {}", type_name(found)),
+        );
         Node::Null
     }
 }
@@ -298,14 +277,6 @@ fn from_json(value: &Value) -> Node {
             sort_members(&mut members, false);
             Node::Object(members)
         }
-    }
-}
-
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
     }
 }
 

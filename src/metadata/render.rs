@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
-use crate::metadata::document::Node;
+use crate::metadata::node::Node;
 
 /// One shaped document, rendered: compact JSON and an index over it.
 #[derive(Debug)]
@@ -90,7 +90,7 @@ impl Rendered {
 
     /// The node's `format=text` rendering: a leaf's raw value (no quotes, no newline; `null` is
     /// empty), or a node's listing: its children one per line, nodes marked with a trailing
-    /// `/`, no final newline. The listing form is [UNCERTAIN] in the spec; this function is the
+    /// `/`, no final newline. The listing form is \[UNCERTAIN\] in the spec; this function is the
     /// one place that decides it.
     pub fn text(&self, node: &Indexed) -> Bytes {
         let name = |child: &Indexed| if child.is_leaf() { "" } else { "/" };
@@ -219,7 +219,7 @@ fn range(start: usize, end: usize) -> Range<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metadata::document::Member;
+    use crate::metadata::node::Member;
     use crate::metadata::version::ApiVersion;
 
     fn obj(members: Vec<(&str, Node)>) -> Node {

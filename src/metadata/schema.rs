@@ -200,6 +200,8 @@ pub(crate) struct SchemaField {
 }
 
 impl SchemaNode {
+    /// The member `name` of an object node (tests walk the schema with it).
+    #[cfg(test)]
     pub(crate) fn field(&self, name: &str) -> Option<&SchemaField> {
         match self {
             SchemaNode::Object(fields) => fields.iter().find(|f| f.name == name),

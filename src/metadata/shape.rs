@@ -3,7 +3,8 @@
 //! The rule is data (each member's `since`); the exceptions are code, here: the 2017-03-01
 //! preview network names, and `extended` only on request.
 
-use crate::metadata::document::{InstanceDocument, Member, Node};
+use crate::metadata::document::InstanceDocument;
+use crate::metadata::node::{Member, Node};
 use crate::metadata::schema::EXTENDED;
 use crate::metadata::version::ApiVersion;
 

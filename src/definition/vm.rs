@@ -1,0 +1,221 @@
+//! One VM entry of a definition (an item of `vms`, or the body of `PUT /v1/vms/{id}`): checked
+//! member by member into a [`VmDefinition`], every problem at a path relative to the entry.
+
+use std::net::IpAddr;
+
+use serde_json::{Map, Value};
+
+use crate::identity::definition::{Identities, VmContext};
+use crate::metadata::document::InstanceDocument;
+use crate::problem::{Problem, Problems};
+
+/// One VM as its definition describes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VmDefinition {
+    /// Unique id: the key in the control API and the store.
+    pub id: String,
+    /// Source addresses this VM calls from (used by `--callers source-address`).
+    pub callers: Vec<IpAddr>,
+    /// The checked instance document, newest schema.
+    pub instance: InstanceDocument,
+    /// Managed identities, every id filled in; `None` when the entry has no `identities`.
+    pub identities: Option<Identities>,
+    /// The inner object of `/metadata/loadbalancer`.
+    pub load_balancer: Option<Value>,
+    /// Scheduled events pending at start, kept as written until the events endpoint consumes them.
+    pub scheduled_events: Option<Value>,
+    /// The entry as written (with `id` filled in): what the control API returns and patches.
+    pub raw: Value,
+}
+
+impl VmDefinition {
+    /// A short human label: the VM's `compute.name`, or `(unnamed)`.
+    pub fn label(&self) -> &str {
+        match self.instance.name() {
+            "" => "(unnamed)",
+            name => name,
+        }
+    }
+}
+
+const VM_MEMBERS: [&str; 6] = [
+    "id",
+    "callers",
+    "instance",
+    "identities",
+    "loadBalancer",
+    "scheduledEvents",
+];
+
+/// Largest VM id: ids appear in URLs, logs and store keys.
+const MAX_ID_LEN: usize = 64;
+
+/// Whether `id` is a valid VM id: 1–64 of `A-Z a-z 0-9 . _ -`, not starting with `.`.
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Checks one VM entry (the shape of an item of `vms`). `id` is the id to use when the entry
+/// has none (the control API passes the URL's; files pass `compute.name` or `vm-<index>`); an
+/// `id` member in the entry must agree with it when both are given by the caller.
+pub fn vm_from_json(entry: &Value, default_id: &str) -> Result<VmDefinition, Vec<Problem>> {
+    vm_from_owned(entry.clone(), default_id)
+}
+
+/// [`vm_from_json`] taking the entry by value: it becomes `raw` without a copy.
+pub fn vm_from_owned(entry: Value, default_id: &str) -> Result<VmDefinition, Vec<Problem>> {
+    let mut vm = vm_for_serving(&entry, default_id)?;
+    let mut raw = match entry {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    raw.insert("id".into(), Value::String(vm.id.clone()));
+    vm.raw = Value::Object(raw);
+    Ok(vm)
+}
+
+/// Like [`vm_from_json`] without keeping the entry as written (`raw` is `Null`): for loading a
+/// store into the guest plane, which never needs it, without copying every entry.
+pub fn vm_for_serving(entry: &Value, default_id: &str) -> Result<VmDefinition, Vec<Problem>> {
+    let mut problems = Problems::new();
+    let empty = Map::new();
+    let entry = match entry {
+        Value::Object(entry) => entry,
+        _ => {
+            problems.push("", "expected an object");
+            &empty
+        }
+    };
+    problems.unknown_members(
+        "",
+        entry,
+        &VM_MEMBERS,
+        &format!("unknown member; a VM has only {}", VM_MEMBERS.join(", ")),
+    );
+    let id = id(entry, default_id, &mut problems);
+    let callers = callers(entry, &mut problems);
+    let instance = instance(entry, &mut problems);
+    let identities = identities(entry, &id, &mut problems);
+    let load_balancer = load_balancer(entry, &mut problems);
+    let scheduled_events = scheduled_events(entry, &mut problems);
+    let Some(instance) = instance else {
+        return Err(problems.into_vec());
+    };
+    problems.into_result(VmDefinition {
+        id,
+        callers,
+        instance,
+        identities,
+        load_balancer,
+        scheduled_events,
+        raw: Value::Null,
+    })
+}
+
+/// A member, `None` when left out or `null` (a YAML `key:` with nothing after it).
+fn member<'a>(entry: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    entry.get(key).filter(|value| !value.is_null())
+}
+
+/// `id`, else `default_id`; either way it must be a valid VM id.
+fn id(entry: &Map<String, Value>, default_id: &str, problems: &mut Problems) -> String {
+    let id = match member(entry, "id") {
+        None => default_id.to_string(),
+        Some(Value::String(id)) => id.clone(),
+        Some(_) => {
+            problems.push("id", "expected a string");
+            default_id.to_string()
+        }
+    };
+    if !is_valid_id(&id) {
+        problems.push(
+            "id",
+            format!("{id:?} is not a valid VM id (1-64 of A-Z a-z 0-9 . _ -, not starting with .)"),
+        );
+    }
+    id
+}
+
+/// `callers`: distinct IP addresses, IPv4-mapped IPv6 taken as IPv4.
+fn callers(entry: &Map<String, Value>, problems: &mut Problems) -> Vec<IpAddr> {
+    let list = match member(entry, "callers") {
+        None => return Vec::new(),
+        Some(Value::Array(list)) => list,
+        Some(_) => {
+            problems.push("callers", "expected a list of IP addresses");
+            return Vec::new();
+        }
+    };
+    let mut callers = Vec::new();
+    for (i, caller) in list.iter().enumerate() {
+        match caller.as_str().map(str::parse::<IpAddr>) {
+            Some(Ok(ip)) if !callers.contains(&ip.to_canonical()) => {
+                callers.push(ip.to_canonical())
+            }
+            Some(Ok(ip)) => problems.push(format!("callers[{i}]"), format!("{ip} is listed twice")),
+            _ => problems.push(
+                format!("callers[{i}]"),
+                format!("expected an IP address string, found {caller}"),
+            ),
+        }
+    }
+    callers
+}
+
+/// `instance`, checked against the schema; left out, it is every field's default.
+fn instance(entry: &Map<String, Value>, problems: &mut Problems) -> Option<InstanceDocument> {
+    let no_instance = Value::Object(Map::new());
+    let instance = member(entry, "instance").unwrap_or(&no_instance);
+    problems.under("instance", InstanceDocument::from_json(instance))
+}
+
+/// `identities`, with missing ids derived from the VM's id and `compute` (as written: an
+/// invalid `instance` still gives identities their context).
+fn identities(entry: &Map<String, Value>, id: &str, problems: &mut Problems) -> Option<Identities> {
+    let identities = member(entry, "identities")?;
+    let compute = |key: &str| {
+        member(entry, "instance")
+            .and_then(|instance| instance.get("compute"))
+            .and_then(|compute| compute.get(key))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    };
+    let vm = VmContext {
+        vm_id: id,
+        resource_id: compute("resourceId"),
+        subscription_id: compute("subscriptionId"),
+        resource_group: compute("resourceGroupName"),
+    };
+    problems.under("identities", Identities::from_json(identities, vm))
+}
+
+/// `loadBalancer`: any object, served as written.
+fn load_balancer(entry: &Map<String, Value>, problems: &mut Problems) -> Option<Value> {
+    match member(entry, "loadBalancer")? {
+        load_balancer @ Value::Object(_) => Some(load_balancer.clone()),
+        _ => {
+            problems.push("loadBalancer", "expected an object");
+            None
+        }
+    }
+}
+
+/// `scheduledEvents`: kept as written for the events engine to import, but every entry is
+/// checked now, so a bad one rejects the VM instead of being skipped at import.
+fn scheduled_events(entry: &Map<String, Value>, problems: &mut Problems) -> Option<Value> {
+    let Value::Array(events) = member(entry, "scheduledEvents")? else {
+        problems.push("scheduledEvents", "expected a list");
+        return None;
+    };
+    for (i, event) in events.iter().enumerate() {
+        if let Err(event_problems) = crate::events::parse_defined_event(event) {
+            problems.nested(&format!("scheduledEvents[{i}]"), event_problems);
+        }
+    }
+    Some(Value::Array(events.clone()))
+}
