@@ -105,6 +105,22 @@ pub struct ServeArgs {
     /// [default: 0, off]
     #[arg(long, env = "AZIMDS_EVENTS_FIRST_CALL_DELAY", value_name = "DURATION", value_parser = parse_duration)]
     pub events_first_call_delay: Option<u64>,
+
+    /// Guest connections open at once, all VMs together; past it new ones are closed
+    /// unanswered. [default: derived from the file-descriptor limit, leaving room for the
+    /// control API and the store]
+    #[arg(long, env = "AZIMDS_MAX_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+
+    /// Guest connections open at once from one source address (one VM) in source-address
+    /// mode. [default: 32]
+    #[arg(long, env = "AZIMDS_MAX_CONNECTIONS_PER_CALLER", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_caller: Option<u32>,
+
+    /// How long a guest connection may wait for a request head: an idle keep-alive
+    /// connection, or a client that stops mid-request, is closed after it. [default: 30s]
+    #[arg(long, env = "AZIMDS_IDLE_TIMEOUT", value_name = "DURATION", value_parser = parse_timeout)]
+    pub idle_timeout: Option<u64>,
 }
 
 /// The `--config` file: the same settings as the flags, kebab-case keys.
@@ -128,6 +144,9 @@ pub struct FileConfig {
     terminate_notice: Option<u64>,
     event_completion: Option<u64>,
     events_first_call_delay: Option<u64>,
+    max_connections: Option<u32>,
+    max_connections_per_caller: Option<u32>,
+    idle_timeout: Option<u64>,
 }
 
 /// Resolved settings of `azimds serve`.
@@ -144,6 +163,31 @@ pub struct Settings {
     pub token_lifetime: u64,
     pub identity_limits: IdentityLimits,
     pub events: MaintenanceConfig,
+    pub connections: ConnectionSettings,
+}
+
+/// Limits on guest connections (issue 13: one VM must not take the service from the others).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionSettings {
+    /// `None`: derived from the file-descriptor limit at start.
+    pub max_total: Option<u32>,
+    pub max_per_caller: u32,
+    pub idle_timeout: Duration,
+}
+
+/// Default of `--max-connections-per-caller`: a VM's agents and SDKs use a few connections.
+pub const DEFAULT_CONNECTIONS_PER_CALLER: u32 = 32;
+/// Default of `--idle-timeout`.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Default for ConnectionSettings {
+    fn default() -> ConnectionSettings {
+        ConnectionSettings {
+            max_total: None,
+            max_per_caller: DEFAULT_CONNECTIONS_PER_CALLER,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        }
+    }
 }
 
 /// Where the control API listens.
@@ -270,6 +314,17 @@ impl Settings {
                     hook: args.event_hook.or(file.event_hook),
                 }
             },
+            connections: ConnectionSettings {
+                max_total: args.max_connections.or(file.max_connections),
+                max_per_caller: args
+                    .max_connections_per_caller
+                    .or(file.max_connections_per_caller)
+                    .unwrap_or(DEFAULT_CONNECTIONS_PER_CALLER),
+                idle_timeout: args
+                    .idle_timeout
+                    .or(file.idle_timeout)
+                    .map_or(DEFAULT_IDLE_TIMEOUT, Duration::from_secs),
+            },
         })
     }
 }
@@ -310,6 +365,14 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
         .ok_or_else(|| {
             format!("{text:?}: expected 0 to 7d, as seconds or a number with s, m, h or d")
         })
+}
+
+/// A timeout: like [`parse_duration`], but at least one second.
+pub fn parse_timeout(text: &str) -> Result<u64, String> {
+    match parse_duration(text)? {
+        0 => Err(format!("{text:?}: a timeout must be at least 1s")),
+        seconds => Ok(seconds),
+    }
 }
 
 /// A token lifetime: `3600`, `90s`, `45m`, `24h`, `1d`; 60 seconds to 7 days.

@@ -46,6 +46,8 @@ pub struct ControlState {
     pub ready: AtomicBool,
     /// Guest listener addresses, for `status`.
     pub guest_listeners: Vec<String>,
+    /// The guest plane's open connections and refusals, for `status`.
+    pub guest_connections: Arc<crate::connections::Tracker>,
 }
 
 /// How a control listener authenticates callers.
@@ -186,6 +188,12 @@ async fn status(State(state): State<Arc<ControlState>>) -> Response {
         "vms": snapshot.vm_count(),
         "callers": snapshot.mode().as_str(),
         "unknownCallers": shared.unknown_callers(),
+        "connections": {
+            "open": state.guest_connections.open(),
+            "refused": state.guest_connections.refused(),
+            "max": state.guest_connections.caps().total,
+            "maxPerCaller": state.guest_connections.caps().per_caller,
+        },
         "guestListeners": state.guest_listeners,
     }))
     .into_response()

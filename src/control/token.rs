@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 /// File name of the token inside the data directory.
 pub const FILE_NAME: &str = "control-token";
+/// Shortest token accepted from the file: 128 bits as hex. Generated tokens have 256.
+pub const MIN_LENGTH: usize = 32;
 
 /// A bearer token. `Debug` hides it.
 pub struct ControlToken(String);
@@ -18,12 +20,20 @@ impl std::fmt::Debug for ControlToken {
 }
 
 impl ControlToken {
-    /// Reads `<data>/control-token`, creating it (mode 0600, 256 random bits) if missing.
+    /// Reads `<data>/control-token`, creating it (mode 0600, 256 random bits) if missing. A
+    /// token in the file must be at least [`MIN_LENGTH`] visible ASCII characters.
     pub fn load_or_create(data_dir: &Path) -> std::io::Result<ControlToken> {
         let path = path(data_dir);
         match std::fs::read_to_string(&path) {
             Ok(text) if !text.trim().is_empty() => {
-                return Ok(ControlToken(text.trim().to_string()));
+                let token = text.trim();
+                check_strength(token).map_err(|reason| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{}: {reason}", path.display()),
+                    )
+                })?;
+                return Ok(ControlToken(token.to_string()));
             }
             Ok(_) => {}
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
@@ -63,6 +73,20 @@ impl ControlToken {
     pub fn expose(&self) -> &str {
         &self.0
     }
+}
+
+/// Whether `token` is long enough to guess at no better than 2^-128, and usable in a header.
+fn check_strength(token: &str) -> Result<(), String> {
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("the token must be visible ASCII characters without spaces".into());
+    }
+    if token.len() < MIN_LENGTH {
+        return Err(format!(
+            "the token has {} characters; at least {MIN_LENGTH} (128 bits as hex) are required. Delete the file to have a new one generated",
+            token.len()
+        ));
+    }
+    Ok(())
 }
 
 pub fn path(data_dir: &Path) -> PathBuf {

@@ -50,6 +50,12 @@ pub enum GuestError {
     UnknownEvent,
     #[error("internal error")]
     Internal,
+    /// The store cannot record a change right now (a full disk, say); the guest may retry.
+    #[error("service unavailable")]
+    Unavailable,
+    /// The request body did not arrive in time; the connection is closed after the answer.
+    #[error("request body timed out")]
+    BodyTimeout,
     /// A failure on `/metadata/identity/*`, answered in the OAuth style (spec §5.3).
     #[error("identity: {0}")]
     Identity(IdentityError),
@@ -141,8 +147,12 @@ const BAD_START_REQUESTS: &str =
     r#"{"error":"Bad request. The body must be {\"StartRequests\":[{\"EventId\":\"<id>\"}]}"}"#;
 // [UNCERTAIN] §6.4: an unknown id is undocumented; 400 as the spec recommends.
 const UNKNOWN_EVENT: &str = r#"{"error":"Bad request. Unknown EventId"}"#;
-// The azure-init test server's wording (§1.10); only store failures reach it.
+// The azure-init test server's wording (§1.10); only a failed task reaches it.
 const INTERNAL: &str = r#"{"error":"Internal server error."}"#;
+// [DOC] §8.4's 503 text, wrapped like the other errors.
+const UNAVAILABLE: &str = r#"{"error":"Internal service unavailable. Please retry later."}"#;
+// [UNCERTAIN] Azure's behaviour for a stalled body is unknown; 408 and a close are HTTP's.
+const BODY_TIMEOUT: &str = r#"{"error":"Request timeout"}"#;
 
 /// The api-version error of scheduled events: the same wording, their own newest versions.
 static EVENTS_API_VERSION: LazyLock<Bytes> = LazyLock::new(|| {
@@ -207,6 +217,8 @@ impl GuestError {
             | GuestError::UnknownEvent => StatusCode::BAD_REQUEST,
             GuestError::Throttled => StatusCode::TOO_MANY_REQUESTS,
             GuestError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            GuestError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            GuestError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             GuestError::Identity(IdentityError::Throttled) => StatusCode::TOO_MANY_REQUESTS,
             GuestError::Identity(IdentityError::ServerError) => StatusCode::INTERNAL_SERVER_ERROR,
             GuestError::Identity(_) => StatusCode::BAD_REQUEST,
@@ -220,6 +232,8 @@ impl GuestError {
             GuestError::BadStartRequests => BAD_START_REQUESTS,
             GuestError::UnknownEvent => UNKNOWN_EVENT,
             GuestError::Internal => INTERNAL,
+            GuestError::Unavailable => UNAVAILABLE,
+            GuestError::BodyTimeout => BODY_TIMEOUT,
             GuestError::NotFound => NOT_FOUND,
             GuestError::MethodNotAllowed { .. } => METHOD_NOT_ALLOWED,
             GuestError::ForwardedFor => FORWARDED_FOR,
@@ -251,10 +265,19 @@ impl GuestError {
 
     pub(super) fn into_response(self) -> http::Response<Body> {
         let mut response = response::with_body(self.status(), CONTENT_TYPE_JSON, self.body());
-        if let GuestError::MethodNotAllowed { allow } = self {
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        match self {
+            GuestError::MethodNotAllowed { allow } => {
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            // hyper closes the connection instead of draining a body that is not coming.
+            GuestError::BodyTimeout => {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
         }
         response
     }

@@ -17,7 +17,6 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{Method, Request, Response};
 use hyper::server::conn::http1;
@@ -25,6 +24,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+use crate::connections::{self, AcceptErrors, ConnectionPolicy, Permit, StallGuard, Tracker};
 pub use crate::guest::error::{GuestError, IdentityError};
 pub use crate::guest::response::Body;
 use crate::snapshot::{ServedVm, Snapshot};
@@ -33,38 +33,56 @@ use crate::state::Shared;
 /// Largest request head (request line plus headers) read; hyper answers 414/431 beyond it.
 /// Azure's own limits are of this order (§8.4).
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
-/// A client that has not sent a full request head by then is disconnected.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves guest connections from `listener` until `shutdown` completes.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
+/// Serves guest connections from `listener` until `shutdown` completes, at most as many at
+/// once as `connections` allows (shared by every guest listener).
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    connections: Arc<Tracker>,
+    policy: ConnectionPolicy,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Typically EMFILE: back off instead of spinning.
-                    tracing::warn!(%error, "accepting a guest connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        // Fail closed: an address that belongs to no VM gets the connection closed unanswered,
-        // as a real VM's secondary address gets no answer from IMDS (§1.1).
-        if shared.published().load().resolve(peer.ip()).is_none() {
+    let mut errors = AcceptErrors::default();
+    // Fail closed: an address that belongs to no VM gets the connection closed unanswered,
+    // as a real VM's secondary address gets no answer from IMDS (§1.1).
+    let known_caller = |peer: Option<SocketAddr>| {
+        let known = peer.is_some_and(|p| shared.published().load().resolve(p.ip()).is_some());
+        if !known {
             shared.count_unknown_caller();
-            tracing::debug!(%peer, "closed a connection from an address that belongs to no VM");
-            continue;
+            tracing::debug!(
+                ?peer,
+                "closed a connection from an address that belongs to no VM"
+            );
         }
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(Arc::clone(&shared), stream, peer));
+        known
+    };
+    loop {
+        let accepted =
+            connections::next_admitted(&listener, &connections, &mut errors, "guest", known_caller);
+        let (stream, peer, permit) = tokio::select! {
+            () = &mut shutdown => return,
+            accepted = accepted => accepted,
+        };
+        let Some(peer) = peer else { continue };
+        tokio::spawn(serve_connection(
+            Arc::clone(&shared),
+            stream,
+            peer,
+            permit,
+            policy,
+        ));
     }
 }
 
-async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream, peer: SocketAddr) {
+async fn serve_connection(
+    shared: Arc<Shared>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    _permit: Permit,
+    policy: ConnectionPolicy,
+) {
     let service = service_fn(move |request: Request<hyper::body::Incoming>| {
         let shared = Arc::clone(&shared);
         async move { Ok::<_, Infallible>(respond(&shared, peer, request).await) }
@@ -72,8 +90,8 @@ async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream, pe
     let connection = http1::Builder::new()
         .max_buf_size(MAX_REQUEST_HEAD)
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service);
+        .header_read_timeout(policy.head_timeout)
+        .serve_connection(TokioIo::new(StallGuard::new(stream, policy.stall)), service);
     if let Err(error) = connection.await {
         tracing::debug!(%peer, %error, "guest connection ended with an error");
     }

@@ -17,6 +17,9 @@ use crate::snapshot::ServedVm;
 
 /// A StartRequests body is a few hundred bytes; anything past this is refused unread.
 const MAX_BODY: usize = 64 * 1024;
+/// The whole body must arrive within this time (issue 13: a slow POST must not hold a
+/// connection open).
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub(super) async fn get(
     engine: &Arc<Maintenance>,
@@ -61,9 +64,9 @@ where
 {
     events_version(query)?;
     // Parsed as JSON whatever the Content-Type: curl -d sends a form type (§6.4).
-    let body = Limited::new(body, MAX_BODY)
-        .collect()
+    let body = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect())
         .await
+        .map_err(|_| GuestError::BodyTimeout)?
         .map_err(|_| GuestError::BadStartRequests)?
         .to_bytes();
     let ids = start_requests(&body).ok_or(GuestError::BadStartRequests)?;
@@ -79,7 +82,7 @@ where
         Ok(Err(maintenance::Error::Events(_))) => Err(GuestError::UnknownEvent),
         Ok(Err(error)) => {
             tracing::error!(%error, "recording a scheduled-event approval failed");
-            Err(GuestError::Internal)
+            Err(GuestError::Unavailable)
         }
         Err(_) => Err(GuestError::Internal),
     }

@@ -2,16 +2,23 @@
 //! (with the bearer token from the data directory) or on a unix socket.
 
 use std::net::SocketAddr;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use std::future::Future;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, UnixListener};
 
 use crate::config::ControlAddress;
-use crate::control::token::ControlToken;
+use crate::connections::{self, AcceptErrors, ConnectionPolicy, Listen, StallGuard, Tracker};
+use crate::control::token::{self, ControlToken};
 use crate::control::{self, Access, ControlState};
-use crate::server::Error;
+use crate::server::{Error, data_dir};
 
 /// The control listener, bound.
 #[derive(Debug)]
@@ -57,6 +64,7 @@ pub(super) async fn bind_control(
             if !socket.ip().is_loopback() {
                 tracing::warn!(address = %socket, "the control API listens beyond loopback; only its bearer token protects it");
             }
+            data_dir::check_private_file(&token::path(data_dir), "control token")?;
             let token = ControlToken::load_or_create(data_dir).map_err(Error::ControlToken)?;
             let listener = TcpListener::bind(socket).await.map_err(listen_error)?;
             Ok(ControlListener::Tcp {
@@ -65,23 +73,48 @@ pub(super) async fn bind_control(
             })
         }
         ControlAddress::Unix(path) => {
-            // A stale socket from a previous run would make bind fail.
-            if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
-                std::fs::remove_file(path).ok();
-            }
-            let listener = UnixListener::bind(path).map_err(listen_error)?;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
-                |source| Error::Restrict {
-                    path: path.clone(),
-                    source,
-                },
-            )?;
+            let listener = bind_private_socket(path).map_err(listen_error)?;
             Ok(ControlListener::Unix {
                 listener,
                 path: path.clone(),
             })
         }
     }
+}
+
+/// Binds a unix socket that is owner-only from the moment it exists: it is made in a fresh
+/// 0700 directory beside `path`, restricted there, then renamed into place. A stale socket
+/// left by a crash is replaced; a live one, or anything that is not a socket, is refused.
+fn bind_private_socket(path: &Path) -> std::io::Result<UnixListener> {
+    if let Ok(existing) = std::fs::symlink_metadata(path) {
+        if !existing.file_type().is_socket() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "the path exists and is not a socket",
+            ));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "another server is listening on it",
+            ));
+        }
+    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let staging = parent.join(format!(".azimds-socket-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::DirBuilder::new().mode(0o700).create(&staging)?;
+    let staged = staging.join("control.sock");
+    let bound = UnixListener::bind(&staged).and_then(|listener| {
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&staged, path)?;
+        Ok(listener)
+    });
+    let _ = std::fs::remove_dir_all(&staging);
+    bound
 }
 
 impl ControlListener {
@@ -95,28 +128,81 @@ impl ControlListener {
         }
     }
 
-    /// Serves the control API until `shutdown`.
+    /// Serves the control API until `shutdown`, under `policy`; connections still open then
+    /// are asked to finish and dropped after [`SHUTDOWN_GRACE`].
     pub(super) async fn serve(
         self,
         state: Arc<ControlState>,
-        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+        policy: ConnectionPolicy,
+        shutdown: impl Future<Output = ()> + Send + 'static,
     ) {
-        let result = match self {
+        match self {
             ControlListener::Tcp { listener, token } => {
                 let router = control::router(state, Access::Token(token));
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown)
-                    .await
+                serve_router(listener, router, policy, shutdown).await;
             }
-            ControlListener::Unix { listener, .. } => {
+            ControlListener::Unix { listener, path } => {
                 let router = control::router(state, Access::Socket);
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown)
-                    .await
+                serve_router(listener, router, policy, shutdown).await;
+                // Nobody can connect any more; a stale socket would only mislead.
+                let _ = std::fs::remove_file(&path);
             }
-        };
-        if let Err(error) = result {
-            tracing::error!(%error, "control API stopped");
         }
+    }
+}
+
+/// How long open control connections get to finish their request at shutdown.
+pub(super) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// The control API's accept loop: caps at accept, a head timeout and stall limits per
+/// connection, and a shutdown that never waits on a client longer than [`SHUTDOWN_GRACE`].
+async fn serve_router<L>(
+    listener: L,
+    router: axum::Router,
+    policy: ConnectionPolicy,
+    shutdown: impl Future<Output = ()>,
+) where
+    L: Listen,
+    L::Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let tracker = Tracker::new(policy.caps);
+    let mut errors = AcceptErrors::default();
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let accepted =
+            connections::next_admitted(&listener, &tracker, &mut errors, "control", |_| true);
+        let (stream, _, permit) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = accepted => accepted,
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let mut stopping = stopping.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(policy.head_timeout)
+                .serve_connection(TokioIo::new(StallGuard::new(stream, policy.stall)), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "control connection ended with an error");
+                    }
+                    return;
+                }
+                _ = stopping.wait_for(|stop| *stop) => connection.as_mut().graceful_shutdown(),
+            }
+            let _ = connection.await;
+        });
+        // Reap finished connections so the set does not grow with the listener's lifetime.
+        while connections.try_join_next().is_some() {}
+    }
+    let _ = stop.send(true);
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_err() {
+        tracing::info!("control connections still open at shutdown were dropped");
     }
 }

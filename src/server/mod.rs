@@ -5,6 +5,7 @@
 //! and maps errors to exit codes; tests and embedders start the same server in-process.
 
 mod data_dir;
+mod fd_limit;
 mod listeners;
 mod open;
 mod watch;
@@ -21,6 +22,7 @@ use tokio::sync::watch as signal;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
+use crate::connections::{Caps, ConnectionPolicy, StallLimits, Tracker};
 use crate::control::ControlState;
 use crate::definition::{DefinitionError, Definitions};
 use crate::guest;
@@ -29,6 +31,7 @@ use crate::maintenance::{self, HookDelivery};
 use crate::registry::{self, Registry};
 pub use crate::server::data_dir::{KEYS_DIR, STORE_FILE};
 use crate::server::listeners::ControlListener;
+use crate::snapshot::CallerMode;
 use crate::state::Shared;
 use crate::store;
 
@@ -70,8 +73,10 @@ pub enum Error {
         address: String,
         source: std::io::Error,
     },
-    #[error("cannot create the control token: {0}")]
+    #[error("cannot use the control token: {0}")]
     ControlToken(std::io::Error),
+    #[error("refusing to use {path}: {reason}")]
+    UnsafePath { path: PathBuf, reason: String },
     #[error("cannot restrict {path}: {source}")]
     Restrict {
         path: PathBuf,
@@ -109,7 +114,46 @@ pub struct Server {
     guest: Vec<TcpListener>,
     control: ControlListener,
     hooks: Option<HookDelivery>,
+    guest_policy: ConnectionPolicy,
+    guest_connections: Arc<Tracker>,
     load_time: Duration,
+}
+
+/// A stalled write (a client that stopped reading its answer) is given up after this.
+const WRITE_STALL: Duration = Duration::from_secs(10);
+
+/// The control API: loopback automation and operators, not thousands of VMs.
+const CONTROL_POLICY: ConnectionPolicy = ConnectionPolicy {
+    caps: Caps {
+        total: 64,
+        per_caller: 64,
+    },
+    head_timeout: Duration::from_secs(10),
+    stall: StallLimits {
+        read: Duration::from_secs(30),
+        write: WRITE_STALL,
+    },
+};
+
+/// The guest plane's connection policy for these settings and descriptor limit.
+fn guest_policy(settings: &Settings, fd_limit: u64) -> ConnectionPolicy {
+    let limits = settings.connections;
+    let total = limits
+        .max_total
+        .map_or_else(|| fd_limit::guest_connections(fd_limit), |n| n as usize);
+    // Per-caller caps isolate VMs from each other; in single mode every caller is the one VM.
+    let per_caller = match settings.callers {
+        CallerMode::Single => total,
+        CallerMode::SourceAddress => limits.max_per_caller as usize,
+    };
+    ConnectionPolicy {
+        caps: Caps { total, per_caller },
+        head_timeout: limits.idle_timeout,
+        stall: StallLimits {
+            read: limits.idle_timeout,
+            write: WRITE_STALL,
+        },
+    }
 }
 
 impl Server {
@@ -121,6 +165,8 @@ impl Server {
     /// Loads everything the server serves and binds its listeners.
     pub async fn start_with(settings: Settings, options: Options) -> Result<Server, Error> {
         let started = Instant::now();
+        let guest_policy = guest_policy(&settings, fd_limit::raise());
+        let guest_connections = Tracker::new(guest_policy.caps);
         let watch_file = options.definitions.is_none() && settings.vms.is_some();
         let opened = open::open(&settings, options.clock, options.definitions)?;
         let load_time = started.elapsed();
@@ -130,6 +176,7 @@ impl Server {
             shared: Arc::clone(&opened.shared),
             registry: Arc::clone(&opened.registry),
             ready: AtomicBool::new(false),
+            guest_connections: Arc::clone(&guest_connections),
             guest_listeners: local_addresses(&guest)
                 .iter()
                 .map(SocketAddr::to_string)
@@ -144,6 +191,8 @@ impl Server {
             guest,
             control,
             hooks: opened.hooks,
+            guest_policy,
+            guest_connections,
             load_time,
         })
     }
@@ -185,7 +234,10 @@ impl Server {
         let listen = listen.join(",");
         let control = self.control_address();
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(self.control.serve(Arc::clone(&self.state), on_stop()));
+        tasks.spawn(
+            self.control
+                .serve(Arc::clone(&self.state), CONTROL_POLICY, on_stop()),
+        );
         if !self.shared.clock().is_manual() {
             tasks.spawn(Arc::clone(self.shared.events()).run_timer(on_stop()));
         }
@@ -193,7 +245,13 @@ impl Server {
             tasks.spawn(hooks.run(on_stop()));
         }
         for listener in self.guest {
-            tasks.spawn(guest::serve(listener, Arc::clone(&self.shared), on_stop()));
+            tasks.spawn(guest::serve(
+                listener,
+                Arc::clone(&self.shared),
+                Arc::clone(&self.guest_connections),
+                self.guest_policy,
+                on_stop(),
+            ));
         }
         if let (true, Some(path)) = (self.watch_file, self.settings.vms.clone()) {
             let registry = Arc::clone(&self.registry);
@@ -207,6 +265,8 @@ impl Server {
             vms = snapshot.vm_count(),
             callers = snapshot.mode().as_str(),
             rate_limit = self.settings.rate_limit.0,
+            max_connections = self.guest_policy.caps.total,
+            max_connections_per_caller = self.guest_policy.caps.per_caller,
             data = %self.settings.data.display(),
             load_ms = self.load_time.as_millis() as u64,
             "azimds guest plane listening"

@@ -38,6 +38,7 @@ pub(super) fn open(
         (None, None) => None,
     };
     let store_path = settings.data.join(data_dir::STORE_FILE);
+    data_dir::check_private_file(&store_path, "store")?;
     let store = Arc::new(Store::open(&store_path).map_err(|source| Error::Store {
         path: store_path.clone(),
         source,

@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use azimds::clock::ManualClock;
-use azimds::config::{ControlAddress, Settings};
+use azimds::config::{ConnectionSettings, ControlAddress, Settings};
 use azimds::control::token::ControlToken;
 use azimds::definition::{self, Definitions};
 use azimds::identity::limits::IdentityLimits;
@@ -116,6 +116,7 @@ impl TestServer {
             token_lifetime: config.token_lifetime,
             identity_limits: config.identity_limits,
             events: config.events,
+            connections: ConnectionSettings::default(),
         };
         let clock = Arc::new(ManualClock::new(config.start));
         let definitions = match config.vms {
