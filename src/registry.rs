@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use crate::definition::{self, Definitions, Problem, VmDefinition};
+use crate::definition::{self, DefinedVm, Definitions, Problem};
 use crate::snapshot::{self, CallerMode, Snapshot};
 use crate::state::Shared;
 use crate::store::{self, Change, Expect, Origin, Store, StoredVm};
@@ -86,7 +86,7 @@ impl Registry {
         let mut warnings = Vec::new();
         let mut vms = Vec::new();
         store.visit_vms(|stored| {
-            match definition::vm_for_serving(&stored.definition, &stored.id) {
+            match definition::vm_from_json(&stored.definition, &stored.id) {
                 Ok(vm) => vms.push(vm),
                 Err(problems) => warnings.push(format!(
                     "stored VM {:?} is not served: {}",
@@ -193,7 +193,7 @@ impl Registry {
         let mut changes = Vec::new();
         let mut next = (*self.shared.snapshot()).clone();
         let listed: std::collections::BTreeSet<String> =
-            definitions.vms.iter().map(|vm| vm.id.clone()).collect();
+            definitions.vms.iter().map(|d| d.vm.id.clone()).collect();
         for (id, vm) in &stored {
             let owned = matches!(vm.origin, Origin::File | Origin::Demo);
             if owned && !listed.contains(id) {
@@ -202,20 +202,20 @@ impl Registry {
                 report.deleted.push(id.clone());
             }
         }
-        for mut vm in definitions.vms {
+        for DefinedVm { vm, entry } in definitions.vms {
             let unchanged = stored
                 .get(&vm.id)
-                .is_some_and(|s| s.origin == Origin::File && s.definition == vm.raw);
+                .is_some_and(|s| s.origin == Origin::File && s.definition == entry);
             if unchanged {
                 report.unchanged += 1;
                 continue;
             }
-            // Moved, not copied: the snapshot never keeps the entry as written, and a 100k-VM
-            // file must not be held twice.
+            // The entry moves into the store's batch, the checked VM into the snapshot: a
+            // 100k-VM file is not held twice.
             changes.push(Change::Put {
                 id: vm.id.clone(),
                 origin: Origin::File,
-                definition: std::mem::take(&mut vm.raw),
+                definition: entry,
             });
             report.written.push(vm.id.clone());
             next = next.with_vm(vm)?;
@@ -235,9 +235,8 @@ impl Registry {
         if !self.store.vms()?.is_empty() {
             return Ok(false);
         }
-        for vm in definition::demo().vms {
-            let id = vm.id.clone();
-            self.write(&id, &vm.raw, Origin::Demo, Expect::Absent)?;
+        for DefinedVm { vm, entry } in definition::demo().vms {
+            self.write(&vm.id, &entry, Origin::Demo, Expect::Absent)?;
         }
         Ok(true)
     }
@@ -306,10 +305,10 @@ impl Registry {
                 message: format!("{body_id:?} does not match the VM id in the URL ({id:?})"),
             }]));
         }
-        let vm: VmDefinition = definition::vm_from_json(entry, id).map_err(Error::Invalid)?;
-        let raw = vm.raw.clone();
+        let vm = definition::vm_from_json(entry, id).map_err(Error::Invalid)?;
+        let written = definition::written_entry(entry.clone(), id);
         let next = self.shared.snapshot().with_vm(vm)?;
-        let (stored, created) = self.store.put_vm(id, origin, &raw, expect)?;
+        let (stored, created) = self.store.put_vm(id, origin, &written, expect)?;
         self.publish(next);
         self.import_events_of(&[id.to_string()]);
         Ok((stored, created))

@@ -205,9 +205,7 @@ pub struct ServedVm {
 }
 
 impl ServedVm {
-    fn new(mut definition: VmDefinition, throttle: Arc<TokenBucket>) -> ServedVm {
-        // The entry as written lives in the store for the control plane; guests never need it.
-        definition.raw = serde_json::Value::Null;
+    fn new(definition: VmDefinition, throttle: Arc<TokenBucket>) -> ServedVm {
         ServedVm {
             definition,
             renders: OnceLock::new(),

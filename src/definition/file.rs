@@ -8,14 +8,22 @@ use std::net::IpAddr;
 
 use serde_json::Value;
 
-use crate::definition::vm::{VmDefinition, is_valid_id, vm_from_owned};
+use crate::definition::vm::{VmDefinition, is_valid_id, vm_from_json, written_entry};
 use crate::problem::{Problem, Problems};
 
 /// A parsed definition file.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Definitions {
     /// In file order; ids and caller addresses are unique among them.
-    pub vms: Vec<VmDefinition>,
+    pub vms: Vec<DefinedVm>,
+}
+
+/// One VM of a file: what was checked, and the entry as written for the store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DefinedVm {
+    pub vm: VmDefinition,
+    /// The entry with its `id` filled in ([`written_entry`]).
+    pub entry: Value,
 }
 
 impl Definitions {
@@ -24,8 +32,10 @@ impl Definitions {
         self.vms
             .iter()
             .enumerate()
-            .flat_map(|(i, vm)| {
-                vm.instance
+            .flat_map(|(i, defined)| {
+                defined
+                    .vm
+                    .instance
                     .unknown_fields()
                     .iter()
                     .map(move |p| format!("vms[{i}].instance.{p}"))
@@ -207,7 +217,7 @@ fn vm_entries(root: Value, problems: &mut Problems) -> Vec<Value> {
 /// The VMs accepted so far, and which of them holds each id and caller address: a file's
 /// entries must not share either.
 struct VmList {
-    vms: Vec<VmDefinition>,
+    vms: Vec<DefinedVm>,
     ids: HashMap<String, usize>,
     first_claim: HashMap<IpAddr, usize>,
 }
@@ -230,7 +240,7 @@ impl VmList {
             Some(name) if is_valid_id(name) && !self.ids.contains_key(name) => name.to_string(),
             _ => format!("vm-{index}"),
         };
-        let vm = match vm_from_owned(entry, &default_id) {
+        let vm = match vm_from_json(&entry, &default_id) {
             Ok(vm) => vm,
             Err(problems) => return problems,
         };
@@ -253,7 +263,9 @@ impl VmList {
                 }
             }
         }
-        self.vms.push(vm);
+        // Moved, not copied: a 100k-VM file must not be held twice.
+        let entry = written_entry(entry, &vm.id);
+        self.vms.push(DefinedVm { vm, entry });
         problems.into_vec()
     }
 }
@@ -270,9 +282,9 @@ mod tests {
             demo.unknown_fields().is_empty(),
             "demo uses only known fields"
         );
-        assert_eq!(demo.vms[0].label(), "azimds-demo");
+        assert_eq!(demo.vms[0].vm.label(), "azimds-demo");
         assert_eq!(
-            demo.vms[0].id, "azimds-demo",
+            demo.vms[0].vm.id, "azimds-demo",
             "the id defaults to compute.name"
         );
     }

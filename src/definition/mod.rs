@@ -12,8 +12,8 @@
 mod file;
 mod vm;
 
-pub use file::{DefinitionError, Definitions, Located, Syntax, demo, parse};
-pub use vm::{VmDefinition, is_valid_id, vm_for_serving, vm_from_json, vm_from_owned};
+pub use file::{DefinedVm, DefinitionError, Definitions, Located, Syntax, demo, parse};
+pub use vm::{VmDefinition, is_valid_id, vm_from_json, written_entry};
 
 /// Something wrong in one VM entry, at `path` relative to the entry (e.g. `instance.compute.name`).
 pub use crate::problem::Problem;

@@ -22,10 +22,8 @@ pub struct VmDefinition {
     pub identities: Option<Identities>,
     /// The inner object of `/metadata/loadbalancer`.
     pub load_balancer: Option<Value>,
-    /// Scheduled events pending at start, kept as written until the events endpoint consumes them.
+    /// Scheduled events to seed, kept as written; the events engine imports each once.
     pub scheduled_events: Option<Value>,
-    /// The entry as written (with `id` filled in): what the control API returns and patches.
-    pub raw: Value,
 }
 
 impl VmDefinition {
@@ -60,28 +58,11 @@ pub fn is_valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// Checks one VM entry (the shape of an item of `vms`). `id` is the id to use when the entry
-/// has none (the control API passes the URL's; files pass `compute.name` or `vm-<index>`); an
-/// `id` member in the entry must agree with it when both are given by the caller.
+/// Checks one VM entry (the shape of an item of `vms`). `default_id` is the id to use when the
+/// entry has none (the control API passes the URL's; files pass `compute.name` or
+/// `vm-<index>`). The entry itself is not kept: the store keeps it as written (see
+/// [`written_entry`]), the guest plane only what is checked here.
 pub fn vm_from_json(entry: &Value, default_id: &str) -> Result<VmDefinition, Vec<Problem>> {
-    vm_from_owned(entry.clone(), default_id)
-}
-
-/// [`vm_from_json`] taking the entry by value: it becomes `raw` without a copy.
-pub fn vm_from_owned(entry: Value, default_id: &str) -> Result<VmDefinition, Vec<Problem>> {
-    let mut vm = vm_for_serving(&entry, default_id)?;
-    let mut raw = match entry {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    };
-    raw.insert("id".into(), Value::String(vm.id.clone()));
-    vm.raw = Value::Object(raw);
-    Ok(vm)
-}
-
-/// Like [`vm_from_json`] without keeping the entry as written (`raw` is `Null`): for loading a
-/// store into the guest plane, which never needs it, without copying every entry.
-pub fn vm_for_serving(entry: &Value, default_id: &str) -> Result<VmDefinition, Vec<Problem>> {
     let mut problems = Problems::new();
     let empty = Map::new();
     let entry = match entry {
@@ -113,8 +94,18 @@ pub fn vm_for_serving(entry: &Value, default_id: &str) -> Result<VmDefinition, V
         identities,
         load_balancer,
         scheduled_events,
-        raw: Value::Null,
     })
+}
+
+/// The entry as the store keeps it (what the control API returns and patches): as written,
+/// with its `id` filled in.
+pub fn written_entry(entry: Value, id: &str) -> Value {
+    let mut map = match entry {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    map.insert("id".into(), Value::String(id.to_string()));
+    Value::Object(map)
 }
 
 /// A member, `None` when left out or `null` (a YAML `key:` with nothing after it).

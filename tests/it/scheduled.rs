@@ -1001,7 +1001,7 @@ async fn not_before_starts_and_completion_removes_on_a_paused_clock() {
 }
 
 /// Every status × input of §6.5, each through its real interface: a guest POST, the control
-/// API, or the paused clock. (The pure table is `events::tests::state_machine_exhaustively`.)
+/// API, or the paused clock. (The pure table is `events::machine::tests::state_machine_exhaustively`.)
 #[tokio::test]
 async fn every_status_and_input_over_http() {
     #[derive(Clone, Copy, Debug)]
