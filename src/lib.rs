@@ -16,6 +16,7 @@ pub mod guest;
 pub mod identity;
 pub mod maintenance;
 pub mod metadata;
+pub mod outbound;
 pub mod problem;
 pub mod registry;
 pub mod server;

@@ -84,7 +84,7 @@ impl IntoResponse for ControlError {
             ControlError::Registry(registry::Error::PreconditionFailed {
                 current: Some(revision),
             }) => {
-                if let Ok(value) = HeaderValue::from_str(&super::vms::etag(*revision)) {
+                if let Ok(value) = HeaderValue::from_str(&super::etag::etag(*revision)) {
                     response.headers_mut().insert(header::ETAG, value);
                 }
             }

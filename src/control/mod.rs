@@ -14,6 +14,7 @@
 //! - `GET /v1/vms/{id}/events` (the VM's document), `GET /v1/vms/{id}/events/wait?incarnation=N`
 
 mod error;
+mod etag;
 mod events;
 pub mod token;
 mod vms;

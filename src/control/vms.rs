@@ -9,15 +9,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::control::etag::etag;
 use crate::control::{ControlError, ControlState};
 use crate::registry::{self, Registry};
 use crate::store::{Expect, StoredVm};
-
-/// The ETag of a stored revision: a quoted strong validator. Revisions are never reused, so
-/// a recreated VM never matches an old ETag.
-pub(super) fn etag(revision: u64) -> String {
-    format!("\"{revision}\"")
-}
 
 pub(super) async fn list(State(state): State<Arc<ControlState>>) -> Result<Response, ControlError> {
     let vms = blocking(&state, |registry| registry.list()).await?;

@@ -122,7 +122,7 @@ async fn deliver_with_retries(target: &str, message: &Value) {
 async fn deliver(target: &str, message: &Value) -> Result<(), String> {
     let body = serde_json::to_vec(message).expect("a JSON value serializes");
     if target.starts_with("http://") {
-        let status = crate::client::post_json(target, body)
+        let status = crate::outbound::post_json(target, body)
             .await
             .map_err(|e| e.to_string())?;
         if status.is_success() {

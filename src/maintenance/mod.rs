@@ -8,6 +8,7 @@
 //! `spawn_blocking`). No lock is held across an `.await`. A guest's approval is the one write
 //! a guest request causes; it goes through [`Maintenance::approve`] like every other change.
 
+mod config;
 pub mod hooks;
 mod schedule;
 
@@ -20,6 +21,7 @@ use arc_swap::ArcSwap;
 use serde_json::Value;
 use tokio::sync::Notify;
 
+pub use crate::maintenance::config::MaintenanceConfig;
 pub use crate::maintenance::hooks::HookDelivery;
 use crate::maintenance::hooks::HookSender;
 pub use crate::maintenance::schedule::ScheduleRequest;
@@ -29,30 +31,6 @@ use crate::events::{self, Event, EventBook, EventsVersion, Input, Transition};
 use crate::problem::Problem;
 use crate::snapshot::Published;
 use crate::store::{self, Store};
-
-/// Settings of the events engine.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MaintenanceConfig {
-    /// Notice for Terminate events (user-configurable on Azure, 5–15 min).
-    pub terminate_notice: Duration,
-    /// How long an event stays Started when its DurationInSeconds gives no length.
-    pub default_complete_after: Duration,
-    /// Delay of a VM's first scheduled-events GET (§6.6; Azure: up to 2 min). Zero: off.
-    pub first_call_delay: Duration,
-    /// Where transitions are reported: `http://…` (POST) or a shell command (JSON on stdin).
-    pub hook: Option<String>,
-}
-
-impl Default for MaintenanceConfig {
-    fn default() -> Self {
-        MaintenanceConfig {
-            terminate_notice: Duration::from_secs(5 * 60),
-            default_complete_after: Duration::from_secs(60),
-            first_call_delay: Duration::ZERO,
-            hook: None,
-        }
-    }
-}
 
 /// Why an events operation was refused.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 
 use crate::events::{self, DefinedEvent, Event, EventSource, EventType, Status};
-use crate::maintenance::MaintenanceConfig;
+use crate::maintenance::config::MaintenanceConfig;
 use crate::problem::Problem;
 use crate::snapshot::Snapshot;
 

@@ -6,7 +6,7 @@
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use crate::server::Error;
+use crate::server::error::Error;
 
 /// The store's file inside the data directory.
 pub const STORE_FILE: &str = "azimds.redb";

@@ -18,7 +18,8 @@ use crate::config::ControlAddress;
 use crate::connections::{self, AcceptErrors, ConnectionPolicy, Listen, StallGuard, Tracker};
 use crate::control::token::{self, ControlToken};
 use crate::control::{self, Access, ControlState};
-use crate::server::{Error, data_dir};
+use crate::server::data_dir;
+use crate::server::error::Error;
 
 /// The control listener, bound.
 #[derive(Debug)]

@@ -5,6 +5,7 @@
 //! and maps errors to exit codes; tests and embedders start the same server in-process.
 
 mod data_dir;
+mod error;
 mod fd_limit;
 mod listeners;
 mod open;
@@ -12,7 +13,6 @@ mod watch;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -24,65 +24,15 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::connections::{Caps, ConnectionPolicy, StallLimits, Tracker};
 use crate::control::ControlState;
-use crate::definition::{DefinitionError, Definitions};
+use crate::definition::Definitions;
 use crate::guest;
-use crate::identity::keys;
-use crate::maintenance::{self, HookDelivery};
-use crate::registry::{self, Registry};
+use crate::maintenance::HookDelivery;
+use crate::registry::Registry;
 pub use crate::server::data_dir::{KEYS_DIR, STORE_FILE};
+pub use crate::server::error::Error;
 use crate::server::listeners::ControlListener;
 use crate::snapshot::CallerMode;
 use crate::state::Shared;
-use crate::store;
-
-/// Why a server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("cannot create data directory {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot read VM definitions {path}: {source}")]
-    ReadDefinitions {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Definitions(#[from] DefinitionError),
-    #[error("cannot open the store {path}: {source}")]
-    Store { path: PathBuf, source: store::Error },
-    #[error("cannot load the VMs in the store: {0}")]
-    Load(registry::Error),
-    #[error("cannot use the key directory {path}: {source}")]
-    KeyDir { path: PathBuf, source: keys::Error },
-    #[error("cannot load the token signing keys: {0}")]
-    Keys(keys::Error),
-    #[error("cannot load the scheduled events in the store: {0}")]
-    Events(maintenance::Error),
-    #[error("cannot apply {file}: {error}")]
-    Apply {
-        file: String,
-        error: registry::Error,
-    },
-    #[error("cannot seed the demo VM: {0}")]
-    Seed(registry::Error),
-    #[error("cannot listen for {what} on {address}: {source}")]
-    Listen {
-        what: &'static str,
-        address: String,
-        source: std::io::Error,
-    },
-    #[error("cannot use the control token: {0}")]
-    ControlToken(std::io::Error),
-    #[error("refusing to use {path}: {reason}")]
-    UnsafePath { path: PathBuf, reason: String },
-    #[error("cannot restrict {path}: {source}")]
-    Restrict {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
 
 /// What a server is started with besides its [`Settings`].
 #[derive(Debug)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::definition::{self, Definitions, Syntax};
 use crate::registry::Registry;
-use crate::server::Error;
+use crate::server::error::Error;
 
 /// How often the file's size and modification time are compared.
 const POLL: Duration = Duration::from_secs(1);

@@ -1,0 +1,69 @@
+//! The `--config` TOML file: the same settings as the flags, under their kebab-case names.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::config::parse::{ControlAddress, parse_caller_mode, parse_control, parse_lifetime};
+use crate::snapshot::CallerMode;
+
+/// The `--config` file: the same settings as the flags, kebab-case keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct FileConfig {
+    pub(super) listen: Option<Vec<SocketAddr>>,
+    pub(super) vms: Option<PathBuf>,
+    pub(super) data: Option<PathBuf>,
+    pub(super) rate_limit: Option<u32>,
+    #[serde(default, deserialize_with = "deserialize_caller_mode")]
+    pub(super) callers: Option<CallerMode>,
+    #[serde(default, deserialize_with = "deserialize_control")]
+    pub(super) control: Option<ControlAddress>,
+    pub(super) workers: Option<u16>,
+    #[serde(default, deserialize_with = "deserialize_lifetime")]
+    pub(super) token_lifetime: Option<u64>,
+    pub(super) identity_rate_limit: Option<u32>,
+    pub(super) identity_concurrency: Option<u32>,
+    pub(super) event_hook: Option<String>,
+    pub(super) terminate_notice: Option<u64>,
+    pub(super) event_completion: Option<u64>,
+    pub(super) events_first_call_delay: Option<u64>,
+    pub(super) max_connections: Option<u32>,
+    pub(super) max_connections_per_caller: Option<u32>,
+    pub(super) idle_timeout: Option<u64>,
+}
+
+fn deserialize_control<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<ControlAddress>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_control(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn deserialize_lifetime<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Lifetime {
+        Seconds(u64),
+        Text(String),
+    }
+    let text = match Lifetime::deserialize(d)? {
+        Lifetime::Seconds(n) => n.to_string(),
+        Lifetime::Text(text) => text,
+    };
+    parse_lifetime(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn deserialize_caller_mode<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<CallerMode>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_caller_mode(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
