@@ -28,6 +28,11 @@ impl TokenBucket {
         }
     }
 
+    /// Whether this bucket limits at all (callers skip reading the clock when it does not).
+    pub fn is_limited(&self) -> bool {
+        self.per_second != 0
+    }
+
     /// Takes one token if there is one.
     pub fn try_acquire(&self, now: SystemTime) -> bool {
         if self.per_second == 0 {

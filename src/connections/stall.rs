@@ -3,12 +3,15 @@
 //! its answer) longer than its write limit, with `TimedOut`. hyper then drops the connection,
 //! and with it the connection's place under the caps.
 //!
-//! Cheap on the hot path: one timer per connection, re-armed only when it fires early, so a
-//! keep-alive request costs a clock read when a read or write first waits, not a timer.
+//! Cheap on the hot path, where a keep-alive request waits once for its next read: a wait
+//! only sets a flag. One timer per connection ticks every [`StallLimits::tick`]; at a tick, a
+//! direction that has been waiting since the previous tick without progress earns a strike
+//! (each strike is a whole tick of waiting), and enough strikes in a row to cover its limit
+//! fail it. A stall is therefore detected between its limit and two ticks later.
 
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -21,53 +24,109 @@ pub struct StallLimits {
     pub write: Duration,
 }
 
+impl StallLimits {
+    /// The timer's period: a quarter of the shorter limit, so a stall is caught within 1.5
+    /// limits.
+    pub fn tick(&self) -> Duration {
+        (self.read.min(self.write) / 4).max(Duration::from_millis(10))
+    }
+}
+
+/// One direction's progress, as seen at the ticks.
+#[derive(Debug)]
+struct Direction {
+    waiting: bool,
+    waiting_at_tick: bool,
+    progress: u64,
+    progress_at_tick: u64,
+    strikes: u32,
+    strikes_allowed: u32,
+}
+
+impl Direction {
+    fn new(limit: Duration, tick: Duration) -> Direction {
+        Direction {
+            waiting: false,
+            waiting_at_tick: false,
+            progress: 0,
+            progress_at_tick: 0,
+            strikes: 0,
+            strikes_allowed: limit.as_millis().div_ceil(tick.as_millis().max(1)) as u32,
+        }
+    }
+
+    fn made_progress(&mut self) {
+        self.waiting = false;
+        self.progress = self.progress.wrapping_add(1);
+    }
+
+    /// At a tick: whether this direction has now been stalled past its limit.
+    fn stalled_at_tick(&mut self) -> bool {
+        let waited_whole_tick =
+            self.waiting && self.waiting_at_tick && self.progress == self.progress_at_tick;
+        if waited_whole_tick {
+            self.strikes += 1;
+        } else {
+            self.strikes = 0;
+        }
+        self.waiting_at_tick = self.waiting;
+        self.progress_at_tick = self.progress;
+        self.strikes >= self.strikes_allowed
+    }
+}
+
 /// `inner` with stall limits on both directions.
 pub struct StallGuard<S> {
     inner: S,
     /// Boxed so the guard is `Unpin` (hyper wants that of its IO); one allocation per
     /// connection.
     timer: Pin<Box<Sleep>>,
-    limits: StallLimits,
-    // When the current wait of each direction began; `None` while it is not waiting.
-    read_waiting_since: Option<Instant>,
-    write_waiting_since: Option<Instant>,
+    tick: Duration,
+    /// The waker the timer was last registered with; `None` when it must be polled again.
+    registered: Option<Waker>,
+    read: Direction,
+    write: Direction,
 }
 
 impl<S> StallGuard<S> {
     pub fn new(inner: S, limits: StallLimits) -> StallGuard<S> {
+        let tick = limits.tick();
         StallGuard {
             inner,
-            timer: Box::pin(tokio::time::sleep(limits.read.max(limits.write))),
-            limits,
-            read_waiting_since: None,
-            write_waiting_since: None,
+            timer: Box::pin(tokio::time::sleep(tick)),
+            tick,
+            registered: None,
+            read: Direction::new(limits.read, tick),
+            write: Direction::new(limits.write, tick),
         }
     }
-}
 
-/// Called when a direction is waiting: `Err(TimedOut)` once its wait exceeds `limit`, else
-/// makes sure the timer wakes the task no later than the deadline.
-fn check_stall(
-    mut timer: Pin<&mut Sleep>,
-    since: &mut Option<Instant>,
-    limit: Duration,
-    cx: &mut Context<'_>,
-) -> io::Result<()> {
-    let now = Instant::now();
-    let deadline = *since.get_or_insert(now) + limit;
-    if now >= deadline {
-        return Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "the peer made no progress",
-        ));
+    /// Called whenever a direction waits: settles a tick that has passed, and keeps the timer
+    /// registered with the current task.
+    fn on_wait(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        if self.timer.is_elapsed() {
+            // Both directions are judged at every tick, so neither's strikes go stale.
+            let read_stalled = self.read.stalled_at_tick();
+            let write_stalled = self.write.stalled_at_tick();
+            if read_stalled || write_stalled {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the peer made no progress",
+                ));
+            }
+            self.timer.as_mut().reset(Instant::now() + self.tick);
+            self.registered = None;
+        }
+        let current = self
+            .registered
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()));
+        if !current {
+            let _ = self.timer.as_mut().poll(cx);
+            self.registered = Some(cx.waker().clone());
+        }
+        Ok(())
     }
-    // An armed timer due before the deadline wakes us early and we check again; only a
-    // timer due later, or spent, must be moved.
-    if timer.deadline() > deadline || timer.is_elapsed() {
-        timer.as_mut().reset(deadline);
-    }
-    let _ = timer.poll(cx);
-    Ok(())
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for StallGuard<S> {
@@ -79,16 +138,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for StallGuard<S> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(result) => {
-                this.read_waiting_since = None;
+                this.read.made_progress();
                 Poll::Ready(result)
             }
             Poll::Pending => {
-                check_stall(
-                    this.timer.as_mut(),
-                    &mut this.read_waiting_since,
-                    this.limits.read,
-                    cx,
-                )?;
+                this.read.waiting = true;
+                this.on_wait(cx)?;
                 Poll::Pending
             }
         }
@@ -103,16 +158,12 @@ impl<S: AsyncWrite + Unpin> StallGuard<S> {
     ) -> Poll<io::Result<T>> {
         match op(Pin::new(&mut self.inner), cx) {
             Poll::Ready(result) => {
-                self.write_waiting_since = None;
+                self.write.made_progress();
                 Poll::Ready(result)
             }
             Poll::Pending => {
-                check_stall(
-                    self.timer.as_mut(),
-                    &mut self.write_waiting_since,
-                    self.limits.write,
-                    cx,
-                )?;
+                self.write.waiting = true;
+                self.on_wait(cx)?;
                 Poll::Pending
             }
         }
@@ -169,13 +220,13 @@ mod tests {
         let (ours, mut theirs) = tokio::io::duplex(64);
         let mut guarded = StallGuard::new(ours, LIMITS);
         let mut buf = [0u8; 8];
-        // Progress every 20 s keeps a 30 s read limit from firing.
+        // Progress every 25 s keeps a 30 s read limit from firing.
         for _ in 0..3 {
             let read = tokio::spawn(async move {
                 let n = guarded.read(&mut buf).await.map(|_| ());
                 (guarded, n)
             });
-            tokio::time::sleep(Duration::from_secs(20)).await;
+            tokio::time::sleep(Duration::from_secs(25)).await;
             theirs.write_all(b"x").await.unwrap();
             let (back, result) = read.await.unwrap();
             result.unwrap();
@@ -184,7 +235,11 @@ mod tests {
         let started = Instant::now();
         let error = guarded.read(&mut buf).await.unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
-        assert_eq!(started.elapsed(), LIMITS.read);
+        let waited = started.elapsed();
+        assert!(
+            waited >= LIMITS.read && waited <= LIMITS.read + 2 * LIMITS.tick(),
+            "{waited:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -194,6 +249,10 @@ mod tests {
         let started = Instant::now();
         let error = guarded.write_all(&[0u8; 64]).await.unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
-        assert_eq!(started.elapsed(), LIMITS.write);
+        let waited = started.elapsed();
+        assert!(
+            waited >= LIMITS.write && waited <= LIMITS.write + 2 * LIMITS.tick(),
+            "{waited:?}"
+        );
     }
 }

@@ -39,3 +39,21 @@ fn request_id() -> HeaderValue {
     let text = id.hyphenated().encode_lower(&mut buffer);
     HeaderValue::from_str(text).expect("a hyphenated GUID is a valid header value")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_lower_case_version_4_guids() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            let id = request_id();
+            let parsed = uuid::Uuid::parse_str(id.to_str().unwrap()).unwrap();
+            assert_eq!(parsed.get_version_num(), 4);
+            assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
+            assert_eq!(id.to_str().unwrap(), parsed.hyphenated().to_string());
+            assert!(seen.insert(parsed), "ids repeat");
+        }
+    }
+}
