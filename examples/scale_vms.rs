@@ -8,7 +8,8 @@
 //! `127.0.0.1` (the VM a load generator on the same host is served as). Every VM is the
 //! built-in demo VM's full instance document (about 4 KB of JSON, every field of the newest
 //! schema) with its own id, name, computer name, vmId, resource ids, disk names, MAC, private
-//! and public address, tags, fault/update domain and zone; VM `i` (1-based) calls from
+//! and public address, tags, fault/update domain and zone, and managed identities (a
+//! system-assigned one and a user-assigned one, every id given); VM `i` (1-based) calls from
 //! `10.(i / 62500 + 1).(i / 250 % 250).(i % 250 + 4)`, so callers are distinct 10/8 addresses.
 //! `COUNT = 0` writes only `vm-local` (the one-VM baseline). Deterministic: the same COUNT
 //! gives the same bytes.
@@ -110,9 +111,30 @@ fn vm(template: &Value, rng: &mut fastrand::Rng, i: u32, id: &str, caller: &str)
         _ => ("127.0.0.0".to_string(), "8"),
     };
     interface["ipv4"]["subnet"][0] = json!({"address": network, "prefix": prefix});
+    let guid = |rng: &mut fastrand::Rng| {
+        format!(
+            "{}-{}-4{}-a{}-{}",
+            hex(rng, 8),
+            hex(rng, 4),
+            hex(rng, 3),
+            hex(rng, 3),
+            hex(rng, 12)
+        )
+    };
+    let identities = json!({
+        "systemAssigned": {"clientId": guid(rng), "objectId": guid(rng)},
+        "userAssigned": [{
+            "clientId": guid(rng),
+            "objectId": guid(rng),
+            "resourceId": format!(
+                "/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}-app"
+            ),
+        }],
+    });
     json!({
         "id": id,
         "callers": [caller],
         "instance": instance,
+        "identities": identities,
     })
 }

@@ -57,6 +57,26 @@ impl InstanceDocument {
         })
     }
 
+    /// The normalized document as [`InstanceDocument::compact`] gave it, with its name and
+    /// unknown fields: a document checked earlier and kept (the store keeps each VM's checked
+    /// form, so a restart does not check 100,000 documents again).
+    pub(crate) fn from_checked(
+        compact: Bytes,
+        name: Box<str>,
+        unknown_fields: Vec<String>,
+    ) -> InstanceDocument {
+        InstanceDocument {
+            compact,
+            name,
+            unknown_fields,
+        }
+    }
+
+    /// The normalized newest document, `extended` included, as compact JSON.
+    pub fn compact(&self) -> &Bytes {
+        &self.compact
+    }
+
     /// The whole document at the newest schema, `extended` included, as a tree.
     pub fn tree(&self) -> Node {
         let value: Value =
