@@ -223,15 +223,17 @@ impl Registry {
         // One pass over the records, comparing bytes: nothing is decoded.
         let mut unchanged = vec![false; definitions.vms.len()];
         let mut report = Reconciled::default();
-        self.store.visit_records(|id, record| match listed.get(id) {
-            Some(&i) => {
-                unchanged[i] = record.origin == Origin::File && record.entry == &*definitions.vms[i].entry;
-            }
-            None if matches!(record.origin, Origin::File | Origin::Demo) => {
-                report.deleted.push(id.to_string());
-            }
-            None => {}
-        })?;
+        self.store
+            .visit_records(|id, record| match listed.get(id) {
+                Some(&i) => {
+                    unchanged[i] =
+                        record.origin == Origin::File && record.entry == &*definitions.vms[i].entry;
+                }
+                None if matches!(record.origin, Origin::File | Origin::Demo) => {
+                    report.deleted.push(id.to_string());
+                }
+                None => {}
+            })?;
         drop(listed);
         report.unchanged = unchanged.iter().filter(|&&u| u).count();
         if report.unchanged == definitions.vms.len() && report.deleted.is_empty() {

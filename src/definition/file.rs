@@ -152,8 +152,9 @@ pub fn parse(
         Some(Syntax::Json) => read_json(text).map_err(|e| format!("not valid JSON: {e}")),
         Some(Syntax::Yaml) => read_yaml(text).map_err(|e| format!("not valid YAML: {e}")),
         None => match read_json(text) {
-            Err(Unreadable::Syntax(_)) => read_yaml(text)
-                .map_err(|e| format!("neither valid JSON nor valid YAML: {e}")),
+            Err(Unreadable::Syntax(_)) => {
+                read_yaml(text).map_err(|e| format!("neither valid JSON nor valid YAML: {e}"))
+            }
             read => read.map_err(|e| format!("not valid JSON: {e}")),
         },
     };
@@ -590,5 +591,49 @@ mod tests {
         );
         let err = parse(r#"{"vms":[]}"#, None, "x").unwrap_err();
         assert!(err.to_string().contains("vms: defines no VMs"), "{err}");
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused_with_its_path() {
+        let cases = [
+            (
+                r#"{"vms":[{"callers":["10.0.0.4"],"callers":["10.0.0.5"]}]}"#,
+                "x: not valid JSON: vms[0].callers: this key is given twice",
+            ),
+            (
+                r#"{"vms":[{},{"instance":{"compute":{"name":"a","name":"b"}}}]}"#,
+                "x: not valid JSON: vms[1].instance.compute.name: this key is given twice",
+            ),
+            (
+                r#"{"vms":[{}],"vms":[]}"#,
+                "x: not valid JSON: vms: this key is given twice",
+            ),
+            (
+                "vms:\n  - callers: [10.0.0.4]\n    callers: [10.0.0.5]\n",
+                "x: not valid YAML: vms[0].callers: this key is given twice",
+            ),
+            (
+                "vms:\n  - instance: {compute: {zone: '1', zone: '2'}}\n",
+                "x: not valid YAML: vms[0].instance.compute.zone: this key is given twice",
+            ),
+        ];
+        for (text, expected) in cases {
+            let syntax = text
+                .starts_with('{')
+                .then_some(Syntax::Json)
+                .or(Some(Syntax::Yaml));
+            let error = parse(text, syntax, "x").unwrap_err().to_string();
+            assert!(error.contains(expected), "{text}: {error}");
+            assert!(error.contains("(line "), "{error}");
+        }
+    }
+
+    #[test]
+    fn many_problems_are_counted_past_the_first_hundred() {
+        let entries: Vec<String> = (0..150).map(|_| r#"{"callers":[1]}"#.to_string()).collect();
+        let text = format!(r#"{{"vms":[{}]}}"#, entries.join(","));
+        let error = parse(&text, Some(Syntax::Json), "x").unwrap_err();
+        assert_eq!((error.problems.len(), error.omitted), (100, 50));
+        assert!(error.to_string().ends_with("x: and 50 more"), "{error}");
     }
 }

@@ -191,7 +191,10 @@ mod tests {
             "{error}"
         );
         let error = json_from_slice(br#"{"callers": ["10.0.0.4"], "callers": []}"#).unwrap_err();
-        assert!(error.starts_with("callers: this key is given twice"), "{error}");
+        assert!(
+            error.starts_with("callers: this key is given twice"),
+            "{error}"
+        );
         let error = json_from_slice(br#"{"a": [{}, {"x": 1, "x": 1}]}"#).unwrap_err();
         assert!(error.starts_with("a[1].x: "), "{error}");
     }

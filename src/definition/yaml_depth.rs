@@ -72,8 +72,12 @@ impl Scanner<'_> {
     }
 
     fn is_break(&self, ahead: usize) -> bool {
-        let rest = &self.text[(self.at.index + ahead).min(self.text.len())..];
-        matches!(rest, [b'\r' | b'\n', ..] | [0xC2, 0x85, ..] | [0xE2, 0x80, 0xA8 | 0xA9, ..])
+        match self.byte(ahead) {
+            b'\r' | b'\n' => true,
+            0xC2 => self.byte(ahead + 1) == 0x85,
+            0xE2 => self.byte(ahead + 1) == 0x80 && matches!(self.byte(ahead + 2), 0xA8 | 0xA9),
+            _ => false,
+        }
     }
 
     fn is_blank(&self, ahead: usize) -> bool {
@@ -222,8 +226,7 @@ impl Scanner<'_> {
                 self.save_key();
                 self.simple_key_allowed = false;
                 self.skip();
-                while self.byte(0).is_ascii_alphanumeric() || matches!(self.byte(0), b'_' | b'-')
-                {
+                while self.byte(0).is_ascii_alphanumeric() || matches!(self.byte(0), b'_' | b'-') {
                     self.skip();
                 }
             }
@@ -325,7 +328,8 @@ impl Scanner<'_> {
             self.skip();
         } else {
             // Handle and suffix together: URI characters, without `,` `[` `]`.
-            while self.byte(0).is_ascii_alphanumeric() || b"-_;/?:@&=+$.%!~*'()".contains(&self.byte(0))
+            while self.byte(0).is_ascii_alphanumeric()
+                || b"-_;/?:@&=+$.%!~*'()".contains(&self.byte(0))
             {
                 self.skip();
             }
@@ -502,7 +506,10 @@ mod tests {
             Err(TooDeep { line: 1, column: 9 })
         );
         assert!(!depth_ok("a: {b: [{c: [1]}]}", 3));
-        assert!(depth_ok("a: [1]\nb: [[2]]\nc: [[[3]]]\n", 3), "closed levels do not add up");
+        assert!(
+            depth_ok("a: [1]\nb: [[2]]\nc: [[[3]]]\n", 3),
+            "closed levels do not add up"
+        );
     }
 
     #[test]
@@ -553,7 +560,13 @@ mod tests {
     fn stops_at_the_first_level_past_the_limit() {
         // 100,000 levels in 200 KB, the shape that cost libyaml 34 s.
         let text = format!("vms: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
-        assert_eq!(check(&text, 128), Err(TooDeep { line: 1, column: 134 }));
+        assert_eq!(
+            check(&text, 128),
+            Err(TooDeep {
+                line: 1,
+                column: 134
+            })
+        );
         let wide = "- {a: [1, 'x'], b: \"y\"}\n".repeat(1000);
         assert!(depth_ok(&wide, 2));
     }

@@ -36,6 +36,12 @@ const IMPORTED_EVENTS: TableDefinition<&str, u64> = TableDefinition::new("import
 
 const NEXT_REVISION: &str = "next_revision";
 
+/// redb's page cache (its default is 1 GiB). Everything served is in memory already, and a
+/// start reads every record once: a large cache would only keep a second copy of the store in
+/// the process (measured: 1.3 GB RSS at 100k VMs with the default, see BENCHMARKS.md). The
+/// kernel's page cache still holds the file.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -131,7 +137,10 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store, Error> {
-        let database = Database::create(path).map_err(db)?;
+        let database = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(db)?;
         // The store will hold identities and keys: owner-only, like the data directory.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
@@ -393,7 +402,12 @@ mod tests {
         (Store::open(&path).unwrap(), dir)
     }
 
-    fn put(store: &Store, id: &str, entry: &str, expect: Expect) -> Result<(StoredVm, bool), Error> {
+    fn put(
+        store: &Store,
+        id: &str,
+        entry: &str,
+        expect: Expect,
+    ) -> Result<(StoredVm, bool), Error> {
         let form = [7, 7];
         let checked = Checked { by: 1, form: &form };
         store.put_vm(id, Origin::Api, entry.as_bytes(), checked, expect)
@@ -421,7 +435,11 @@ mod tests {
         let mut seen = Vec::new();
         store
             .visit_records(|id, record| {
-                seen.push((id.to_string(), record.entry.to_vec(), record.checked.form.to_vec()))
+                seen.push((
+                    id.to_string(),
+                    record.entry.to_vec(),
+                    record.checked.form.to_vec(),
+                ))
             })
             .unwrap();
         assert_eq!(seen, [("a".into(), br#"{"x":3}"#.to_vec(), vec![7, 7])]);
@@ -484,10 +502,17 @@ mod tests {
             .visit_records(|_, record| {
                 assert_eq!(record.revision, a.revision);
                 assert_eq!(record.entry, br#"{"x":1}"#);
-                assert_eq!((record.checked.by, record.checked.form), (42, &[1, 2, 3][..]));
+                assert_eq!(
+                    (record.checked.by, record.checked.form),
+                    (42, &[1, 2, 3][..])
+                );
             })
             .unwrap();
-        assert_eq!(store.vm_count().unwrap(), 1, "no record is made for a missing VM");
+        assert_eq!(
+            store.vm_count().unwrap(),
+            1,
+            "no record is made for a missing VM"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -177,6 +177,9 @@ mod tests {
                 assert!(decode("a", &damaged).is_err(), "byte {at} ^ {flip:#x}");
             }
         }
-        assert!(decode("a", &bytes[..bytes.len() - 1]).is_err(), "a truncated record");
+        assert!(
+            decode("a", &bytes[..bytes.len() - 1]).is_err(),
+            "a truncated record"
+        );
     }
 }
