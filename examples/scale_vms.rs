@@ -46,7 +46,7 @@ fn main() {
     });
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut rng = fastrand::Rng::with_seed(0x00a2_1d5e);
-    let mut write = |out: &mut std::io::BufWriter<std::fs::File>, i: u32, entry: &Value| {
+    let write = |out: &mut std::io::BufWriter<std::fs::File>, i: u32, entry: &Value| {
         if yaml {
             let text = serde_yaml_ng::to_string(entry).expect("a VM serializes as YAML");
             for (n, line) in text.lines().enumerate() {

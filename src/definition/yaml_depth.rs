@@ -133,7 +133,7 @@ impl Scanner<'_> {
 
     fn run(&mut self) -> Result<(), Stop> {
         loop {
-            self.to_next_token();
+            self.skip_to_next_token();
             self.stale_key();
             self.unroll_indent(self.at.column);
             if self.at_end() {
@@ -257,7 +257,7 @@ impl Scanner<'_> {
 
     /// `yaml_parser_scan_to_next_token`: spaces, tabs, comments and line breaks. (libyaml
     /// refuses some tabs here; skipping them only scans further than libyaml would.)
-    fn to_next_token(&mut self) {
+    fn skip_to_next_token(&mut self) {
         loop {
             while self.is_blank(0) {
                 self.skip();
