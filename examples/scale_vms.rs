@@ -1,17 +1,20 @@
 //! Generates a VM definitions file for the scale benchmark (`scripts/bench-scale.sh`).
 //!
 //! ```text
-//! cargo run --release --example scale_vms -- COUNT OUT.json
+//! cargo run --release --example scale_vms -- COUNT OUT.json [--yaml] [--bad INDEX]
 //! ```
 //!
-//! Writes `{"vms":[...]}` with `COUNT` realistic VMs plus one more, `vm-local`, whose caller is
+//! Writes `{"vms":[...]}` (with `--yaml`, the same VMs as a YAML block list: `vms:` then one
+//! `- ` item per VM) with `COUNT` realistic VMs plus one more, `vm-local`, whose caller is
 //! `127.0.0.1` (the VM a load generator on the same host is served as). Every VM is the
 //! built-in demo VM's full instance document (about 4 KB of JSON, every field of the newest
 //! schema) with its own id, name, computer name, vmId, resource ids, disk names, MAC, private
-//! and public address, tags, fault/update domain and zone; VM `i` (1-based) calls from
+//! and public address, tags, fault/update domain and zone, and managed identities (a
+//! system-assigned one and a user-assigned one, every id given); VM `i` (1-based) calls from
 //! `10.(i / 62500 + 1).(i / 250 % 250).(i % 250 + 4)`, so callers are distinct 10/8 addresses.
-//! `COUNT = 0` writes only `vm-local` (the one-VM baseline). Deterministic: the same COUNT
-//! gives the same bytes.
+//! `COUNT = 0` writes only `vm-local` (the one-VM baseline). `--bad INDEX` makes VM INDEX
+//! invalid (its `compute.zone` a number instead of a string), for the check that a file with one
+//! bad entry changes nothing. Deterministic: the same arguments give the same bytes.
 
 use std::io::Write;
 
@@ -20,13 +23,19 @@ use serde_json::{Value, json};
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(count), Some(out)) = (args.first(), args.get(1)) else {
-        eprintln!("usage: scale_vms COUNT OUT.json");
+        eprintln!("usage: scale_vms COUNT OUT [--yaml] [--bad INDEX]");
         std::process::exit(2);
     };
     let count: u32 = count.parse().unwrap_or_else(|_| {
         eprintln!("COUNT must be a number");
         std::process::exit(2);
     });
+    let yaml = args.iter().any(|a| a == "--yaml");
+    let bad: Option<u32> = args
+        .iter()
+        .position(|a| a == "--bad")
+        .and_then(|i| args.get(i + 1))
+        .map(|n| n.parse().expect("--bad takes a VM index"));
     let demo: Value = serde_json::from_str(include_str!("../src/definition/demo.json"))
         .expect("the demo definition is JSON");
     let template = demo["vms"][0]["instance"].clone();
@@ -37,16 +46,40 @@ fn main() {
     });
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut rng = fastrand::Rng::with_seed(0x00a2_1d5e);
-    out.write_all(b"{\"vms\":[\n").unwrap();
-    let local = vm(&template, &mut rng, 0, "vm-local", "127.0.0.1");
-    serde_json::to_writer(&mut out, &local).unwrap();
-    for i in 1..=count {
-        let caller = format!("10.{}.{}.{}", i / 62_500 + 1, i / 250 % 250, i % 250 + 4);
-        let entry = vm(&template, &mut rng, i, &format!("vm-{i:06}"), &caller);
-        out.write_all(b",\n").unwrap();
-        serde_json::to_writer(&mut out, &entry).unwrap();
+    let write = |out: &mut std::io::BufWriter<std::fs::File>, i: u32, entry: &Value| {
+        if yaml {
+            let text = serde_yaml_ng::to_string(entry).expect("a VM serializes as YAML");
+            for (n, line) in text.lines().enumerate() {
+                out.write_all(if n == 0 { b"- " } else { b"  " }).unwrap();
+                out.write_all(line.as_bytes()).unwrap();
+                out.write_all(b"\n").unwrap();
+            }
+        } else {
+            if i > 0 {
+                out.write_all(b",\n").unwrap();
+            }
+            serde_json::to_writer(&mut *out, entry).unwrap();
+        }
+    };
+    out.write_all(if yaml { b"vms:\n" } else { b"{\"vms\":[\n" })
+        .unwrap();
+    for i in 0..=count {
+        let (id, caller) = match i {
+            0 => ("vm-local".to_string(), "127.0.0.1".to_string()),
+            _ => (
+                format!("vm-{i:06}"),
+                format!("10.{}.{}.{}", i / 62_500 + 1, i / 250 % 250, i % 250 + 4),
+            ),
+        };
+        let mut entry = vm(&template, &mut rng, i, &id, &caller);
+        if bad == Some(i) {
+            entry["instance"]["compute"]["zone"] = json!(1);
+        }
+        write(&mut out, i, &entry);
     }
-    out.write_all(b"\n]}\n").unwrap();
+    if !yaml {
+        out.write_all(b"\n]}\n").unwrap();
+    }
     out.flush().unwrap();
 }
 
@@ -110,9 +143,30 @@ fn vm(template: &Value, rng: &mut fastrand::Rng, i: u32, id: &str, caller: &str)
         _ => ("127.0.0.0".to_string(), "8"),
     };
     interface["ipv4"]["subnet"][0] = json!({"address": network, "prefix": prefix});
+    let guid = |rng: &mut fastrand::Rng| {
+        format!(
+            "{}-{}-4{}-a{}-{}",
+            hex(rng, 8),
+            hex(rng, 4),
+            hex(rng, 3),
+            hex(rng, 3),
+            hex(rng, 12)
+        )
+    };
+    let identities = json!({
+        "systemAssigned": {"clientId": guid(rng), "objectId": guid(rng)},
+        "userAssigned": [{
+            "clientId": guid(rng),
+            "objectId": guid(rng),
+            "resourceId": format!(
+                "/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}-app"
+            ),
+        }],
+    });
     json!({
         "id": id,
         "callers": [caller],
         "instance": instance,
+        "identities": identities,
     })
 }

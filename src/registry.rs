@@ -7,15 +7,15 @@
 //! Every method is synchronous (store IO): async callers run them on a blocking thread. The
 //! mutex is a `std::sync::Mutex` and is never held across an `.await`.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use crate::definition::{self, DefinedVm, Definitions, Problem};
+use crate::definition::{self, DefinedVm, Definitions, Problem, VmDefinition, checked};
 use crate::snapshot::{self, CallerMode, Snapshot};
 use crate::state::Shared;
-use crate::store::{self, Change, Expect, Origin, Store, StoredVm};
+use crate::store::{self, Checked, Expect, Origin, Store, StoredVm};
 use crate::throttle::RateLimit;
 
 /// Largest VM entry accepted, as compact JSON. Azure caps userData at 64 KiB of base64; the rest
@@ -78,19 +78,36 @@ pub struct Registry {
 impl Registry {
     /// Reads every stored VM into a snapshot. A record that no longer validates is kept in the
     /// store but not served, and reported in the returned warnings.
+    ///
+    /// Each record carries its VM's checked form; a form made by this build's checker is used
+    /// as it is, so a restart does not check every document again. Records checked by another
+    /// build (an upgrade) are checked from their entries, and their new forms stored.
     pub fn load(
         store: &Store,
         mode: CallerMode,
         rate_limit: RateLimit,
     ) -> Result<(Snapshot, Vec<String>), Error> {
+        let fingerprint = checked::fingerprint();
         let mut warnings = Vec::new();
         let mut vms = Vec::new();
-        store.visit_vms(|stored| {
-            match definition::vm_from_json(&stored.definition, &stored.id) {
-                Ok(vm) => vms.push(vm),
+        let mut rechecked = Vec::new();
+        store.visit_records(|id, record| {
+            if record.checked.by == fingerprint {
+                match checked::decode(id, record.checked.form) {
+                    Ok(vm) => return vms.push(vm),
+                    Err(error) => warnings.push(format!(
+                        "stored VM {id:?}: its checked form is unreadable ({error}); checking its entry again"
+                    )),
+                }
+            }
+            let entry = serde_json::from_slice(record.entry).unwrap_or(Value::Null);
+            match definition::vm_from_json(&entry, id) {
+                Ok(vm) => {
+                    rechecked.push((id.to_string(), checked::encode(&vm)));
+                    vms.push(vm);
+                }
                 Err(problems) => warnings.push(format!(
-                    "stored VM {:?} is not served: {}",
-                    stored.id,
+                    "stored VM {id:?} is not served: {}",
                     problems
                         .iter()
                         .map(|p| format!("{}: {}", p.path, p.message))
@@ -99,6 +116,18 @@ impl Registry {
                 )),
             }
         })?;
+        if !rechecked.is_empty() {
+            match store.refresh_checked(&rechecked, fingerprint) {
+                Ok(()) => tracing::info!(
+                    vms = rechecked.len(),
+                    "stored VMs checked again (written by another azimds build); their checked forms are stored"
+                ),
+                Err(error) => warnings.push(format!(
+                    "cannot store the checked forms of {} VMs (they are checked again at the next start): {error}",
+                    rechecked.len()
+                )),
+            }
+        }
         Ok((Snapshot::new(vms, mode, rate_limit)?, warnings))
     }
 
@@ -180,63 +209,70 @@ impl Registry {
     /// Makes the store match a definition file: the file's VMs are written (marked as owned by
     /// the file), file-owned VMs it no longer lists are deleted, and the demo VM gives way.
     /// VMs created through the API are left alone unless the file lists the same id. All
-    /// changes commit in one transaction; on any error nothing changes.
+    /// changes commit in one transaction; on any error nothing changes. An entry whose stored
+    /// bytes are the file's is not written again, so re-applying an unchanged file writes
+    /// nothing.
     pub fn reconcile(&self, definitions: Definitions) -> Result<Reconciled, Error> {
         let _serialized = self.writes.lock().unwrap_or_else(|p| p.into_inner());
-        let stored: BTreeMap<String, StoredVm> = self
-            .store
-            .vms()?
-            .into_iter()
-            .map(|vm| (vm.id.clone(), vm))
+        let listed: HashMap<&str, usize> = definitions
+            .vms
+            .iter()
+            .enumerate()
+            .map(|(i, defined)| (defined.vm.id.as_str(), i))
             .collect();
+        // One pass over the records, comparing bytes: nothing is decoded.
+        let mut unchanged = vec![false; definitions.vms.len()];
         let mut report = Reconciled::default();
-        let mut changes = Vec::new();
+        self.store
+            .visit_records(|id, record| match listed.get(id) {
+                Some(&i) => {
+                    unchanged[i] =
+                        record.origin == Origin::File && record.entry == &*definitions.vms[i].entry;
+                }
+                None if matches!(record.origin, Origin::File | Origin::Demo) => {
+                    report.deleted.push(id.to_string());
+                }
+                None => {}
+            })?;
+        drop(listed);
+        report.unchanged = unchanged.iter().filter(|&&u| u).count();
+        if report.unchanged == definitions.vms.len() && report.deleted.is_empty() {
+            return Ok(report);
+        }
         let mut next = (*self.shared.snapshot()).clone();
-        let listed: std::collections::BTreeSet<String> =
-            definitions.vms.iter().map(|d| d.vm.id.clone()).collect();
-        for (id, vm) in &stored {
-            let owned = matches!(vm.origin, Origin::File | Origin::Demo);
-            if owned && !listed.contains(id) {
-                changes.push(Change::Delete { id: id.clone() });
-                next = next.without_vm(id);
-                report.deleted.push(id.clone());
+        let by = checked::fingerprint();
+        self.store.batch(|batch| {
+            for id in &report.deleted {
+                batch.delete(id)?;
+                next.delete_vm(id);
             }
-        }
-        for DefinedVm { vm, entry } in definitions.vms {
-            let unchanged = stored
-                .get(&vm.id)
-                .is_some_and(|s| s.origin == Origin::File && s.definition == entry);
-            if unchanged {
-                report.unchanged += 1;
-                continue;
+            for (DefinedVm { vm, entry }, unchanged) in definitions.vms.into_iter().zip(unchanged) {
+                if unchanged {
+                    continue;
+                }
+                // Encoded, written and dropped one VM at a time; the checked VM moves into the
+                // snapshot: a 100k-VM file is not held twice.
+                let form = checked::encode(&vm);
+                batch.put(&vm.id, Origin::File, &entry, Checked { by, form: &form })?;
+                report.written.push(vm.id.clone());
+                next.put_vm(vm)?;
             }
-            // The entry moves into the store's batch, the checked VM into the snapshot: a
-            // 100k-VM file is not held twice.
-            changes.push(Change::Put {
-                id: vm.id.clone(),
-                origin: Origin::File,
-                definition: entry,
-            });
-            report.written.push(vm.id.clone());
-            next = next.with_vm(vm)?;
-        }
-        if !changes.is_empty() {
-            self.store.apply(&changes)?;
-            self.publish(next);
-            self.forget_events_of(&report.deleted);
-            self.import_events_of(&report.written);
-        }
+            Ok::<_, Error>(())
+        })?;
+        self.publish(next);
+        self.forget_events_of(&report.deleted);
+        self.import_events_of(&report.written);
         Ok(report)
     }
 
     /// Seeds the demo VM into an empty store (zero-config start).
     pub fn seed_demo(&self) -> Result<bool, Error> {
         let _serialized = self.writes.lock().unwrap_or_else(|p| p.into_inner());
-        if !self.store.vms()?.is_empty() {
+        if self.store.vm_count()? > 0 {
             return Ok(false);
         }
         for DefinedVm { vm, entry } in definition::demo().vms {
-            self.write(&vm.id, &entry, Origin::Demo, Expect::Absent)?;
+            self.commit(vm, &entry, Origin::Demo, Expect::Absent)?;
         }
         Ok(true)
     }
@@ -307,10 +343,28 @@ impl Registry {
         }
         let vm = definition::vm_from_json(entry, id).map_err(Error::Invalid)?;
         let written = definition::written_entry(entry.clone(), id);
+        self.commit(vm, &written, origin, expect)
+    }
+
+    /// Commits a checked VM and its entry as written (compact JSON), then publishes it and
+    /// imports its events. Caller holds `writes`.
+    fn commit(
+        &self,
+        vm: VmDefinition,
+        entry: &[u8],
+        origin: Origin,
+        expect: Expect,
+    ) -> Result<(StoredVm, bool), Error> {
+        let id = vm.id.clone();
+        let form = checked::encode(&vm);
         let next = self.shared.snapshot().with_vm(vm)?;
-        let (stored, created) = self.store.put_vm(id, origin, &written, expect)?;
+        let checked = Checked {
+            by: checked::fingerprint(),
+            form: &form,
+        };
+        let (stored, created) = self.store.put_vm(&id, origin, entry, checked, expect)?;
         self.publish(next);
-        self.import_events_of(&[id.to_string()]);
+        self.import_events_of(std::slice::from_ref(&id));
         Ok((stored, created))
     }
 }

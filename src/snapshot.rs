@@ -112,11 +112,7 @@ impl Snapshot {
     /// This snapshot with `vm` added or replacing the VM of the same id.
     pub fn with_vm(&self, vm: VmDefinition) -> Result<Snapshot, Error> {
         let mut next = self.clone();
-        if self.mode == CallerMode::Single && !self.vms.contains_key(&vm.id) && !self.vms.is_empty()
-        {
-            return Err(Error::SingleModeNeedsOneVm(self.vms.len() + 1));
-        }
-        next.insert(vm)?;
+        next.put_vm(vm)?;
         Ok(next)
     }
 
@@ -125,6 +121,21 @@ impl Snapshot {
         let mut next = self.clone();
         next.remove(id);
         next
+    }
+
+    /// Adds `vm` or replaces the VM of the same id, in place: building a snapshot of many
+    /// changes this way copies no path of the maps per change, as [`Snapshot::with_vm`] does.
+    pub fn put_vm(&mut self, vm: VmDefinition) -> Result<(), Error> {
+        if self.mode == CallerMode::Single && !self.vms.contains_key(&vm.id) && !self.vms.is_empty()
+        {
+            return Err(Error::SingleModeNeedsOneVm(self.vms.len() + 1));
+        }
+        self.insert(vm)
+    }
+
+    /// Removes the VM `id` in place (nothing if there is none).
+    pub fn delete_vm(&mut self, id: &str) {
+        self.remove(id);
     }
 
     fn insert(&mut self, vm: VmDefinition) -> Result<(), Error> {

@@ -97,8 +97,9 @@ fn with_etag(status: StatusCode, vm: &StoredVm) -> Response {
     response
 }
 
+/// A key given twice is refused with its path, as in definition files.
 fn parse_json(body: &Bytes) -> Result<Value, ControlError> {
-    serde_json::from_slice(body).map_err(|e| ControlError::MalformedJson(e.to_string()))
+    crate::definition::json_from_slice(body).map_err(ControlError::MalformedJson)
 }
 
 /// `If-Match: "<etag>"` or `*`, `If-None-Match: *` (create only). Weak validators and lists

@@ -6,9 +6,12 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
+use crate::definition::strict::{StrictValue, Strictness};
 use crate::definition::vm::{VmDefinition, is_valid_id, vm_from_json, written_entry};
+use crate::definition::yaml_depth;
 use crate::problem::{Problem, Problems};
 
 /// A parsed definition file.
@@ -22,8 +25,9 @@ pub struct Definitions {
 #[derive(Clone, Debug, PartialEq)]
 pub struct DefinedVm {
     pub vm: VmDefinition,
-    /// The entry with its `id` filled in ([`written_entry`]).
-    pub entry: Value,
+    /// The entry with its `id` filled in, as compact JSON ([`written_entry`]): what the store
+    /// keeps and the control API returns.
+    pub entry: Box<[u8]>,
 }
 
 impl Definitions {
@@ -49,8 +53,10 @@ impl Definitions {
 pub struct DefinitionError {
     /// What the file was called when parsed (a path, or e.g. `built-in demo VM`).
     pub source: String,
-    /// Every problem found, in file order; never empty.
+    /// Every problem found, in file order (the first hundred); never empty.
     pub problems: Vec<Located>,
+    /// How many more problems were found and not listed.
+    pub omitted: usize,
 }
 
 /// One problem in a definition file.
@@ -94,6 +100,9 @@ impl fmt::Display for DefinitionError {
                 write!(f, "{}: {}", p.path, p.message)?;
             }
         }
+        if self.omitted > 0 {
+            write!(f, "\n  {}: and {} more", self.source, self.omitted)?;
+        }
         Ok(())
     }
 }
@@ -122,32 +131,57 @@ impl Syntax {
     }
 }
 
+/// Deepest nesting accepted in a definitions file (serde_json's own recursion limit, and
+/// serde_yaml_ng's): a VM entry needs about ten levels.
+pub const MAX_DEPTH: usize = 128;
+
+/// Problems listed in full; a file with more says how many were left out.
+const MAX_PROBLEMS: usize = 100;
+
 /// Parses and checks a definition file's text. `source` names it in messages.
+///
+/// The `vms` list is read one entry at a time: each entry is checked as soon as it is read and
+/// only what is kept of it (the checked VM and the entry as compact JSON) stays in memory, so a
+/// 100,000-VM file never exists as one JSON tree.
 pub fn parse(
     text: &str,
     syntax: Option<Syntax>,
     source: &str,
 ) -> Result<Definitions, DefinitionError> {
-    let fail = |message: String| DefinitionError {
-        source: source.to_string(),
-        problems: vec![Located::new(None, Problem::new("", message))],
-    };
-    let value: Value = match syntax {
-        Some(Syntax::Json) => {
-            serde_json::from_str(text).map_err(|e| fail(format!("not valid JSON: {e}")))?
-        }
-        Some(Syntax::Yaml) => {
-            serde_yaml_ng::from_str(text).map_err(|e| fail(format!("not valid YAML: {e}")))?
-        }
-        None => match serde_json::from_str(text) {
-            Ok(value) => value,
-            Err(_) => serde_yaml_ng::from_str(text)
-                .map_err(|e| fail(format!("neither valid JSON nor valid YAML: {e}")))?,
+    let read = match syntax {
+        Some(Syntax::Json) => read_json(text).map_err(|e| format!("not valid JSON: {e}")),
+        Some(Syntax::Yaml) => read_yaml(text).map_err(|e| format!("not valid YAML: {e}")),
+        None => match read_json(text) {
+            Err(Unreadable::Syntax(_)) => {
+                read_yaml(text).map_err(|e| format!("neither valid JSON nor valid YAML: {e}"))
+            }
+            read => read.map_err(|e| format!("not valid JSON: {e}")),
         },
     };
-    from_value(value).map_err(|problems| DefinitionError {
+    let fail = |problems| DefinitionError {
         source: source.to_string(),
         problems,
+        omitted: 0,
+    };
+    let reader = match read {
+        Ok(reader) => reader,
+        Err(message) => return Err(fail(vec![Located::new(None, Problem::new("", message))])),
+    };
+    let Reader {
+        vms,
+        mut problems,
+        top,
+        omitted,
+        ..
+    } = reader;
+    if problems.is_empty() && top.is_empty() {
+        return Ok(Definitions { vms: vms.vms });
+    }
+    let top = top.into_vec().into_iter().map(|p| Located::new(None, p));
+    problems.splice(0..0, top);
+    Err(DefinitionError {
+        omitted,
+        ..fail(problems)
     })
 }
 
@@ -162,56 +196,263 @@ pub fn demo() -> Definitions {
     .expect("the embedded demo definition is valid (checked by a unit test)")
 }
 
-fn from_value(root: Value) -> Result<Definitions, Vec<Located>> {
-    let mut top = Problems::new();
-    let entries = vm_entries(root, &mut top);
-    let mut problems: Vec<Located> = top
-        .into_vec()
-        .into_iter()
-        .map(|problem| Located::new(None, problem))
-        .collect();
-    let mut vms = VmList::with_capacity(entries.len());
-    for (index, entry) in entries.into_iter().enumerate() {
+/// Why a file could not be read at all (as opposed to read and found wrong).
+#[derive(Debug)]
+enum Unreadable {
+    /// Not this syntax (for JSON: the reason to try YAML when the syntax was not given).
+    Syntax(String),
+    /// A key given twice, or too deep.
+    Meaning(String),
+}
+
+impl fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unreadable::Syntax(message) | Unreadable::Meaning(message) => f.write_str(message),
+        }
+    }
+}
+
+fn read_json(text: &str) -> Result<Reader, Unreadable> {
+    let mut reader = Reader::new();
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let read = Root(&mut reader)
+        .deserialize(&mut deserializer)
+        .and_then(|()| deserializer.end());
+    match read {
+        Ok(()) => Ok(reader),
+        Err(error) => match reader.strictness.take_duplicate() {
+            Some(duplicate) => Err(Unreadable::Meaning(format!(
+                "{}: {} (line {} column {})",
+                duplicate.path,
+                duplicate.message(),
+                error.line(),
+                error.column()
+            ))),
+            None if error.is_syntax() || error.is_eof() => {
+                Err(Unreadable::Syntax(error.to_string()))
+            }
+            None => Err(Unreadable::Meaning(error.to_string())),
+        },
+    }
+}
+
+fn read_yaml(text: &str) -> Result<Reader, Unreadable> {
+    if let Err(deep) = yaml_depth::check(text, MAX_DEPTH) {
+        return Err(Unreadable::Meaning(format!(
+            "collections are nested more than {MAX_DEPTH} levels deep (line {} column {})",
+            deep.line, deep.column
+        )));
+    }
+    let mut reader = Reader::new();
+    match Root(&mut reader).deserialize(serde_yaml_ng::Deserializer::from_str(text)) {
+        Ok(()) => Ok(reader),
+        Err(error) => Err(match reader.strictness.take_duplicate() {
+            Some(duplicate) => {
+                let at = error
+                    .location()
+                    .map(|l| format!(" (line {} column {})", l.line(), l.column()))
+                    .unwrap_or_default();
+                Unreadable::Meaning(format!("{}: {}{at}", duplicate.path, duplicate.message()))
+            }
+            None => Unreadable::Syntax(error.to_string()),
+        }),
+    }
+}
+
+/// What reading a file has found so far.
+struct Reader {
+    vms: VmList,
+    /// Problems of the file's top level, reported first.
+    top: Problems,
+    /// Problems inside entries, in file order (at most [`MAX_PROBLEMS`]).
+    problems: Vec<Located>,
+    omitted: usize,
+    strictness: Strictness,
+}
+
+impl Reader {
+    fn new() -> Reader {
+        Reader {
+            vms: VmList::new(),
+            top: Problems::new(),
+            problems: Vec::new(),
+            omitted: 0,
+            strictness: Strictness::new(),
+        }
+    }
+
+    /// Checks entry `index` as soon as it is read; once the file is known to be rejected,
+    /// entries are still checked (every problem is reported) but no longer kept.
+    fn entry(&mut self, index: usize, entry: Value) {
         let label = entry
             .pointer("/instance/compute/name")
             .and_then(Value::as_str)
             .filter(|name| !name.is_empty())
             .unwrap_or("unnamed")
             .to_string();
+        let keep = self.problems.is_empty();
         let prefix = format!("vms[{index}]");
-        problems.extend(
-            vms.add(index, entry)
-                .into_iter()
-                .map(|problem| Located::new(Some((index, label.clone())), problem.nest(&prefix))),
-        );
-    }
-    if problems.is_empty() {
-        Ok(Definitions { vms: vms.vms })
-    } else {
-        Err(problems)
+        for problem in self.vms.add(index, entry, keep) {
+            if self.problems.len() < MAX_PROBLEMS {
+                let problem = problem.nest(&prefix);
+                self.problems
+                    .push(Located::new(Some((index, label.clone())), problem));
+            } else {
+                self.omitted += 1;
+            }
+        }
     }
 }
 
-/// The file's top level: an object whose only member is a non-empty `vms` list.
-fn vm_entries(root: Value, problems: &mut Problems) -> Vec<Value> {
-    let Value::Object(mut top) = root else {
-        problems.push("", "expected an object with a `vms` list");
-        return Vec::new();
-    };
-    problems.unknown_members(
-        "",
-        &top,
-        &["vms"],
-        "unknown member (the file holds only `vms`)",
-    );
-    // Taken by value: each entry is dropped once checked, so a large file is not held twice.
-    match top.remove("vms") {
-        Some(Value::Array(entries)) if !entries.is_empty() => return entries,
-        Some(Value::Array(_)) => problems.push("vms", "defines no VMs"),
-        Some(_) => problems.push("vms", "expected a list of VMs"),
-        None => problems.push("vms", "missing: the file must list its VMs under `vms`"),
+/// The file's root: an object whose only member is a non-empty `vms` list.
+struct Root<'a>(&'a mut Reader);
+
+impl<'de> DeserializeSeed<'de> for Root<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
     }
-    Vec::new()
+}
+
+impl Root<'_> {
+    fn not_an_object<E>(self) -> Result<(), E> {
+        self.0.top.push("", "expected an object with a `vms` list");
+        Ok(())
+    }
+}
+
+impl<'de> Visitor<'de> for Root<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object with a `vms` list")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let reader = self.0;
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(reader.strictness.duplicate_at(&key));
+            }
+            if key == "vms" {
+                map.next_value_seed(Vms(reader))?;
+            } else {
+                reader
+                    .top
+                    .push(key.as_str(), "unknown member (the file holds only `vms`)");
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        if !seen.contains("vms") {
+            reader
+                .top
+                .push("vms", "missing: the file must list its VMs under `vms`");
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        self.not_an_object()
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        self.not_an_object()
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        self.not_an_object()
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        self.not_an_object()
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        self.not_an_object()
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        self.not_an_object()
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.not_an_object()
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        self.not_an_object()
+    }
+}
+
+/// The `vms` member: each entry read strictly, then checked and kept or dropped at once.
+struct Vms<'a>(&'a mut Reader);
+
+impl<'de> DeserializeSeed<'de> for Vms<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl Vms<'_> {
+    fn not_a_list<E>(self) -> Result<(), E> {
+        self.0.top.push("vms", "expected a list of VMs");
+        Ok(())
+    }
+}
+
+impl<'de> Visitor<'de> for Vms<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of VMs")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let reader = self.0;
+        let mut index = 0;
+        loop {
+            match seq.next_element_seed(StrictValue(&mut reader.strictness)) {
+                Ok(Some(entry)) => reader.entry(index, entry),
+                Ok(None) => break,
+                Err(error) => {
+                    reader.strictness.prefix(&format!("vms[{index}]"));
+                    return Err(error);
+                }
+            }
+            index += 1;
+        }
+        if index == 0 {
+            reader.top.push("vms", "defines no VMs");
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        self.not_a_list()
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        self.not_a_list()
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        self.not_a_list()
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        self.not_a_list()
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        self.not_a_list()
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        self.not_a_list()
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.not_a_list()
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        self.not_a_list()
+    }
 }
 
 /// The VMs accepted so far, and which of them holds each id and caller address: a file's
@@ -223,16 +464,17 @@ struct VmList {
 }
 
 impl VmList {
-    fn with_capacity(n_vms: usize) -> VmList {
+    fn new() -> VmList {
         VmList {
-            vms: Vec::with_capacity(n_vms),
+            vms: Vec::new(),
             ids: HashMap::new(),
             first_claim: HashMap::new(),
         }
     }
 
-    /// Checks entry `index` and, if valid, keeps it; problems are relative to the entry.
-    fn add(&mut self, index: usize, entry: Value) -> Vec<Problem> {
+    /// Checks entry `index` and, if valid and `keep`, keeps it; problems are relative to the
+    /// entry.
+    fn add(&mut self, index: usize, entry: Value, keep: bool) -> Vec<Problem> {
         let default_id = match entry
             .pointer("/instance/compute/name")
             .and_then(Value::as_str)
@@ -263,9 +505,10 @@ impl VmList {
                 }
             }
         }
-        // Moved, not copied: a 100k-VM file must not be held twice.
-        let entry = written_entry(entry, &vm.id);
-        self.vms.push(DefinedVm { vm, entry });
+        if keep && problems.is_empty() {
+            let entry = written_entry(entry, &vm.id);
+            self.vms.push(DefinedVm { vm, entry });
+        }
         problems.into_vec()
     }
 }
@@ -348,5 +591,49 @@ mod tests {
         );
         let err = parse(r#"{"vms":[]}"#, None, "x").unwrap_err();
         assert!(err.to_string().contains("vms: defines no VMs"), "{err}");
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused_with_its_path() {
+        let cases = [
+            (
+                r#"{"vms":[{"callers":["10.0.0.4"],"callers":["10.0.0.5"]}]}"#,
+                "x: not valid JSON: vms[0].callers: this key is given twice",
+            ),
+            (
+                r#"{"vms":[{},{"instance":{"compute":{"name":"a","name":"b"}}}]}"#,
+                "x: not valid JSON: vms[1].instance.compute.name: this key is given twice",
+            ),
+            (
+                r#"{"vms":[{}],"vms":[]}"#,
+                "x: not valid JSON: vms: this key is given twice",
+            ),
+            (
+                "vms:\n  - callers: [10.0.0.4]\n    callers: [10.0.0.5]\n",
+                "x: not valid YAML: vms[0].callers: this key is given twice",
+            ),
+            (
+                "vms:\n  - instance: {compute: {zone: '1', zone: '2'}}\n",
+                "x: not valid YAML: vms[0].instance.compute.zone: this key is given twice",
+            ),
+        ];
+        for (text, expected) in cases {
+            let syntax = text
+                .starts_with('{')
+                .then_some(Syntax::Json)
+                .or(Some(Syntax::Yaml));
+            let error = parse(text, syntax, "x").unwrap_err().to_string();
+            assert!(error.contains(expected), "{text}: {error}");
+            assert!(error.contains("(line "), "{error}");
+        }
+    }
+
+    #[test]
+    fn many_problems_are_counted_past_the_first_hundred() {
+        let entries: Vec<String> = (0..150).map(|_| r#"{"callers":[1]}"#.to_string()).collect();
+        let text = format!(r#"{{"vms":[{}]}}"#, entries.join(","));
+        let error = parse(&text, Some(Syntax::Json), "x").unwrap_err();
+        assert_eq!((error.problems.len(), error.omitted), (100, 50));
+        assert!(error.to_string().ends_with("x: and 50 more"), "{error}");
     }
 }

@@ -7,12 +7,19 @@
 //!
 //! - `file.rs`: a whole file ([`parse`] into [`Definitions`], or a located [`DefinitionError`]).
 //! - `vm.rs`: one VM entry ([`vm_from_json`] into a [`VmDefinition`]).
+//! - `checked.rs`: a checked VM as bytes, kept by the store so a restart need not check again.
+//! - `strict.rs`: JSON values read with every key given once ([`json_from_slice`]).
+//! - `yaml_depth.rs`: YAML nesting bounded before parsing (libyaml is quadratic in it).
 //! - `demo.json`: the built-in demo VM, parsed by the same code.
 
+pub mod checked;
 mod file;
+mod strict;
 mod vm;
+mod yaml_depth;
 
-pub use file::{DefinedVm, DefinitionError, Definitions, Located, Syntax, demo, parse};
+pub use file::{DefinedVm, DefinitionError, Definitions, Located, MAX_DEPTH, Syntax, demo, parse};
+pub use strict::json_from_slice;
 pub use vm::{VmDefinition, is_valid_id, vm_from_json, written_entry};
 
 /// Something wrong in one VM entry, at `path` relative to the entry (e.g. `instance.compute.name`).

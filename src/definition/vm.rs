@@ -98,14 +98,17 @@ pub fn vm_from_json(entry: &Value, default_id: &str) -> Result<VmDefinition, Vec
 }
 
 /// The entry as the store keeps it (what the control API returns and patches): as written,
-/// with its `id` filled in.
-pub fn written_entry(entry: Value, id: &str) -> Value {
+/// with its `id` filled in, as compact JSON. Object members are in key order, so the same entry
+/// always gives the same bytes (a re-import compares them).
+pub fn written_entry(entry: Value, id: &str) -> Box<[u8]> {
     let mut map = match entry {
         Value::Object(map) => map,
         _ => Map::new(),
     };
     map.insert("id".into(), Value::String(id.to_string()));
-    Value::Object(map)
+    serde_json::to_vec(&map)
+        .expect("a JSON value serializes")
+        .into_boxed_slice()
 }
 
 /// A member, `None` when left out or `null` (a YAML `key:` with nothing after it).
@@ -145,6 +148,13 @@ fn callers(entry: &Map<String, Value>, problems: &mut Problems) -> Vec<IpAddr> {
     let mut callers = Vec::new();
     for (i, caller) in list.iter().enumerate() {
         match caller.as_str().map(str::parse::<IpAddr>) {
+            Some(Ok(ip)) if not_unicast(ip.to_canonical()).is_some() => problems.push(
+                format!("callers[{i}]"),
+                format!(
+                    "{ip} is {}, not an address a VM calls from",
+                    not_unicast(ip.to_canonical()).unwrap_or_default()
+                ),
+            ),
             Some(Ok(ip)) if !callers.contains(&ip.to_canonical()) => {
                 callers.push(ip.to_canonical())
             }
@@ -156,6 +166,21 @@ fn callers(entry: &Map<String, Value>, problems: &mut Problems) -> Vec<IpAddr> {
         }
     }
     callers
+}
+
+/// What `ip` is if it cannot be the source of a VM's connection: the unspecified address (a
+/// socket not yet bound), the IPv4 limited broadcast or a multicast group (RFC 1122 3.2.1.3,
+/// RFC 4291 2.5.2: none is ever a packet's source).
+fn not_unicast(ip: IpAddr) -> Option<&'static str> {
+    if ip.is_unspecified() {
+        Some("the unspecified address")
+    } else if ip.is_multicast() {
+        Some("a multicast address")
+    } else if matches!(ip, IpAddr::V4(v4) if v4.is_broadcast()) {
+        Some("the broadcast address")
+    } else {
+        None
+    }
 }
 
 /// `instance`, checked against the schema; left out, it is every field's default.

@@ -57,6 +57,26 @@ impl InstanceDocument {
         })
     }
 
+    /// The normalized document as [`InstanceDocument::compact`] gave it, with its name and
+    /// unknown fields: a document checked earlier and kept (the store keeps each VM's checked
+    /// form, so a restart does not check 100,000 documents again).
+    pub(crate) fn from_checked(
+        compact: Bytes,
+        name: Box<str>,
+        unknown_fields: Vec<String>,
+    ) -> InstanceDocument {
+        InstanceDocument {
+            compact,
+            name,
+            unknown_fields,
+        }
+    }
+
+    /// The normalized newest document, `extended` included, as compact JSON.
+    pub fn compact(&self) -> &Bytes {
+        &self.compact
+    }
+
     /// The whole document at the newest schema, `extended` included, as a tree.
     pub fn tree(&self) -> Node {
         let value: Value =
@@ -87,87 +107,121 @@ fn build(instance: &Value) -> Result<(Node, Vec<String>), Vec<Problem>> {
     let mut builder = Builder {
         problems: Problems::new(),
         unknown_fields: Vec::new(),
+        path: String::new(),
     };
-    let root = builder.node(instance_schema(), Some(instance), "");
+    let root = builder.node(instance_schema(), Some(instance));
     builder.problems.into_result((root, builder.unknown_fields))
 }
 
 struct Builder {
     problems: Problems,
     unknown_fields: Vec<String>,
+    /// The path of the value being checked, grown and cut back as the walk goes (one buffer:
+    /// a path is made into a `String` only for a problem or an unknown field).
+    path: String,
 }
 
 impl Builder {
     /// Checks `value` against `schema`; a value left out takes the schema's default.
-    fn node(&mut self, schema: &SchemaNode, value: Option<&Value>, path: &str) -> Node {
+    fn node(&mut self, schema: &SchemaNode, value: Option<&Value>) -> Node {
         // A pasted document never holds null, but a hand-written YAML `key:` does: treat
         // it as "left out".
         let value = value.filter(|v| !v.is_null());
         match schema {
-            SchemaNode::Object(fields) => self.object(fields, value, path),
-            SchemaNode::Array(element) => self.array(element, value, path),
-            SchemaNode::Str(default) => self.string(default, value, path),
+            SchemaNode::Object(fields) => self.object(fields, value),
+            SchemaNode::Array(element) => self.array(element, value),
+            SchemaNode::Str(default) => self.string(default, value),
             SchemaNode::Bool(default) => match value {
                 None => Node::Bool(*default),
                 Some(Value::Bool(b)) => Node::Bool(*b),
-                Some(other) => self.wrong_type(path, "a boolean", other),
+                Some(other) => self.wrong_type("a boolean", other),
             },
         }
     }
 
+    /// Runs `check` one level down: at member `key`, or at index `index` when `key` is `None`.
+    fn below(
+        &mut self,
+        key: Option<&str>,
+        index: usize,
+        check: impl FnOnce(&mut Builder) -> Node,
+    ) -> Node {
+        use std::fmt::Write;
+        let len = self.path.len();
+        match key {
+            Some(key) => {
+                if len > 0 {
+                    self.path.push('.');
+                }
+                self.path.push_str(key);
+            }
+            None => write!(self.path, "[{index}]").expect("writing to a String"),
+        }
+        let node = check(self);
+        self.path.truncate(len);
+        node
+    }
+
     /// Every field of the schema (checked or defaulted), then the members it does not know,
     /// kept as written and served from the newest version only.
-    fn object(&mut self, fields: &[SchemaField], value: Option<&Value>, path: &str) -> Node {
+    fn object(&mut self, fields: &[SchemaField], value: Option<&Value>) -> Node {
         let empty = Map::new();
         let map = match value {
             None => &empty,
             Some(Value::Object(map)) => map,
-            Some(other) => return self.wrong_type(path, "an object", other),
+            Some(other) => return self.wrong_type("an object", other),
         };
-        let mut members: Vec<Member> = fields
-            .iter()
-            .map(|field| Member {
+        let mut known = 0;
+        let mut members: Vec<Member> = Vec::with_capacity(fields.len());
+        for field in fields {
+            let given = map.get(field.name);
+            known += usize::from(given.is_some());
+            let value = self.below(Some(field.name), 0, |b| b.node(&field.node, given));
+            members.push(Member {
                 key: field.name.into(),
                 since: field.since,
-                value: self.node(&field.node, map.get(field.name), &join(path, field.name)),
-            })
-            .collect();
-        for (key, value) in map
-            .iter()
-            .filter(|(key, _)| fields.iter().all(|field| field.name != key.as_str()))
-        {
-            self.unknown_fields.push(join(path, key));
-            members.push(Member {
-                key: key.as_str().into(),
-                since: ApiVersion::NEWEST,
-                value: from_json(value),
+                value,
             });
         }
-        sort_members(&mut members, path.is_empty());
+        // Most objects hold only known fields: the scan for others is skipped then.
+        if known < map.len() {
+            for (key, value) in map
+                .iter()
+                .filter(|(key, _)| fields.iter().all(|field| field.name != key.as_str()))
+            {
+                self.unknown_fields.push(join(&self.path, key));
+                members.push(Member {
+                    key: key.as_str().into(),
+                    since: ApiVersion::NEWEST,
+                    value: from_json(value),
+                });
+            }
+        }
+        sort_members(&mut members, self.path.is_empty());
         Node::Object(members)
     }
 
-    fn array(&mut self, element: &SchemaNode, value: Option<&Value>, path: &str) -> Node {
+    fn array(&mut self, element: &SchemaNode, value: Option<&Value>) -> Node {
         match value {
             None => Node::Array(Vec::new()),
             Some(Value::Array(items)) => Node::Array(
                 items
                     .iter()
                     .enumerate()
-                    .map(|(i, item)| self.node(element, Some(item), &join(path, &format!("[{i}]"))))
+                    .map(|(i, item)| self.below(None, i, |b| b.node(element, Some(item))))
                     .collect(),
             ),
-            Some(other) => self.wrong_type(path, "an array", other),
+            Some(other) => self.wrong_type("an array", other),
         }
     }
 
-    fn string(&mut self, default: &str, value: Option<&Value>, path: &str) -> Node {
+    fn string(&mut self, default: &str, value: Option<&Value>) -> Node {
         match value {
             None => Node::String(default.into()),
             Some(Value::String(s)) => Node::String(s.as_str().into()),
             Some(other @ (Value::Number(_) | Value::Bool(_))) => {
                 self.problems.push(
-                    path,
+                    self.path.clone(),
                     format!(
                         "expected a string, found {}; IMDS serves every value as a string, \
                          so quote it (in YAML: \"{}\")",
@@ -177,13 +231,13 @@ impl Builder {
                 );
                 Node::Null
             }
-            Some(other) => self.wrong_type(path, "a string", other),
+            Some(other) => self.wrong_type("a string", other),
         }
     }
 
-    fn wrong_type(&mut self, path: &str, expected: &str, found: &Value) -> Node {
+    fn wrong_type(&mut self, expected: &str, found: &Value) -> Node {
         self.problems.push(
-            path,
+            self.path.clone(),
             format!("expected {expected}, found {}", type_name(found)),
         );
         Node::Null

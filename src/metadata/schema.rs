@@ -211,6 +211,12 @@ impl SchemaNode {
 }
 
 /// The schema tree of the newest instance document (root object: compute, network, extended).
+/// The whole field table as text: what a document checked against this table depends on (a
+/// stored checked document is reused only while this is unchanged).
+pub(crate) fn table_text() -> String {
+    format!("{FIELDS:?}")
+}
+
 pub(crate) fn instance_schema() -> &'static SchemaNode {
     static SCHEMA: LazyLock<SchemaNode> = LazyLock::new(build);
     &SCHEMA

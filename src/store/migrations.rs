@@ -2,16 +2,22 @@
 //! same transaction that records the new version, so an interrupted upgrade leaves the old
 //! version intact. Add a function to [`MIGRATIONS`]; never edit a released one.
 
-use redb::{Database, ReadableDatabase, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
-use crate::store::{EVENTS, Error, IMPORTED_EVENTS, INCARNATIONS, META, VMS, db};
+use crate::store::record::{self, Checked};
+use crate::store::{EVENTS, Error, IMPORTED_EVENTS, INCARNATIONS, META, Origin, VMS, db};
 
 const SCHEMA_VERSION: &str = "schema_version";
 
 type Migration = fn(&WriteTransaction) -> Result<(), Error>;
 
 /// `MIGRATIONS[n]` upgrades version `n` to `n + 1`. Version 0 is an empty file.
-const MIGRATIONS: &[Migration] = &[create_vm_table, create_event_tables, create_import_record];
+const MIGRATIONS: &[Migration] = &[
+    create_vm_table,
+    create_event_tables,
+    create_import_record,
+    binary_vm_records,
+];
 
 /// Brings the store to the newest schema; refuses a store written by a newer azimds.
 pub(super) fn run(database: &Database) -> Result<(), Error> {
@@ -67,5 +73,39 @@ fn create_event_tables(write: &WriteTransaction) -> Result<(), Error> {
 /// Version 3: which definition events were already imported, so each is seeded once.
 fn create_import_record(write: &WriteTransaction) -> Result<(), Error> {
     write.open_table(IMPORTED_EVENTS).map_err(db)?;
+    Ok(())
+}
+
+/// Version 4: VM records in `record.rs`'s layout (checksum, entry as written kept as bytes, a
+/// checked form beside it) instead of JSON with the entry nested in it. Upgraded records have
+/// no checked form yet: the next load checks each entry and stores its form.
+fn binary_vm_records(write: &WriteTransaction) -> Result<(), Error> {
+    #[derive(serde::Deserialize)]
+    struct JsonRecord {
+        revision: u64,
+        origin: Origin,
+        definition: serde_json::Value,
+    }
+    let mut table = write.open_table(VMS).map_err(db)?;
+    let ids: Vec<String> = table
+        .iter()
+        .map_err(db)?
+        .map(|entry| entry.map(|(key, _)| key.value().to_string()))
+        .collect::<Result<_, _>>()
+        .map_err(db)?;
+    for id in ids {
+        let old = table.get(id.as_str()).map_err(db)?.map(|value| {
+            serde_json::from_slice::<JsonRecord>(value.value()).map_err(|e| Error::Corrupt {
+                key: id.clone(),
+                message: e.to_string(),
+            })
+        });
+        let Some(old) = old.transpose()? else {
+            continue;
+        };
+        let entry = serde_json::to_vec(&old.definition).expect("a JSON value serializes");
+        let bytes = record::encode(old.revision, old.origin, &entry, Checked::NONE);
+        table.insert(id.as_str(), bytes.as_slice()).map_err(db)?;
+    }
     Ok(())
 }

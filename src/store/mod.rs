@@ -9,10 +9,11 @@
 //! Synchronous by design: callers run it on a blocking thread.
 
 mod migrations;
+mod record;
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
@@ -20,7 +21,9 @@ use serde_json::Value;
 
 use crate::events::Event;
 
-/// VM id → JSON-encoded [`StoredVm`] (without the id).
+pub use record::{Checked, RecordView};
+
+/// VM id → the VM record (`record.rs`: checksum, revision, origin, entry, checked form).
 const VMS: TableDefinition<&str, &[u8]> = TableDefinition::new("vms");
 /// Small counters: the schema version, the revision sequence.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -32,6 +35,12 @@ const INCARNATIONS: TableDefinition<&str, u64> = TableDefinition::new("incarnati
 const IMPORTED_EVENTS: TableDefinition<&str, u64> = TableDefinition::new("imported_events");
 
 const NEXT_REVISION: &str = "next_revision";
+
+/// redb's page cache (its default is 1 GiB). Everything served is in memory already, and a
+/// start reads every record once: a large cache would only keep a second copy of the store in
+/// the process (measured: 1.3 GB RSS at 100k VMs with the default, see BENCHMARKS.md). The
+/// kernel's page cache still holds the file.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +79,7 @@ pub enum Origin {
     Demo,
 }
 
-/// A VM record as stored.
+/// A VM record, its entry read as JSON (what the control API returns and patches).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StoredVm {
     #[serde(skip)]
@@ -91,17 +100,32 @@ pub enum Expect {
     Revision(u64),
 }
 
-/// One change of a batch.
-#[derive(Clone, Debug)]
-pub enum Change {
-    Put {
-        id: String,
+/// The changes of one transaction ([`Store::batch`]): all of them commit, or none.
+pub struct Batch<'t> {
+    table: redb::Table<'t, &'static str, &'static [u8]>,
+    next_revision: u64,
+}
+
+impl Batch<'_> {
+    /// Writes VM `id` with a new revision (returned).
+    pub fn put(
+        &mut self,
+        id: &str,
         origin: Origin,
-        definition: Value,
-    },
-    Delete {
-        id: String,
-    },
+        entry: &[u8],
+        checked: Checked<'_>,
+    ) -> Result<u64, Error> {
+        let revision = self.next_revision;
+        self.next_revision += 1;
+        let bytes = record::encode(revision, origin, entry, checked);
+        self.table.insert(id, bytes.as_slice()).map_err(db)?;
+        Ok(revision)
+    }
+
+    /// Deletes VM `id`; whether it existed.
+    pub fn delete(&mut self, id: &str) -> Result<bool, Error> {
+        Ok(self.table.remove(id).map_err(db)?.is_some())
+    }
 }
 
 /// The opened store.
@@ -113,7 +137,10 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store, Error> {
-        let database = Database::create(path).map_err(db)?;
+        let database = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(db)?;
         // The store will hold identities and keys: owner-only, like the data directory.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
@@ -125,18 +152,23 @@ impl Store {
     /// Every VM record, in id order.
     pub fn vms(&self) -> Result<Vec<StoredVm>, Error> {
         let mut out = Vec::new();
-        self.visit_vms(|vm| out.push(vm))?;
-        Ok(out)
+        let mut failed = None;
+        self.visit_records(|id, record| match stored_vm(id, &record) {
+            Ok(vm) => out.push(vm),
+            Err(error) => failed = failed.take().or(Some(error)),
+        })?;
+        failed.map_or(Ok(out), Err)
     }
 
-    /// Hands every VM record to `visit`, in id order, one at a time (loading 100k VMs must not
-    /// hold every decoded record at once).
-    pub fn visit_vms(&self, mut visit: impl FnMut(StoredVm)) -> Result<(), Error> {
+    /// Hands every VM record to `visit`, in id order, borrowed from the table: loading 100k VMs
+    /// holds no record longer than `visit` does. A damaged record stops the visit.
+    pub fn visit_records(&self, mut visit: impl FnMut(&str, RecordView<'_>)) -> Result<(), Error> {
         let read = self.db.begin_read().map_err(db)?;
         let table = read.open_table(VMS).map_err(db)?;
         for entry in table.iter().map_err(db)? {
             let (key, value) = entry.map_err(db)?;
-            visit(decode(key.value(), value.value())?);
+            let id = key.value();
+            visit(id, record::decode(id, value.value())?);
         }
         Ok(())
     }
@@ -146,89 +178,128 @@ impl Store {
         let read = self.db.begin_read().map_err(db)?;
         let table = read.open_table(VMS).map_err(db)?;
         let found = table.get(id).map_err(db)?;
-        found.map(|value| decode(id, value.value())).transpose()
+        found
+            .map(|value| stored_vm(id, &record::decode(id, value.value())?))
+            .transpose()
     }
 
     /// Writes one VM if `expect` holds; returns the new record and whether it was created.
-    /// Durable when it returns.
+    /// `entry` is the entry as written (compact JSON). Durable when it returns.
     pub fn put_vm(
         &self,
         id: &str,
         origin: Origin,
-        definition: &Value,
+        entry: &[u8],
+        checked: Checked<'_>,
         expect: Expect,
     ) -> Result<(StoredVm, bool), Error> {
-        let write = self.db.begin_write().map_err(db)?;
-        let stored = {
-            let mut table = write.open_table(VMS).map_err(db)?;
-            let current = match table.get(id).map_err(db)? {
-                Some(value) => Some(decode(id, value.value())?.revision),
-                None => None,
-            };
+        let (revision, created) = self.batch(|batch| {
+            let current = batch.revision_of(id)?;
             check(expect, current)?;
-            let revision = next_revision(&write)?;
-            let stored = StoredVm {
-                id: id.to_string(),
-                revision,
-                origin,
-                definition: definition.clone(),
-            };
-            table.insert(id, encode(&stored).as_slice()).map_err(db)?;
-            (stored, current.is_none())
+            let revision = batch.put(id, origin, entry, checked)?;
+            Ok::<_, Error>((revision, current.is_none()))
+        })?;
+        let record = RecordView {
+            revision,
+            origin,
+            entry,
+            checked,
         };
-        write.commit().map_err(db)?;
-        Ok(stored)
+        Ok((stored_vm(id, &record)?, created))
+    }
+
+    /// How many VMs the store holds.
+    pub fn vm_count(&self) -> Result<u64, Error> {
+        let read = self.db.begin_read().map_err(db)?;
+        read.open_table(VMS).map_err(db)?.len().map_err(db)
     }
 
     /// Deletes one VM if `expect` holds; `Ok(false)` if there was none (and none was expected).
     pub fn delete_vm(&self, id: &str, expect: Expect) -> Result<bool, Error> {
-        let write = self.db.begin_write().map_err(db)?;
-        let existed = {
-            let mut table = write.open_table(VMS).map_err(db)?;
-            let current = match table.get(id).map_err(db)? {
-                Some(value) => Some(decode(id, value.value())?.revision),
-                None => None,
-            };
-            check(expect, current)?;
-            table.remove(id).map_err(db)?.is_some()
-        };
-        write.commit().map_err(db)?;
-        Ok(existed)
+        self.batch(|batch| {
+            check(expect, batch.revision_of(id)?)?;
+            batch.delete(id)
+        })
     }
 
-    /// Applies every change in one transaction: all of them are durable, or none.
-    pub fn apply(&self, changes: &[Change]) -> Result<Vec<StoredVm>, Error> {
+    /// Runs `fill` on one write transaction and commits it if `fill` succeeds: every change is
+    /// durable when this returns `Ok`, and none is made if `fill` fails. Revisions come from
+    /// one counter read and written once per transaction.
+    pub fn batch<T, E: From<Error>>(
+        &self,
+        fill: impl FnOnce(&mut Batch<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
         let write = self.db.begin_write().map_err(db)?;
-        let mut written = Vec::new();
+        let value = {
+            let mut meta = write.open_table(META).map_err(db)?;
+            let next_revision = meta
+                .get(NEXT_REVISION)
+                .map_err(db)?
+                .map_or(1, |v| v.value());
+            let mut batch = Batch {
+                table: write.open_table(VMS).map_err(db)?,
+                next_revision,
+            };
+            let value = fill(&mut batch)?;
+            meta.insert(NEXT_REVISION, batch.next_revision)
+                .map_err(db)?;
+            value
+        };
+        write.commit().map_err(db)?;
+        Ok(value)
+    }
+
+    /// Replaces the checked forms of VMs whose entries were checked again (by a newer azimds),
+    /// keeping each record's revision, origin and entry. Records that changed meanwhile are left.
+    pub fn refresh_checked(&self, forms: &[(String, Vec<u8>)], by: u64) -> Result<(), Error> {
+        let write = self.db.begin_write().map_err(db)?;
         {
             let mut table = write.open_table(VMS).map_err(db)?;
-            for change in changes {
-                match change {
-                    Change::Put {
-                        id,
-                        origin,
-                        definition,
-                    } => {
-                        let stored = StoredVm {
-                            id: id.clone(),
-                            revision: next_revision(&write)?,
-                            origin: *origin,
-                            definition: definition.clone(),
-                        };
-                        table
-                            .insert(id.as_str(), encode(&stored).as_slice())
-                            .map_err(db)?;
-                        written.push(stored);
+            for (id, form) in forms {
+                let updated = match table.get(id.as_str()).map_err(db)? {
+                    Some(value) => {
+                        let view = record::decode(id, value.value())?;
+                        Some(record::encode(
+                            view.revision,
+                            view.origin,
+                            view.entry,
+                            Checked { by, form },
+                        ))
                     }
-                    Change::Delete { id } => {
-                        table.remove(id.as_str()).map_err(db)?;
-                    }
+                    None => None,
+                };
+                if let Some(bytes) = updated {
+                    table.insert(id.as_str(), bytes.as_slice()).map_err(db)?;
                 }
             }
         }
         write.commit().map_err(db)?;
-        Ok(written)
+        Ok(())
     }
+}
+
+impl Batch<'_> {
+    /// The revision VM `id` has in this transaction, if it exists.
+    fn revision_of(&self, id: &str) -> Result<Option<u64>, Error> {
+        match self.table.get(id).map_err(db)? {
+            Some(value) => Ok(Some(record::decode(id, value.value())?.revision)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// A record with its entry read as JSON.
+fn stored_vm(id: &str, record: &RecordView<'_>) -> Result<StoredVm, Error> {
+    let definition = serde_json::from_slice(record.entry).map_err(|e| Error::Corrupt {
+        key: id.to_string(),
+        message: format!("its entry is not JSON: {e}"),
+    })?;
+    Ok(StoredVm {
+        id: id.to_string(),
+        revision: record.revision,
+        origin: record.origin,
+        definition,
+    })
 }
 
 impl Store {
@@ -319,33 +390,8 @@ fn check(expect: Expect, current: Option<u64>) -> Result<(), Error> {
     }
 }
 
-fn next_revision(write: &redb::WriteTransaction) -> Result<u64, Error> {
-    let mut meta = write.open_table(META).map_err(db)?;
-    let revision = meta
-        .get(NEXT_REVISION)
-        .map_err(db)?
-        .map_or(1, |v| v.value());
-    meta.insert(NEXT_REVISION, revision + 1).map_err(db)?;
-    Ok(revision)
-}
-
-fn encode(vm: &StoredVm) -> Vec<u8> {
-    serde_json::to_vec(vm).expect("a StoredVm serializes")
-}
-
-fn decode(id: &str, bytes: &[u8]) -> Result<StoredVm, Error> {
-    let mut vm: StoredVm = serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
-        key: id.to_string(),
-        message: e.to_string(),
-    })?;
-    vm.id = id.to_string();
-    Ok(vm)
-}
-
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     fn temp_store(name: &str) -> (Store, std::path::PathBuf) {
@@ -356,27 +402,28 @@ mod tests {
         (Store::open(&path).unwrap(), dir)
     }
 
+    fn put(
+        store: &Store,
+        id: &str,
+        entry: &str,
+        expect: Expect,
+    ) -> Result<(StoredVm, bool), Error> {
+        let form = [7, 7];
+        let checked = Checked { by: 1, form: &form };
+        store.put_vm(id, Origin::Api, entry.as_bytes(), checked, expect)
+    }
+
     #[test]
     fn writes_survive_reopening_and_revisions_never_repeat() {
         let (store, dir) = temp_store("reopen");
-        let (a1, created) = store
-            .put_vm("a", Origin::Api, &json!({"x": 1}), Expect::Absent)
-            .unwrap();
+        let (a1, created) = put(&store, "a", r#"{"x":1}"#, Expect::Absent).unwrap();
         assert!(created);
-        let (a2, created) = store
-            .put_vm(
-                "a",
-                Origin::Api,
-                &json!({"x": 2}),
-                Expect::Revision(a1.revision),
-            )
-            .unwrap();
+        assert_eq!(a1.definition, serde_json::json!({"x": 1}));
+        let (a2, created) = put(&store, "a", r#"{"x":2}"#, Expect::Revision(a1.revision)).unwrap();
         assert!(!created, "a replacement is not a creation");
         assert!(a2.revision > a1.revision);
         assert!(store.delete_vm("a", Expect::Revision(a2.revision)).unwrap());
-        let (a3, created) = store
-            .put_vm("a", Origin::File, &json!({"x": 3}), Expect::Absent)
-            .unwrap();
+        let (a3, created) = put(&store, "a", r#"{"x":3}"#, Expect::Absent).unwrap();
         assert!(created, "recreated after a delete");
         assert!(
             a3.revision > a2.revision,
@@ -385,26 +432,30 @@ mod tests {
         drop(store);
         let store = Store::open(&dir.join("azimds.redb")).unwrap();
         assert_eq!(store.vm("a").unwrap(), Some(a3));
+        let mut seen = Vec::new();
+        store
+            .visit_records(|id, record| {
+                seen.push((
+                    id.to_string(),
+                    record.entry.to_vec(),
+                    record.checked.form.to_vec(),
+                ))
+            })
+            .unwrap();
+        assert_eq!(seen, [("a".into(), br#"{"x":3}"#.to_vec(), vec![7, 7])]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn conditional_writes() {
         let (store, dir) = temp_store("conditional");
-        let (a, _) = store
-            .put_vm("a", Origin::Api, &json!({}), Expect::Anything)
-            .unwrap();
+        let (a, _) = put(&store, "a", "{}", Expect::Anything).unwrap();
         assert!(matches!(
-            store.put_vm("a", Origin::Api, &json!({}), Expect::Absent),
+            put(&store, "a", "{}", Expect::Absent),
             Err(Error::PreconditionFailed { current: Some(r) }) if r == a.revision
         ));
         assert!(matches!(
-            store.put_vm(
-                "a",
-                Origin::Api,
-                &json!({}),
-                Expect::Revision(a.revision + 100)
-            ),
+            put(&store, "a", "{}", Expect::Revision(a.revision + 100)),
             Err(Error::PreconditionFailed { .. })
         ));
         assert!(matches!(
@@ -416,29 +467,96 @@ mod tests {
     }
 
     #[test]
-    fn batches_apply_together() {
+    fn batches_apply_together_or_not_at_all() {
         let (store, dir) = temp_store("batch");
+        put(&store, "old", "{}", Expect::Anything).unwrap();
         store
-            .put_vm("old", Origin::File, &json!({}), Expect::Anything)
+            .batch(|batch| {
+                batch.put("a", Origin::File, br#"{"n":1}"#, Checked::NONE)?;
+                batch.put("b", Origin::File, br#"{"n":2}"#, Checked::NONE)?;
+                batch.delete("old")?;
+                Ok::<_, Error>(())
+            })
             .unwrap();
-        let written = store
-            .apply(&[
-                Change::Put {
-                    id: "a".into(),
-                    origin: Origin::File,
-                    definition: json!({"n": 1}),
-                },
-                Change::Put {
-                    id: "b".into(),
-                    origin: Origin::File,
-                    definition: json!({"n": 2}),
-                },
-                Change::Delete { id: "old".into() },
-            ])
+        let ids = || -> Vec<String> { store.vms().unwrap().into_iter().map(|v| v.id).collect() };
+        assert_eq!(ids(), ["a", "b"]);
+        let failed: Result<(), Error> = store.batch(|batch| {
+            batch.delete("a")?;
+            batch.put("c", Origin::File, b"{}", Checked::NONE)?;
+            Err(Error::PreconditionFailed { current: None })
+        });
+        assert!(failed.is_err());
+        assert_eq!(ids(), ["a", "b"], "a failed batch changes nothing");
+        assert_eq!(store.vm_count().unwrap(), 2);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn refreshing_checked_forms_keeps_revisions_and_entries() {
+        let (store, dir) = temp_store("refresh");
+        let (a, _) = put(&store, "a", r#"{"x":1}"#, Expect::Anything).unwrap();
+        store
+            .refresh_checked(&[("a".into(), vec![1, 2, 3]), ("gone".into(), vec![])], 42)
             .unwrap();
-        assert_eq!(written.len(), 2);
-        let ids: Vec<String> = store.vms().unwrap().into_iter().map(|v| v.id).collect();
-        assert_eq!(ids, ["a", "b"]);
+        store
+            .visit_records(|_, record| {
+                assert_eq!(record.revision, a.revision);
+                assert_eq!(record.entry, br#"{"x":1}"#);
+                assert_eq!(
+                    (record.checked.by, record.checked.form),
+                    (42, &[1, 2, 3][..])
+                );
+            })
+            .unwrap();
+        assert_eq!(
+            store.vm_count().unwrap(),
+            1,
+            "no record is made for a missing VM"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A store written by azimds before schema version 4 (VM records as JSON) upgrades: every
+    /// VM keeps its revision, origin and entry; the revision counter goes on.
+    #[test]
+    fn a_version_3_store_upgrades() {
+        let dir = std::env::temp_dir().join(format!("azimds-store-v3-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("azimds.redb");
+        {
+            // Exactly what schema version 3 wrote: JSON records and the counters.
+            let database = Database::create(&path).unwrap();
+            let write = database.begin_write().unwrap();
+            {
+                let mut vms = write.open_table(VMS).unwrap();
+                let a = br#"{"revision":3,"origin":"file","definition":{"id":"a","instance":{"compute":{"name":"a"}}}}"#;
+                let b = br#"{"revision":5,"origin":"api","definition":{"callers":["10.0.0.4"],"id":"b"}}"#;
+                vms.insert("a", a.as_slice()).unwrap();
+                vms.insert("b", b.as_slice()).unwrap();
+                let mut meta = write.open_table(META).unwrap();
+                meta.insert(NEXT_REVISION, 6).unwrap();
+                meta.insert("schema_version", 3).unwrap();
+                write.open_table(EVENTS).unwrap();
+                write.open_table(INCARNATIONS).unwrap();
+                write.open_table(IMPORTED_EVENTS).unwrap();
+            }
+            write.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let vms = store.vms().unwrap();
+        assert_eq!(vms.len(), 2);
+        assert_eq!((vms[0].revision, vms[0].origin), (3, Origin::File));
+        assert_eq!(
+            vms[0].definition,
+            serde_json::json!({"id": "a", "instance": {"compute": {"name": "a"}}})
+        );
+        assert_eq!((vms[1].revision, vms[1].origin), (5, Origin::Api));
+        store
+            .visit_records(|_, record| assert_eq!(record.checked.by, 0, "no checked form yet"))
+            .unwrap();
+        let (c, _) = put(&store, "c", "{}", Expect::Absent).unwrap();
+        assert_eq!(c.revision, 6, "the revision counter survives the upgrade");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -11,6 +11,8 @@ mod bad_input;
 mod cli;
 /// The control API in-process: every route, auth, validation, ETags, isolation from guests.
 mod control;
+/// Definition input that costs too much or means two things; records changed on disk.
+mod definitions;
 /// Crash durability: SIGKILL mid-write at random moments, restart, every acknowledged write kept.
 mod durability;
 /// Managed identity: tokens verified with the published JWKS, exact error bodies, cache, limits.
