@@ -4,6 +4,7 @@
 //! binds sockets and installs logging, then hands listeners to [`guest::serve`].
 //! See ARCHITECTURE.md for the map.
 
+pub mod attested;
 pub mod cli;
 pub mod client;
 pub mod clock;

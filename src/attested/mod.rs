@@ -1,0 +1,8 @@
+//! Attested documents (spec §7): `GET /metadata/attested/document` signs a small JSON
+//! statement about the VM in a CMS envelope built exactly like Azure's. No HTTP here (the
+//! endpoint belongs to `guest`); time is passed in; signing keys never reach `Debug` or logs.
+//!
+//! - `cms` — the DER envelope (§7.4); `der` — the small DER writer and reader it uses.
+
+pub mod cms;
+pub(crate) mod der;
