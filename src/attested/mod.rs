@@ -4,9 +4,12 @@
 //!
 //! - `content` — the signed JSON per api-version (§7.3), [`Nonce`] rules (§7.1).
 //! - `cms` — the DER envelope (§7.4); `der` — the small DER writer and reader it uses.
+//! - `certs` — the generated root CA and the leaves named like Azure's (§7.5).
 
+pub mod certs;
 pub mod cms;
 pub mod content;
 pub(crate) mod der;
 
+pub use certs::Cloud;
 pub use content::{AttestedVm, Nonce, NonceError, accepts, signed_content};
