@@ -366,6 +366,64 @@ fn cmsout_print_shows_every_spec_field() {
 }
 
 #[test]
+fn imds_sample_py_finds_and_uses_the_ca_issuers_url() {
+    // IMDSSample.py's certificate steps: print the signer, find "CA Issuers" in `x509 -text`,
+    // download the issuer (DER), convert it, verify the signer with it.
+    let url = "http://169.254.169.254/attested/ca.crt?";
+    let now = SystemTime::now();
+    let store = std::sync::Arc::new(crate::identity::keys::MemoryKeyStore::default());
+    let signer = AttestedSigner::open(store, Some(url.into()), now).unwrap();
+    let der = signer.sign(Cloud::Public, "eastus", b"{}", now).unwrap();
+    let dir = Scratch::new("aia");
+    dir.write("decoded_signature", &der);
+    let out = openssl(
+        &[
+            "pkcs7",
+            "-in",
+            "decoded_signature",
+            "-inform",
+            "DER",
+            "-print_certs",
+            "-out",
+            "signer.pem",
+        ],
+        &dir.0,
+    );
+    assert!(out.status.success());
+    let out = openssl(&["x509", "-in", "signer.pem", "-text", "-noout"], &dir.0);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("CA Issuers"))
+        .expect("a CA Issuers line");
+    assert_eq!(line.split_once("URI:").unwrap().1, url);
+    dir.write("intermediate.cer", &signer.issuer_der());
+    let out = openssl(
+        &[
+            "x509",
+            "-inform",
+            "der",
+            "-in",
+            "intermediate.cer",
+            "-out",
+            "intermediate.pem",
+        ],
+        &dir.0,
+    );
+    assert!(out.status.success());
+    let out = openssl(
+        &["verify", "-CAfile", "intermediate.pem", "signer.pem"],
+        &dir.0,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "signer.pem: OK\n");
+}
+
+#[test]
 fn government_vm_is_signed_by_a_government_leaf() {
     let now = SystemTime::now();
     let signer = AttestedSigner::in_memory(now).unwrap();
