@@ -1,6 +1,6 @@
 //! Attested documents signed per second on one thread: our envelope encoder against openssl's
 //! `Pkcs7::sign` (the ceiling in dependencies-and-ceilings.md §4.3: 3,399/s), same RSA-2048
-//! leaf, same ~330-byte content.
+//! leaf, same ~300-byte content (the newest version's, with a 10-digit nonce).
 //!
 //! ```text
 //! cargo run --release --example attested_sign [-- --rounds 5 --seconds 1.5]
@@ -11,7 +11,9 @@
 //! costs on this machine right now), `CmsSigner::sign` (the envelope alone),
 //! `AttestedSigner::document` (the whole response body: JSON, leaf lookup, envelope, base64),
 //! and `Pkcs7::sign` + `to_der` (openssl's own envelope, with signed attributes). Rounds
-//! interleave the rows, so a busy machine slows them alike. Prints one JSON object per row: the median and range
+//! interleave the rows, so a busy machine slows them alike; each row is reported per
+//! wall-clock second and per second of this thread's CPU time (which a shared core does not
+//! dilute). Prints one JSON object per row: the median and range
 //! of the rounds, in documents/s, and the output size (the DER; the JSON body for `document`).
 
 use std::time::{Duration, Instant, SystemTime};
@@ -106,7 +108,9 @@ fn main() {
 struct Row<'a> {
     name: &'static str,
     sign: Box<dyn FnMut() -> usize + 'a>,
+    /// Per wall-clock second, and per second this thread was on a CPU.
     rates: Vec<f64>,
+    cpu_rates: Vec<f64>,
     bytes: usize,
 }
 
@@ -116,33 +120,53 @@ impl<'a> Row<'a> {
             name,
             sign: Box::new(sign),
             rates: Vec::new(),
+            cpu_rates: Vec::new(),
             bytes: 0,
         }
     }
 
     fn round(&mut self, seconds: f64) {
         let start = Instant::now();
+        let cpu_start = thread_cpu_seconds();
         let mut n = 0u64;
         while start.elapsed() < Duration::from_secs_f64(seconds) {
             self.bytes = std::hint::black_box((self.sign)());
             n += 1;
         }
         self.rates.push(n as f64 / start.elapsed().as_secs_f64());
+        self.cpu_rates
+            .push(n as f64 / (thread_cpu_seconds() - cpu_start));
     }
 
     fn print(&mut self) {
         self.rates.sort_by(f64::total_cmp);
-        let rates = &self.rates;
+        self.cpu_rates.sort_by(f64::total_cmp);
+        let (rates, cpu) = (&self.rates, &self.cpu_rates);
         println!(
-            r#"{{"row":"{}","median_per_s":{:.0},"min_per_s":{:.0},"max_per_s":{:.0},"rounds":{},"bytes":{}}}"#,
+            r#"{{"row":"{}","median_per_s":{:.0},"min_per_s":{:.0},"max_per_s":{:.0},"median_per_cpu_s":{:.0},"min_per_cpu_s":{:.0},"max_per_cpu_s":{:.0},"rounds":{},"bytes":{}}}"#,
             self.name,
             rates[rates.len() / 2],
             rates[0],
             rates[rates.len() - 1],
+            cpu[cpu.len() / 2],
+            cpu[0],
+            cpu[cpu.len() - 1],
             rates.len(),
             self.bytes,
         );
     }
+}
+
+/// This thread's time on a CPU (Linux `/proc/thread-self/schedstat`, nanoseconds), so a rate
+/// per CPU-second does not drop when other processes share the core.
+fn thread_cpu_seconds() -> f64 {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").expect("Linux schedstat");
+    let nanos: u64 = text
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("schedstat starts with the run time in ns");
+    nanos as f64 / 1e9
 }
 
 fn arguments() -> (usize, f64) {
