@@ -1,17 +1,19 @@
 //! The control plane's write path: every change to the set of VMs goes through [`Registry`],
 //! which validates it, makes it durable in the store, publishes the next snapshot to the
-//! guest plane, then seeds the scheduled events the VM's definition lists (once per EventId).
+//! guest plane, then seeds the scheduled events the VM's definition lists (once per EventId)
+//! and has the attested signer issue the VM's regional leaf, so no guest request waits for it.
 //! A write is acknowledged (returns `Ok`) only after the store commit.
 //!
 //! Writes are serialized by one mutex, so the store's order and the snapshots' order agree.
 //! Every method is synchronous (store IO): async callers run them on a blocking thread. The
 //! mutex is a `std::sync::Mutex` and is never held across an `.await`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+use crate::attested::Cloud;
 use crate::definition::{self, DefinedVm, Definitions, Problem};
 use crate::snapshot::{self, CallerMode, Snapshot};
 use crate::state::Shared;
@@ -202,7 +204,9 @@ impl Registry {
                 report.deleted.push(id.clone());
             }
         }
+        let mut signers = BTreeSet::new();
         for DefinedVm { vm, entry } in definitions.vms {
+            signers.insert(attested_signer_of(&entry));
             let unchanged = stored
                 .get(&vm.id)
                 .is_some_and(|s| s.origin == Origin::File && s.definition == entry);
@@ -226,6 +230,7 @@ impl Registry {
             self.forget_events_of(&report.deleted);
             self.import_events_of(&report.written);
         }
+        self.prepare_attested(signers);
         Ok(report)
     }
 
@@ -311,8 +316,32 @@ impl Registry {
         let (stored, created) = self.store.put_vm(id, origin, &written, expect)?;
         self.publish(next);
         self.import_events_of(&[id.to_string()]);
+        self.prepare_attested([attested_signer_of(&written)]);
         Ok((stored, created))
     }
+
+    /// Issues the attested leaves for these (cloud, location)s now. The VM write is already
+    /// durable; a failure is logged, and the VM's first attested request issues it instead.
+    fn prepare_attested(&self, signers: impl IntoIterator<Item = (Cloud, String)>) {
+        let now = self.shared.clock().now();
+        for (cloud, location) in signers {
+            if let Err(error) = self.shared.attested().prepare(cloud, &location, now) {
+                tracing::warn!(%location, %error, "cannot issue the attested signing certificate ahead of use");
+            }
+        }
+    }
+}
+
+/// The cloud and location a VM entry's attested documents are signed for (spec §7.5), read
+/// from the entry as written: a member left out is the schema's default, which names the
+/// public cloud and no region.
+fn attested_signer_of(entry: &Value) -> (Cloud, String) {
+    let compute = entry.get("instance").and_then(|i| i.get("compute"));
+    let text = |key: &str| compute.and_then(|c| c.get(key)).and_then(Value::as_str);
+    (
+        Cloud::from_az_environment(text("azEnvironment").unwrap_or("")),
+        text("location").unwrap_or("").to_string(),
+    )
 }
 
 /// RFC 7396 JSON merge patch: objects merge recursively, `null` deletes, anything else replaces.

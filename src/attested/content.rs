@@ -3,7 +3,6 @@
 //!
 //! Pure: the caller passes the VM's facts and the time.
 
-use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
 use time::OffsetDateTime;
@@ -44,6 +43,30 @@ pub struct AttestedVm<'a> {
     pub location: &'a str,
     /// `compute.azEnvironment`, e.g. `AzurePublicCloud`.
     pub az_environment: &'a str,
+}
+
+impl<'a> AttestedVm<'a> {
+    /// The facts from a VM's instance document (`compute.*`, newest schema, every field
+    /// present; anything missing reads as `""`).
+    pub fn from_instance(instance: &'a serde_json::Value) -> AttestedVm<'a> {
+        let text = |pointer: &str| {
+            instance
+                .pointer(pointer)
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("")
+        };
+        AttestedVm {
+            vm_id: text("/compute/vmId"),
+            subscription_id: text("/compute/subscriptionId"),
+            sku: text("/compute/sku"),
+            plan_name: text("/compute/plan/name"),
+            plan_product: text("/compute/plan/product"),
+            plan_publisher: text("/compute/plan/publisher"),
+            license_type: text("/compute/licenseType"),
+            location: text("/compute/location"),
+            az_environment: text("/compute/azEnvironment"),
+        }
+    }
 }
 
 /// A `nonce` query parameter that passed §7.1's recommended check: 1 to 32 ASCII letters and
@@ -106,19 +129,16 @@ enum Field {
 }
 
 /// Each field and the api-version that introduced it (§7.3). The one table that shapes
-/// versions; `version.rs` has no constants for 2019-04-30 and 2019-11-01, hence the parse.
-static FIELDS: LazyLock<[(Field, ApiVersion); 7]> = LazyLock::new(|| {
-    let v = |text| ApiVersion::parse(text).expect("a supported api-version");
-    [
-        (Field::LicenseType, ApiVersion::V2020_09_01),
-        (Field::Nonce, ApiVersion::V2018_10_01),
-        (Field::Plan, ApiVersion::V2018_10_01),
-        (Field::Sku, v("2019-11-01")),
-        (Field::SubscriptionId, v("2019-04-30")),
-        (Field::TimeStamp, ApiVersion::V2018_10_01),
-        (Field::VmId, ApiVersion::V2018_10_01),
-    ]
-});
+/// versions.
+const FIELDS: [(Field, ApiVersion); 7] = [
+    (Field::LicenseType, ApiVersion::V2020_09_01),
+    (Field::Nonce, ApiVersion::V2018_10_01),
+    (Field::Plan, ApiVersion::V2018_10_01),
+    (Field::Sku, ApiVersion::V2019_11_01),
+    (Field::SubscriptionId, ApiVersion::V2019_04_30),
+    (Field::TimeStamp, ApiVersion::V2018_10_01),
+    (Field::VmId, ApiVersion::V2018_10_01),
+];
 
 /// `MM/dd/yy HH:mm:ss -0000`, always UTC (§7.3).
 const TIMESTAMP: &[BorrowedFormatItem<'static>] =

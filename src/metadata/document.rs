@@ -75,6 +75,12 @@ impl InstanceDocument {
         &self.unknown_fields
     }
 
+    /// The whole document at the newest schema as a JSON value (parsed on each call: for
+    /// requests that read several fields and then do costlier work, like signing).
+    pub fn value(&self) -> Value {
+        serde_json::from_slice(&self.compact).expect("our own compact JSON parses")
+    }
+
     /// A string leaf by path of keys.
     pub fn string_at(&self, keys: &[&str]) -> Option<String> {
         let value: Value = serde_json::from_slice(&self.compact).ok()?;

@@ -114,6 +114,64 @@ impl LoadBalancer {
     }
 }
 
+/// What `GET /metadata/loadbalancer` answers for a VM whose definition has a `loadBalancer`:
+/// the response body, rendered once when the definition is checked, or one of §8.4's
+/// outages, which an operator sets to see how a client copes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Served {
+    /// `{"loadbalancer":{…}}`.
+    Body(bytes::Bytes),
+    Outage(Outage),
+}
+
+/// The §8.4 answers that say "not now" rather than "no load balancer", by the name a
+/// definition gives them (`loadBalancer: notAvailableRightNow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outage {
+    /// 404 [`messages::NOT_AVAILABLE_RIGHT_NOW`]: the data lags the load balancer (§8.3).
+    NotAvailableRightNow,
+    /// 404 [`messages::NOT_CURRENTLY_AVAILABLE`].
+    NotCurrentlyAvailable,
+    /// 503 [`messages::SERVICE_UNAVAILABLE`].
+    ServiceUnavailable,
+}
+
+impl Outage {
+    /// Every outage and its name in a definition.
+    pub const NAMES: [(&'static str, Outage); 3] = [
+        ("notAvailableRightNow", Outage::NotAvailableRightNow),
+        ("notCurrentlyAvailable", Outage::NotCurrentlyAvailable),
+        ("serviceUnavailable", Outage::ServiceUnavailable),
+    ];
+
+    fn from_name(name: &str) -> Option<Outage> {
+        Outage::NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, outage)| *outage)
+    }
+}
+
+impl Served {
+    /// Checks a definition's `loadBalancer`: an object (the response's inner object) or the
+    /// name of an [`Outage`].
+    pub fn from_json(value: &Value) -> Result<Served, Problems> {
+        match value {
+            Value::String(name) => Outage::from_name(name).map(Served::Outage).ok_or_else(|| {
+                let names: Vec<&str> = Outage::NAMES.iter().map(|(n, _)| *n).collect();
+                vec![(
+                    String::new(),
+                    format!(
+                        "{name:?} is not an outage; expected an object or one of {}",
+                        names.join(", ")
+                    ),
+                )]
+            }),
+            _ => LoadBalancer::from_json(value).map(|lb| Served::Body(lb.response_body().into())),
+        }
+    }
+}
+
 /// [`LoadBalancer::from_json`]'s problems alone (none for a valid definition).
 pub fn validate(value: &Value) -> Problems {
     LoadBalancer::from_json(value).err().unwrap_or_default()
@@ -520,6 +578,32 @@ publicIpAddresses:
             assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
             assert_eq!(problems[0].0, "outboundRules[0].frontendIpAddress");
         }
+    }
+
+    #[test]
+    fn outages_are_named_and_anything_else_is_a_problem() {
+        assert_eq!(
+            Served::from_json(&json!("serviceUnavailable")),
+            Ok(Served::Outage(Outage::ServiceUnavailable))
+        );
+        assert_eq!(
+            Served::from_json(&json!({})),
+            Ok(Served::Body(
+                br#"{"loadbalancer":{"publicIpAddresses":[],"inboundRules":[],"outboundRules":[]}}"#[..].into()
+            ))
+        );
+        let problems = Served::from_json(&json!("down")).unwrap_err();
+        assert_eq!(
+            problems,
+            [(
+                String::new(),
+                "\"down\" is not an outage; expected an object or one of notAvailableRightNow, notCurrentlyAvailable, serviceUnavailable".to_string()
+            )]
+        );
+        assert_eq!(
+            Served::from_json(&json!(3)).unwrap_err(),
+            [(String::new(), "expected an object".to_string())]
+        );
     }
 
     #[test]
