@@ -10,7 +10,8 @@
 //! Rows: a bare RSA-2048 PKCS#1 v1.5 signature of the content (the floor: what one signature
 //! costs on this machine right now), `CmsSigner::sign` (the envelope alone),
 //! `AttestedSigner::document` (the whole response body: JSON, leaf lookup, envelope, base64),
-//! and `Pkcs7::sign` + `to_der` (openssl's own envelope, with signed attributes). Rounds
+//! the guest path's blocking task (the VM's facts read from its instance document, then
+//! `document`), and `Pkcs7::sign` + `to_der` (openssl's own envelope, with signed attributes). Rounds
 //! interleave the rows, so a busy machine slows them alike; each row is reported per
 //! wall-clock second and per second of this thread's CPU time (which a shared core does not
 //! dilute). Prints one JSON object per row: the median and range
@@ -26,6 +27,7 @@ use openssl::stack::Stack;
 use azimds::attested::certs::{self, Cloud, LeafName};
 use azimds::attested::cms::CmsSigner;
 use azimds::attested::{AttestedSigner, AttestedVm, Nonce, signed_content};
+use azimds::metadata::document::InstanceDocument;
 use azimds::metadata::version::ApiVersion;
 
 const VM: AttestedVm<'static> = AttestedVm {
@@ -64,6 +66,12 @@ fn main() {
         .prepare(Cloud::Public, VM.location, now)
         .expect("leaf");
     let no_extra_certs = Stack::new().expect("stack");
+    // The same facts as a served VM holds them: a whole instance document (every field).
+    let instance = InstanceDocument::from_json(&serde_json::json!({"compute": {
+        "vmId": VM.vm_id, "subscriptionId": VM.subscription_id, "sku": VM.sku,
+        "location": VM.location, "azEnvironment": VM.az_environment,
+    }}))
+    .expect("a valid instance");
 
     let mut rows: Vec<Row<'_>> = vec![
         Row::new("raw RSA-2048 signature (openssl Signer)", || {
@@ -77,6 +85,14 @@ fn main() {
         Row::new("AttestedSigner::document", || {
             signer
                 .document(&VM, ApiVersion::NEWEST, Some(&nonce), now)
+                .expect("document")
+                .len()
+        }),
+        Row::new("guest path (facts from the instance document, then document)", || {
+            let value = instance.value();
+            let facts = AttestedVm::from_instance(&value);
+            signer
+                .document(&facts, ApiVersion::NEWEST, Some(&nonce), now)
                 .expect("document")
                 .len()
         }),

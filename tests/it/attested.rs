@@ -155,8 +155,6 @@ fn cms_verify(dir: &Path, der: &[u8], ca: &str, at: SystemTime) -> (bool, Vec<u8
             ca,
             "-attime",
             &unix(at),
-            "-purpose",
-            "any",
             "-out",
             "content.out",
         ],
