@@ -88,14 +88,17 @@ fn main() {
                 .expect("document")
                 .len()
         }),
-        Row::new("guest path (facts from the instance document, then document)", || {
-            let value = instance.value();
-            let facts = AttestedVm::from_instance(&value);
-            signer
-                .document(&facts, ApiVersion::NEWEST, Some(&nonce), now)
-                .expect("document")
-                .len()
-        }),
+        Row::new(
+            "guest path (facts from the instance document, then document)",
+            || {
+                let value = instance.value();
+                let facts = AttestedVm::from_instance(&value);
+                signer
+                    .document(&facts, ApiVersion::NEWEST, Some(&nonce), now)
+                    .expect("document")
+                    .len()
+            },
+        ),
         Row::new("openssl Pkcs7::sign", || {
             Pkcs7::sign(&leaf, &key, &no_extra_certs, &content, Pkcs7Flags::BINARY)
                 .expect("sign")

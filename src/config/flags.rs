@@ -103,7 +103,8 @@ pub struct ServeArgs {
 
     /// Attested documents: sign with this CA-issued leaf certificate (PEM) instead of the
     /// generated CA's leaves. Needs --attested-key and --attested-chain; the leaf should be
-    /// named like Azure's (CN=metadata.azure.com). [default: a generated CA, <data>/keys/attested]
+    /// named like Azure's (CN=metadata.azure.com). [default: a generated CA, kept in the data
+    /// directory's keys/attested]
     #[arg(long, env = "AZIMDS_ATTESTED_CERT", value_name = "FILE", requires_all = ["attested_key", "attested_chain"])]
     pub attested_cert: Option<PathBuf>,
 

@@ -216,15 +216,12 @@ fn load_balancer(
 /// cloud-init parses it and gives up on anything but XML whose root is `Environment`
 /// (`read_azure_ovf`), so that is checked here rather than found in the guest.
 fn reprovision_data(entry: &Map<String, Value>, problems: &mut Problems) -> Option<Bytes> {
-    let text = match member(entry, "reprovisionData")? {
-        Value::String(text) => text,
-        _ => {
-            problems.push(
-                "reprovisionData",
-                "expected a string (the OVF environment XML)",
-            );
-            return None;
-        }
+    let Value::String(text) = member(entry, "reprovisionData")? else {
+        problems.push(
+            "reprovisionData",
+            "expected a string (the OVF environment XML)",
+        );
+        return None;
     };
     match roxmltree::Document::parse(text) {
         Ok(document) if document.root_element().tag_name().name() == "Environment" => {
