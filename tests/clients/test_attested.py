@@ -92,7 +92,7 @@ def test_imds_sample_py_attested_part(imds, vm, tmp_path):
         assert trace["intermediate_status"] == 200
         status, ca_pem = imds.control("GET", "/attested/ca.pem")
         assert status == 200
-        assert (workdir / "intermediate.pem").read_text() == ca_pem
+        assert (workdir / "intermediate.pem").read_text().strip() == ca_pem.strip()
         verify = subprocess.run(
             ["openssl", "verify", "-CAfile", "intermediate.pem", "signer.pem"], cwd=workdir,
             capture_output=True, text=True, timeout=30)

@@ -27,10 +27,17 @@ OVF = """<?xml version="1.0" encoding="utf-8"?>
    <DisableSshPasswordAuthentication>true</DisableSshPasswordAuthentication>
   </LinuxProvisioningConfigurationSet>
  </wa:ProvisioningSection>
+ <wa:PlatformSettingsSection>
+  <wa:Version>1.0</wa:Version>
+  <PlatformSettings xmlns="http://schemas.microsoft.com/windowsazure" xmlns:i="http://www.w3.org/2001/XMLSchema-instance">
+   <ProvisionGuestAgent>true</ProvisionGuestAgent>
+  </PlatformSettings>
+ </wa:PlatformSettingsSection>
 </Environment>"""
 
-# cloud-init 22.4.2 logs this (DEBUG) when its first poll got a 404 and it keeps polling.
-FIRST_404 = "Exception: HTTP Error 404"
+# cloud-init 22.4.2 logs this (DEBUG, from _poll_imds' exception callback) when its first
+# poll got a 404 and it keeps polling.
+FIRST_404 = "failed. Exception: 404 Client Error: Not Found for url: http://169.254.169.254/metadata/reprovisiondata?api-version=2019-06-01 and code: 404"
 
 
 def _control_raw(imds, method, path, body: str):
@@ -65,7 +72,7 @@ def test_cloud_init_polls_until_assigned_then_provisions_from_the_ovf(imds, vm, 
     def read_log():
         for line in probe.stderr:
             log.append(line)
-            if FIRST_404 in line and "reprovisiondata" in line:
+            if FIRST_404 in line:
                 saw_404.set()
 
     reader = threading.Thread(target=read_log, daemon=True)

@@ -26,6 +26,12 @@ const OVF: &str = r#"<?xml version="1.0" encoding="utf-8"?>
    <DisableSshPasswordAuthentication>true</DisableSshPasswordAuthentication>
   </LinuxProvisioningConfigurationSet>
  </wa:ProvisioningSection>
+ <wa:PlatformSettingsSection>
+  <wa:Version>1.0</wa:Version>
+  <PlatformSettings xmlns="http://schemas.microsoft.com/windowsazure" xmlns:i="http://www.w3.org/2001/XMLSchema-instance">
+   <ProvisionGuestAgent>true</ProvisionGuestAgent>
+  </PlatformSettings>
+ </wa:PlatformSettingsSection>
 </Environment>"#;
 
 const POOL_VM: &str = r#"{"vms":[{"id":"pool-1","instance":{"compute":{"name":"pool-1"},

@@ -40,11 +40,16 @@ class AlreadyUp:
 
 def main() -> None:
     out_path, workdir = sys.argv[1], sys.argv[2]
-    logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
-
     from cloudinit import distros, helpers
     from cloudinit import version as ci_version
     from cloudinit.sources import DataSourceAzure as dsaz
+
+    # cloudinit's import leaves the root logger with a NullHandler only: log to stderr after
+    # it (the test reads cloud-init's own log to know it polled).
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s:%(name)s:%(message)s"))
+    logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.DEBUG)
 
     paths = helpers.Paths({
         "cloud_dir": os.path.join(workdir, "var-lib-cloud"),
