@@ -26,7 +26,7 @@ use openssl::stack::Stack;
 
 use azimds::attested::certs::{self, Cloud, LeafName};
 use azimds::attested::cms::CmsSigner;
-use azimds::attested::{AttestedSigner, AttestedVm, Nonce, signed_content};
+use azimds::attested::{AttestedSigner, AttestedVm, InstanceFacts, Nonce, signed_content};
 use azimds::metadata::document::InstanceDocument;
 use azimds::metadata::version::ApiVersion;
 
@@ -91,10 +91,9 @@ fn main() {
         Row::new(
             "guest path (facts from the instance document, then document)",
             || {
-                let value = instance.value();
-                let facts = AttestedVm::from_instance(&value);
+                let facts = InstanceFacts::parse(instance.compact_json()).expect("facts");
                 signer
-                    .document(&facts, ApiVersion::NEWEST, Some(&nonce), now)
+                    .document(&facts.attested(), ApiVersion::NEWEST, Some(&nonce), now)
                     .expect("document")
                     .len()
             },

@@ -3,6 +3,7 @@
 //!
 //! Pure: the caller passes the VM's facts and the time.
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
 use time::OffsetDateTime;
@@ -45,26 +46,63 @@ pub struct AttestedVm<'a> {
     pub az_environment: &'a str,
 }
 
-impl<'a> AttestedVm<'a> {
-    /// The facts from a VM's instance document (`compute.*`, newest schema, every field
-    /// present; anything missing reads as `""`).
-    pub fn from_instance(instance: &'a serde_json::Value) -> AttestedVm<'a> {
-        let text = |pointer: &str| {
-            instance
-                .pointer(pointer)
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or("")
-        };
+/// The facts an attested document signs, as a VM's instance document holds them (compact
+/// JSON, newest schema): read in one pass that skips every other member without building a
+/// tree, since it runs once per document (a whole parse cost a tenth of the signature).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct InstanceFacts<'a> {
+    #[serde(borrow, default)]
+    compute: ComputeFacts<'a>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ComputeFacts<'a> {
+    #[serde(borrow, default)]
+    vm_id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    subscription_id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    sku: Cow<'a, str>,
+    #[serde(borrow, default)]
+    plan: PlanFacts<'a>,
+    #[serde(borrow, default)]
+    license_type: Cow<'a, str>,
+    #[serde(borrow, default)]
+    location: Cow<'a, str>,
+    #[serde(borrow, default)]
+    az_environment: Cow<'a, str>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct PlanFacts<'a> {
+    #[serde(borrow, default)]
+    name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    product: Cow<'a, str>,
+    #[serde(borrow, default)]
+    publisher: Cow<'a, str>,
+}
+
+impl<'a> InstanceFacts<'a> {
+    /// Reads `instance_json`, an instance document (members left out read as `""`).
+    pub fn parse(instance_json: &'a [u8]) -> Result<InstanceFacts<'a>, serde_json::Error> {
+        serde_json::from_slice(instance_json)
+    }
+
+    /// The facts, borrowed.
+    pub fn attested(&self) -> AttestedVm<'_> {
+        let c = &self.compute;
         AttestedVm {
-            vm_id: text("/compute/vmId"),
-            subscription_id: text("/compute/subscriptionId"),
-            sku: text("/compute/sku"),
-            plan_name: text("/compute/plan/name"),
-            plan_product: text("/compute/plan/product"),
-            plan_publisher: text("/compute/plan/publisher"),
-            license_type: text("/compute/licenseType"),
-            location: text("/compute/location"),
-            az_environment: text("/compute/azEnvironment"),
+            vm_id: &c.vm_id,
+            subscription_id: &c.subscription_id,
+            sku: &c.sku,
+            plan_name: &c.plan.name,
+            plan_product: &c.plan.product,
+            plan_publisher: &c.plan.publisher,
+            license_type: &c.license_type,
+            location: &c.location,
+            az_environment: &c.az_environment,
         }
     }
 }
@@ -231,6 +269,29 @@ fn format(time: OffsetDateTime, description: &[BorrowedFormatItem<'static>]) -> 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn instance_facts_read_the_compute_members_and_nothing_else() {
+        let json = br#"{"compute":{"azEnvironment":"AzureUSGovernmentCloud","licenseType":"","location":"usgovvirginia","name":"n","plan":{"name":"p","product":"q\"r","publisher":"s"},"sku":"k","subscriptionId":"sub","tagsList":[{"name":"a","value":"b"}],"vmId":"id"},"network":{"interface":[]}}"#;
+        let facts = super::InstanceFacts::parse(json).unwrap();
+        let vm = facts.attested();
+        assert_eq!(
+            (
+                vm.vm_id,
+                vm.subscription_id,
+                vm.sku,
+                vm.location,
+                vm.az_environment
+            ),
+            ("id", "sub", "k", "usgovvirginia", "AzureUSGovernmentCloud")
+        );
+        assert_eq!(
+            (vm.plan_name, vm.plan_product, vm.plan_publisher),
+            ("p", "q\"r", "s")
+        );
+        let empty = super::InstanceFacts::parse(b"{}").unwrap();
+        assert_eq!(empty.attested(), super::AttestedVm::default());
+    }
+
     use super::*;
     use time::macros::datetime;
 

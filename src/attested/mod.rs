@@ -23,7 +23,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 pub use certs::Cloud;
-pub use content::{AttestedVm, Nonce, NonceError, accepts, signed_content};
+pub use content::{AttestedVm, InstanceFacts, Nonce, NonceError, accepts, signed_content};
 pub use signer::AttestedSigner;
 
 use crate::identity::keys;

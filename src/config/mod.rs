@@ -294,6 +294,57 @@ mod tests {
     }
 
     #[test]
+    fn attested_files_go_together_and_the_issuer_url_is_checked() {
+        let resolve = |args: ServeArgs| Settings::resolve(args, || PathBuf::from("/d"));
+        let defaults = resolve(ServeArgs::default()).unwrap().attested;
+        assert_eq!(defaults.operator, None);
+        assert_eq!(
+            defaults.issuer_url.as_deref(),
+            Some("http://169.254.169.254/metadata/attested/ca.cer?")
+        );
+        let operator = resolve(ServeArgs {
+            attested_cert: Some("leaf.pem".into()),
+            attested_key: Some("leaf.key".into()),
+            attested_chain: Some("chain.pem".into()),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(
+            operator.attested.operator,
+            Some(OperatorCertificate {
+                cert: "leaf.pem".into(),
+                key: "leaf.key".into(),
+                chain: "chain.pem".into()
+            })
+        );
+        let partial = resolve(ServeArgs {
+            attested_cert: Some("leaf.pem".into()),
+            ..ServeArgs::default()
+        });
+        assert!(
+            partial
+                .unwrap_err()
+                .to_string()
+                .contains("must be given together")
+        );
+        let url = |text: &str| {
+            resolve(ServeArgs {
+                attested_issuer_url: Some(text.into()),
+                ..ServeArgs::default()
+            })
+            .map(|s| s.attested.issuer_url)
+        };
+        assert_eq!(url("").unwrap(), None, "empty: no AIA extension");
+        assert_eq!(
+            url("https://pki.example/ca.cer").unwrap().as_deref(),
+            Some("https://pki.example/ca.cer")
+        );
+        for bad in ["ftp://x/ca.cer", "http://x/a b", "ca.cer", "http://é/"] {
+            assert!(url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn token_lifetimes_take_units_and_stay_in_range() {
         assert_eq!(parse_lifetime("3600"), Ok(3600));
         assert_eq!(parse_lifetime("90s"), Ok(90));

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 
-use crate::attested::{self, AttestedVm, Nonce};
+use crate::attested::{self, InstanceFacts, Nonce};
 use crate::guest::error::GuestError;
 use crate::guest::request::{Format, Query};
 use crate::guest::response::{self, Body, CONTENT_TYPE_CERTIFICATE, CONTENT_TYPE_JSON};
@@ -45,9 +45,11 @@ pub(super) async fn document(
     let signer = Arc::clone(shared.attested());
     let signing_vm = Arc::clone(&vm);
     let signed = tokio::task::spawn_blocking(move || {
-        let instance = signing_vm.definition().instance.value();
-        let facts = AttestedVm::from_instance(&instance);
-        signer.document(&facts, version, nonce.as_ref(), now)
+        let facts = InstanceFacts::parse(signing_vm.definition().instance.compact_json())
+            .map_err(|error| format!("reading the VM's facts: {error}"))?;
+        signer
+            .document(&facts.attested(), version, nonce.as_ref(), now)
+            .map_err(|error| error.to_string())
     })
     .await;
     match signed {

@@ -75,10 +75,9 @@ impl InstanceDocument {
         &self.unknown_fields
     }
 
-    /// The whole document at the newest schema as a JSON value (parsed on each call: for
-    /// requests that read several fields and then do costlier work, like signing).
-    pub fn value(&self) -> Value {
-        serde_json::from_slice(&self.compact).expect("our own compact JSON parses")
+    /// The whole document at the newest schema, `extended` included, as compact JSON.
+    pub fn compact_json(&self) -> &[u8] {
+        &self.compact
     }
 
     /// A string leaf by path of keys.
