@@ -31,7 +31,8 @@ pub struct Parts {
 /// no attested figure; these are its two nearest): 5 documents a second, Azure's general
 /// per-VM rate, and 5 signing at once, the identity category's concurrency for the same
 /// work (one RSA signature a request). One VM can so keep at most 5 of the blocking pool's
-/// threads busy, and never more than 5 signatures a second of the ~1,800 a core makes (BENCHMARKS.md).
+/// threads busy, and use at most 5 of the ~1,800 signatures a second a core makes
+/// (BENCHMARKS.md).
 pub const ATTESTED_LIMITS: IdentityLimits = IdentityLimits {
     per_second: 5,
     concurrent: 5,
