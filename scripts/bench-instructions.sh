@@ -64,7 +64,7 @@ count() {
       --body-text "$OUT/vmid.txt" 2>"$OUT/$name.stderr" >/dev/null &
   fi
   local pid=$!
-  for _ in $(seq 1 600); do
+  for _ in $(seq 1 3000); do
     curl -sf -o /dev/null -H 'Metadata: true' "http://127.0.0.1:$port$path" && break
     sleep 0.1
   done

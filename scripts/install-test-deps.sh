@@ -26,7 +26,9 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${AZIMDS_CLIENTS_VENV:-$REPO/.venv-clients}
 REQS=$REPO/tests/clients/requirements.txt
 # curl: the guests of tests/it/isolation.rs (ip netns exec NS curl ...).
-APT_PKGS=(cloud-init waagent iproute2 nftables curl python3-venv python3-yaml)
+# openssl: the command line that verifies attested documents (tests/it/attested.rs, the
+# attested unit tests, Microsoft's IMDSSample.py in tests/clients).
+APT_PKGS=(cloud-init waagent iproute2 nftables curl openssl python3-venv python3-yaml)
 SYS_PY=/usr/bin/python3
 
 log() { printf '[install-test-deps] %s\n' "$*" >&2; }
@@ -162,11 +164,13 @@ import importlib.metadata as md, sys
 import cloudinit.version, azurelinuxagent.common.version as wa, yaml, pytest
 from opentelemetry.resource.detector.azure.vm import AzureVMResourceDetector  # noqa: F401
 import azure.identity, msal, jwt  # noqa: F401,E401
+import asn1crypto, cryptography, requests  # noqa: F401,E401
 print("[install-test-deps] python %s; cloud-init %s; WALinuxAgent %s; "
       "opentelemetry-resource-detector-azure %s; opentelemetry-sdk %s; pytest %s; "
-      "azure-identity %s; msal %s"
+      "azure-identity %s; msal %s; cryptography %s; asn1crypto %s"
       % (sys.version.split()[0], cloudinit.version.version_string(), wa.AGENT_VERSION,
          md.version("opentelemetry-resource-detector-azure"), md.version("opentelemetry-sdk"),
-         pytest.__version__, md.version("azure-identity"), md.version("msal")), file=sys.stderr)
+         pytest.__version__, md.version("azure-identity"), md.version("msal"),
+         md.version("cryptography"), md.version("asn1crypto")), file=sys.stderr)
 EOF
 log "total: $(elapsed "$T_ALL")"

@@ -4,6 +4,7 @@
 //! installs logging and signal handling, and runs a [`server::Server`]. See ARCHITECTURE.md for
 //! the map.
 
+pub mod attested;
 pub mod cli;
 pub mod client;
 pub mod clock;

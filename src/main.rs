@@ -43,7 +43,7 @@ enum Command {
         #[command(flatten)]
         connect: ConnectArgs,
     },
-    /// Manage managed-identity token signing keys on a running server.
+    /// Manage the signing keys (managed-identity tokens, attested documents) of a running server.
     Keys {
         #[command(subcommand)]
         command: KeysCommand,

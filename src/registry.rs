@@ -1,17 +1,19 @@
 //! The control plane's write path: every change to the set of VMs goes through [`Registry`],
 //! which validates it, makes it durable in the store, publishes the next snapshot to the
-//! guest plane, then seeds the scheduled events the VM's definition lists (once per EventId).
+//! guest plane, then seeds the scheduled events the VM's definition lists (once per EventId)
+//! and has the attested signer issue the VM's regional leaf, so no guest request waits for it.
 //! A write is acknowledged (returns `Ok`) only after the store commit.
 //!
 //! Writes are serialized by one mutex, so the store's order and the snapshots' order agree.
 //! Every method is synchronous (store IO): async callers run them on a blocking thread. The
 //! mutex is a `std::sync::Mutex` and is never held across an `.await`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+use crate::attested::Cloud;
 use crate::definition::{self, DefinedVm, Definitions, Problem, VmDefinition, checked};
 use crate::snapshot::{self, CallerMode, Snapshot};
 use crate::state::Shared;
@@ -235,8 +237,14 @@ impl Registry {
                 None => {}
             })?;
         drop(listed);
+        let signers: BTreeSet<_> = definitions
+            .vms
+            .iter()
+            .map(|d| attested_signer_of(&d.vm))
+            .collect();
         report.unchanged = unchanged.iter().filter(|&&u| u).count();
         if report.unchanged == definitions.vms.len() && report.deleted.is_empty() {
+            self.prepare_attested(signers);
             return Ok(report);
         }
         let mut next = (*self.shared.snapshot()).clone();
@@ -262,6 +270,7 @@ impl Registry {
         self.publish(next);
         self.forget_events_of(&report.deleted);
         self.import_events_of(&report.written);
+        self.prepare_attested(signers);
         Ok(report)
     }
 
@@ -356,6 +365,7 @@ impl Registry {
         expect: Expect,
     ) -> Result<(StoredVm, bool), Error> {
         let id = vm.id.clone();
+        let signer = attested_signer_of(&vm);
         let form = checked::encode(&vm);
         let next = self.shared.snapshot().with_vm(vm)?;
         let checked = Checked {
@@ -365,8 +375,31 @@ impl Registry {
         let (stored, created) = self.store.put_vm(&id, origin, entry, checked, expect)?;
         self.publish(next);
         self.import_events_of(std::slice::from_ref(&id));
+        self.prepare_attested([signer]);
         Ok((stored, created))
     }
+
+    /// Issues the attested leaves for these (cloud, location)s now. The VM write is already
+    /// durable; a failure is logged, and the VM's first attested request issues it instead.
+    fn prepare_attested(&self, signers: impl IntoIterator<Item = (Cloud, String)>) {
+        let now = self.shared.clock().now();
+        for (cloud, location) in signers {
+            if let Err(error) = self.shared.attested().prepare(cloud, &location, now) {
+                tracing::warn!(%location, %error, "cannot issue the attested signing certificate ahead of use");
+            }
+        }
+    }
+}
+
+/// The cloud and location a VM's attested documents are signed for (spec §7.5), read from its
+/// checked instance document: a member left out is the schema's default, which names the
+/// public cloud and no region.
+fn attested_signer_of(vm: &VmDefinition) -> (Cloud, String) {
+    let text = |key: &str| vm.instance.string_at(&["compute", key]).unwrap_or_default();
+    (
+        Cloud::from_az_environment(&text("azEnvironment")),
+        text("location"),
+    )
 }
 
 /// RFC 7396 JSON merge patch: objects merge recursively, `null` deletes, anything else replaces.

@@ -1,5 +1,6 @@
 //! What the guest and control planes share: the published snapshot, the clock, the token
-//! issuer with its per-VM limits, the scheduled-events engine, and the guest plane's counters.
+//! issuer with its per-VM limits, the attested-document signer with its own, the
+//! scheduled-events engine, and the guest plane's counters.
 //!
 //! Built once, in one order (snapshot → engine → [`Shared`]), by `server` (or a test), and
 //! owned by neither plane: `guest` reads it to answer VMs, `control` and `registry` change
@@ -8,6 +9,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::attested::AttestedSigner;
 use crate::clock::Clock;
 use crate::identity::Issuer;
 use crate::identity::limits::{IdentityLimits, Limiters};
@@ -21,8 +23,20 @@ pub struct Parts {
     pub clock: Arc<dyn Clock>,
     pub issuer: Arc<Issuer>,
     pub identity_limits: IdentityLimits,
+    pub attested: Arc<AttestedSigner>,
     pub events: Arc<Maintenance>,
 }
+
+/// Per-VM limits of `/metadata/attested/document`, on top of the general 5/s (spec §1.11 has
+/// no attested figure; these are its two nearest): 5 documents a second, Azure's general
+/// per-VM rate, and 5 signing at once, the identity category's concurrency for the same
+/// work (one RSA signature a request). One VM can so keep at most 5 of the blocking pool's
+/// threads busy, and use at most 5 of the ~1,800 signatures a second a core makes
+/// (BENCHMARKS.md).
+pub const ATTESTED_LIMITS: IdentityLimits = IdentityLimits {
+    per_second: 5,
+    concurrent: 5,
+};
 
 /// State shared by every guest connection and every control request.
 #[derive(Debug)]
@@ -31,6 +45,8 @@ pub struct Shared {
     clock: Arc<dyn Clock>,
     issuer: Arc<Issuer>,
     identity_limiters: Limiters,
+    attested: Arc<AttestedSigner>,
+    attested_limiters: Limiters,
     events: Arc<Maintenance>,
     unknown_callers: AtomicU64,
 }
@@ -42,6 +58,8 @@ impl Shared {
             clock: parts.clock,
             issuer: parts.issuer,
             identity_limiters: Limiters::new(parts.identity_limits),
+            attested: parts.attested,
+            attested_limiters: Limiters::new(ATTESTED_LIMITS),
             events: parts.events,
             unknown_callers: AtomicU64::new(0),
         }
@@ -70,6 +88,16 @@ impl Shared {
     /// Per-VM identity limits (20/s and 5 in flight by default), kept across snapshots.
     pub fn identity_limiters(&self) -> &Limiters {
         &self.identity_limiters
+    }
+
+    /// The attested-document signer (spec §7): its CA, leaves and rotation.
+    pub fn attested(&self) -> &Arc<AttestedSigner> {
+        &self.attested
+    }
+
+    /// Per-VM attested-document limits ([`ATTESTED_LIMITS`]), kept across snapshots.
+    pub fn attested_limiters(&self) -> &Limiters {
+        &self.attested_limiters
     }
 
     /// The scheduled-events engine.

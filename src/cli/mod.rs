@@ -25,7 +25,7 @@ use crate::config::{ControlAddress, DEFAULT_CONTROL, parse_control};
 use crate::control::token::ControlToken;
 
 pub use events::{EventsCommand, ScheduleArgs, events};
-pub use keys::{KeysCommand, keys};
+pub use keys::{Keys, KeysCommand, keys};
 pub use status::status;
 pub use vm::{VmCommand, vm};
 
@@ -114,6 +114,11 @@ async fn send(
         .send(method, path, body, headers)
         .await
         .map_err(|e| Failure::new(6, e.to_string()))?;
+    checked(reply)
+}
+
+/// The reply if it is a 2xx; otherwise a [`Failure`] with the server's message.
+fn checked(reply: Reply) -> Result<Reply, Failure> {
     if reply.status.is_success() {
         return Ok(reply);
     }

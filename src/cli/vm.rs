@@ -36,6 +36,20 @@ pub enum VmCommand {
         #[arg(long, value_name = "ETAG")]
         if_match: Option<String>,
     },
+    /// Assign a pre-provisioned VM: its `/metadata/reprovisiondata` serves this OVF
+    /// environment (ovf-env.xml; `-`: stdin) instead of 404, and cloud-init's poll ends.
+    Assign {
+        id: String,
+        file: PathBuf,
+        #[arg(long, value_name = "ETAG")]
+        if_match: Option<String>,
+    },
+    /// Take a VM's OVF environment back: `/metadata/reprovisiondata` answers 404 again.
+    Unassign {
+        id: String,
+        #[arg(long, value_name = "ETAG")]
+        if_match: Option<String>,
+    },
     /// Delete a VM.
     Delete {
         id: String,
@@ -95,6 +109,30 @@ pub async fn vm(
             let reply = write_vm(&client, Method::PATCH, &id, &patch, &headers).await?;
             report(&mut output, &reply, &format!("patched VM {id}"))
         }
+        VmCommand::Assign { id, file, if_match } => {
+            let xml = read_text(&file)?;
+            let headers = if_match_header(if_match.as_deref());
+            let path = format!("{}/reprovisiondata", vm_path(&id));
+            let reply = send(
+                &client,
+                Method::PUT,
+                &path,
+                Some(xml.into_bytes()),
+                &headers,
+            )
+            .await?;
+            report(
+                &mut output,
+                &reply,
+                &format!("assigned VM {id} its OVF environment"),
+            )
+        }
+        VmCommand::Unassign { id, if_match } => {
+            let headers = if_match_header(if_match.as_deref());
+            let path = format!("{}/reprovisiondata", vm_path(&id));
+            let reply = send(&client, Method::DELETE, &path, None, &headers).await?;
+            report(&mut output, &reply, &format!("unassigned VM {id}"))
+        }
         VmCommand::Delete { id, if_match } => {
             let headers = if_match_header(if_match.as_deref());
             send(&client, Method::DELETE, &vm_path(&id), None, &headers).await?;
@@ -142,17 +180,26 @@ fn report(output: &mut Output<'_>, reply: &Reply, summary: &str) -> Result<(), F
     }
 }
 
-/// Reads one VM entry or patch from a JSON or YAML file, `-` for stdin.
-fn read_document(path: &Path) -> Result<Value, Failure> {
-    let (text, name) = if path == Path::new("-") {
+/// A file's text, `-` for stdin.
+fn read_text(path: &Path) -> Result<String, Failure> {
+    if path == Path::new("-") {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
             .map_err(|e| Failure::new(1, format!("cannot read stdin: {e}")))?;
-        (text, "stdin".to_string())
+        Ok(text)
     } else {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Failure::new(1, format!("cannot read {}: {e}", path.display())))?;
-        (text, path.display().to_string())
+        std::fs::read_to_string(path)
+            .map_err(|e| Failure::new(1, format!("cannot read {}: {e}", path.display())))
+    }
+}
+
+/// Reads one VM entry or patch from a JSON or YAML file, `-` for stdin.
+fn read_document(path: &Path) -> Result<Value, Failure> {
+    let text = read_text(path)?;
+    let name = if path == Path::new("-") {
+        "stdin".to_string()
+    } else {
+        path.display().to_string()
     };
     let parsed = match Syntax::from_file_name(&name) {
         Some(Syntax::Json) => serde_json::from_str(&text).map_err(|e| e.to_string()),

@@ -32,6 +32,10 @@ pub(super) struct FileConfig {
     pub(super) max_connections: Option<u32>,
     pub(super) max_connections_per_caller: Option<u32>,
     pub(super) idle_timeout: Option<u64>,
+    pub(super) attested_cert: Option<PathBuf>,
+    pub(super) attested_key: Option<PathBuf>,
+    pub(super) attested_chain: Option<PathBuf>,
+    pub(super) attested_issuer_url: Option<String>,
 }
 
 fn deserialize_control<'de, D: serde::Deserializer<'de>>(

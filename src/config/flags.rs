@@ -101,6 +101,38 @@ pub struct ServeArgs {
     #[arg(long, env = "AZIMDS_MAX_CONNECTIONS_PER_CALLER", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections_per_caller: Option<u32>,
 
+    /// Attested documents: sign with this CA-issued leaf certificate (PEM) instead of the
+    /// generated CA's leaves. Needs --attested-key and --attested-chain; the leaf should be
+    /// named like Azure's (CN=metadata.azure.com). [default: a generated CA, kept in the data
+    /// directory's keys/attested]
+    #[arg(long, env = "AZIMDS_ATTESTED_CERT", value_name = "FILE", requires_all = ["attested_key", "attested_chain"])]
+    pub attested_cert: Option<PathBuf>,
+
+    /// The private key (PEM, RSA) of --attested-cert.
+    #[arg(
+        long,
+        env = "AZIMDS_ATTESTED_KEY",
+        value_name = "FILE",
+        requires = "attested_cert"
+    )]
+    pub attested_key: Option<PathBuf>,
+
+    /// The certificates (PEM) that verify --attested-cert: intermediates and/or the root
+    /// relying parties trust; served at the control API's /attested/ca.pem.
+    #[arg(
+        long,
+        env = "AZIMDS_ATTESTED_CHAIN",
+        value_name = "FILE",
+        requires = "attested_cert"
+    )]
+    pub attested_chain: Option<PathBuf>,
+
+    /// The "CA Issuers" URL written into generated attested leaves, where relying parties
+    /// download the issuing CA (DER), as Microsoft's samples do; empty for none.
+    /// [default: http://169.254.169.254/metadata/attested/ca.cer? (the guest listener)]
+    #[arg(long, env = "AZIMDS_ATTESTED_ISSUER_URL", value_name = "URL")]
+    pub attested_issuer_url: Option<String>,
+
     /// How long a guest connection may wait for a request head: an idle keep-alive
     /// connection, or a client that stops mid-request, is closed after it. [default: 30s]
     #[arg(long, env = "AZIMDS_IDLE_TIMEOUT", value_name = "DURATION", value_parser = parse_timeout)]

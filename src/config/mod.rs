@@ -47,6 +47,39 @@ pub struct Settings {
     pub identity_limits: IdentityLimits,
     pub events: MaintenanceConfig,
     pub connections: ConnectionSettings,
+    pub attested: AttestedSettings,
+}
+
+/// Where attested documents' certificates come from (spec §7.5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttestedSettings {
+    /// The operator's leaf, key and chain (PEM files); `None`: the generated CA's leaves.
+    pub operator: Option<OperatorCertificate>,
+    /// The AIA "CA Issuers" URL of generated leaves; `None` writes none.
+    pub issuer_url: Option<String>,
+}
+
+/// An operator-supplied attested signing certificate: three PEM files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorCertificate {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub chain: PathBuf,
+}
+
+/// Default of `--attested-issuer-url`: the guest listener's issuer download, at the address
+/// every guest reaches IMDS on. The trailing `?` is for Microsoft's IMDSSample.py, which
+/// requests the URL with the newline of `openssl x509 -text`'s line still on it: the `%0A`
+/// lands in the (ignored) query instead of the path.
+pub const DEFAULT_ATTESTED_ISSUER_URL: &str = "http://169.254.169.254/metadata/attested/ca.cer?";
+
+impl Default for AttestedSettings {
+    fn default() -> AttestedSettings {
+        AttestedSettings {
+            operator: None,
+            issuer_url: Some(DEFAULT_ATTESTED_ISSUER_URL.into()),
+        }
+    }
 }
 
 /// Limits on guest connections (issue 13: one VM must not take the service from the others).
@@ -83,6 +116,8 @@ pub enum Error {
     },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl Settings {
@@ -101,6 +136,7 @@ impl Settings {
             .as_deref()
             .and_then(Path::parent)
             .unwrap_or(Path::new(""));
+        let attested = attested_settings(&args, &file, base)?;
         let listen = if !args.listen.is_empty() {
             args.listen
         } else {
@@ -172,8 +208,56 @@ impl Settings {
                     .or(file.idle_timeout)
                     .map_or(DEFAULT_IDLE_TIMEOUT, Duration::from_secs),
             },
+            attested,
         })
     }
+}
+
+/// The operator's three PEM files come together or not at all (clap checks the flags; this
+/// checks them merged with the file).
+fn attested_settings(
+    args: &ServeArgs,
+    file: &FileConfig,
+    base: &Path,
+) -> Result<AttestedSettings, Error> {
+    let path = |flag: &Option<PathBuf>, key: &Option<PathBuf>| {
+        flag.clone().or_else(|| key.as_ref().map(|p| base.join(p)))
+    };
+    let cert = path(&args.attested_cert, &file.attested_cert);
+    let key = path(&args.attested_key, &file.attested_key);
+    let chain = path(&args.attested_chain, &file.attested_chain);
+    let operator = match (cert, key, chain) {
+        (None, None, None) => None,
+        (Some(cert), Some(key), Some(chain)) => Some(OperatorCertificate { cert, key, chain }),
+        _ => {
+            return Err(Error::Invalid(
+                "attested-cert, attested-key and attested-chain must be given together".into(),
+            ));
+        }
+    };
+    let issuer_url = match args
+        .attested_issuer_url
+        .clone()
+        .or_else(|| file.attested_issuer_url.clone())
+    {
+        None => Some(DEFAULT_ATTESTED_ISSUER_URL.to_string()),
+        Some(url) if url.is_empty() => None,
+        Some(url)
+            if (url.starts_with("http://") || url.starts_with("https://"))
+                && url.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Some(url)
+        }
+        Some(url) => {
+            return Err(Error::Invalid(format!(
+                "attested-issuer-url {url:?} is not an http:// or https:// URL (ASCII, no spaces)"
+            )));
+        }
+    };
+    Ok(AttestedSettings {
+        operator,
+        issuer_url,
+    })
 }
 
 fn load_file(path: &Path) -> Result<FileConfig, Error> {
@@ -207,6 +291,57 @@ mod tests {
                 concurrent: 5
             }
         );
+    }
+
+    #[test]
+    fn attested_files_go_together_and_the_issuer_url_is_checked() {
+        let resolve = |args: ServeArgs| Settings::resolve(args, || PathBuf::from("/d"));
+        let defaults = resolve(ServeArgs::default()).unwrap().attested;
+        assert_eq!(defaults.operator, None);
+        assert_eq!(
+            defaults.issuer_url.as_deref(),
+            Some("http://169.254.169.254/metadata/attested/ca.cer?")
+        );
+        let operator = resolve(ServeArgs {
+            attested_cert: Some("leaf.pem".into()),
+            attested_key: Some("leaf.key".into()),
+            attested_chain: Some("chain.pem".into()),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(
+            operator.attested.operator,
+            Some(OperatorCertificate {
+                cert: "leaf.pem".into(),
+                key: "leaf.key".into(),
+                chain: "chain.pem".into()
+            })
+        );
+        let partial = resolve(ServeArgs {
+            attested_cert: Some("leaf.pem".into()),
+            ..ServeArgs::default()
+        });
+        assert!(
+            partial
+                .unwrap_err()
+                .to_string()
+                .contains("must be given together")
+        );
+        let url = |text: &str| {
+            resolve(ServeArgs {
+                attested_issuer_url: Some(text.into()),
+                ..ServeArgs::default()
+            })
+            .map(|s| s.attested.issuer_url)
+        };
+        assert_eq!(url("").unwrap(), None, "empty: no AIA extension");
+        assert_eq!(
+            url("https://pki.example/ca.cer").unwrap().as_deref(),
+            Some("https://pki.example/ca.cer")
+        );
+        for bad in ["ftp://x/ca.cer", "http://x/a b", "ca.cer", "http://é/"] {
+            assert!(url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::{events, maintenance, registry};
+use crate::{attested, events, maintenance, registry};
 
 /// A control request that cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +22,10 @@ pub enum ControlError {
     Registry(#[from] registry::Error),
     #[error(transparent)]
     Events(#[from] maintenance::Error),
+    #[error(transparent)]
+    Attested(attested::Error),
+    #[error("the request body is not UTF-8 text")]
+    NotText,
     #[error("the VM has not fetched that incarnation yet (highest fetched: {fetched})")]
     WaitTimedOut { fetched: u64 },
     #[error("internal error")]
@@ -33,7 +37,7 @@ impl IntoResponse for ControlError {
         let (status, code) = match &self {
             ControlError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ControlError::NoRoute => (StatusCode::NOT_FOUND, "not_found"),
-            ControlError::MalformedJson(_) | ControlError::BadHeader(_) => {
+            ControlError::MalformedJson(_) | ControlError::BadHeader(_) | ControlError::NotText => {
                 (StatusCode::BAD_REQUEST, "bad_request")
             }
             ControlError::Registry(error) => match error {
@@ -57,6 +61,10 @@ impl IntoResponse for ControlError {
                 | maintenance::Error::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
                 maintenance::Error::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             },
+            ControlError::Attested(attested::Error::OperatorRotation) => {
+                (StatusCode::CONFLICT, "conflict")
+            }
+            ControlError::Attested(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ControlError::WaitTimedOut { .. } => (StatusCode::REQUEST_TIMEOUT, "timeout"),
             ControlError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };

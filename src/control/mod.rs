@@ -7,12 +7,17 @@
 //! - `GET /openapi.json` (unauthenticated)
 //! - `GET /{tenant}/.well-known/openid-configuration`, `GET /common/discovery/keys`
 //!   (unauthenticated: what relying parties fetch to validate managed-identity tokens)
+//! - `GET /attested/ca.pem`, `GET /attested/ca.cer` (unauthenticated: the attested-document
+//!   trust anchor, PEM, and the leaves' issuer, DER)
 //! - `GET /v1/status`
 //! - `GET /v1/vms`, `GET|PUT|PATCH|DELETE /v1/vms/{id}`
 //! - `POST /v1/identity/keys/rotate` (new token signing key; old ones stay published)
+//! - `POST /v1/attested/keys/rotate` (new attested signing key and leaves)
+//! - `PUT|DELETE /v1/vms/{id}/reprovisiondata` (assign or take back the VM's OVF environment)
 //! - `GET|POST /v1/events`, `GET /v1/events/{id}`, `POST /v1/events/{id}/{start|complete|cancel}`
 //! - `GET /v1/vms/{id}/events` (the VM's document), `GET /v1/vms/{id}/events/wait?incarnation=N`
 
+mod attested;
 mod error;
 mod etag;
 mod events;
@@ -72,9 +77,14 @@ pub fn router(state: Arc<ControlState>, access: Access) -> Router {
                 .patch(vms::patch)
                 .delete(vms::delete),
         )
+        .route(
+            "/v1/vms/{id}/reprovisiondata",
+            axum::routing::put(vms::assign).delete(vms::unassign),
+        )
         .route("/v1/vms/{id}/events", get(events::vm_document))
         .route("/v1/vms/{id}/events/wait", get(events::wait))
         .route("/v1/identity/keys/rotate", post(rotate_keys))
+        .route("/v1/attested/keys/rotate", post(attested::rotate))
         .route("/v1/events", get(events::list).post(events::schedule))
         .route("/v1/events/{id}", get(events::get))
         .route("/v1/events/{id}/{action}", post(events::command))
@@ -91,6 +101,8 @@ pub fn router(state: Arc<ControlState>, access: Access) -> Router {
             get(openid_configuration),
         )
         .route("/common/discovery/keys", get(discovery_keys))
+        .route("/attested/ca.pem", get(attested::ca_pem))
+        .route("/attested/ca.cer", get(attested::ca_der))
         .merge(api)
         .fallback(|| async { ControlError::NoRoute })
         // Bodies are parsed by the handlers; this bounds what they will buffer.

@@ -67,6 +67,34 @@ pub(super) async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// `PUT /v1/vms/{id}/reprovisiondata`: the body (the OVF environment XML, any content type)
+/// becomes the VM's `reprovisionData`, so `/metadata/reprovisiondata` answers 200 with it.
+/// Stored with the VM (a merge patch of that member), checked like the rest of the entry.
+pub(super) async fn assign(
+    State(state): State<Arc<ControlState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ControlError> {
+    let expect = precondition(&headers)?;
+    let xml = String::from_utf8(body.to_vec()).map_err(|_| ControlError::NotText)?;
+    let patch = json!({ "reprovisionData": xml });
+    let vm = blocking(&state, move |registry| registry.patch(&id, &patch, expect)).await?;
+    Ok(with_etag(StatusCode::OK, &vm))
+}
+
+/// `DELETE /v1/vms/{id}/reprovisiondata`: back to 404 (the VM waits in the pool again).
+pub(super) async fn unassign(
+    State(state): State<Arc<ControlState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ControlError> {
+    let expect = precondition(&headers)?;
+    let patch = json!({ "reprovisionData": null });
+    let vm = blocking(&state, move |registry| registry.patch(&id, &patch, expect)).await?;
+    Ok(with_etag(StatusCode::OK, &vm))
+}
+
 /// Runs a registry operation (store IO, fsync) off the async workers.
 async fn blocking<T: Send + 'static>(
     state: &Arc<ControlState>,

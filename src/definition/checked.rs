@@ -18,11 +18,12 @@ use serde_json::Value;
 use crate::definition::VmDefinition;
 use crate::identity::definition::{Identities, Identity, Kind};
 use crate::metadata::document::InstanceDocument;
+use crate::metadata::loadbalancer::{Outage, Served};
 use crate::metadata::schema;
 
 /// Bump whenever checking a VM may give a different result for the same entry (a new rule, a
 /// new default, a changed derivation), so forms checked by the old rules are not reused.
-pub const FORM_VERSION: u32 = 1;
+pub const FORM_VERSION: u32 = 2;
 
 const ENCODING: u8 = 1;
 
@@ -52,6 +53,7 @@ pub fn encode(vm: &VmDefinition) -> Vec<u8> {
         instance,
         identities,
         load_balancer,
+        reprovision_data,
         scheduled_events,
     } = vm;
     let mut out = Writer(Vec::with_capacity(instance.compact().len() + 512));
@@ -95,13 +97,30 @@ pub fn encode(vm: &VmDefinition) -> Vec<u8> {
             user.iter().for_each(|identity| out.identity(identity));
         }
     }
-    for json in [load_balancer, scheduled_events] {
-        match json {
-            None => out.u8(0),
-            Some(value) => {
-                out.u8(1);
-                out.bytes(&serde_json::to_vec(value).expect("a JSON value serializes"));
-            }
+    match load_balancer {
+        None => out.u8(0),
+        Some(Served::Body(body)) => {
+            out.u8(1);
+            out.bytes(body);
+        }
+        Some(Served::Outage(outage)) => {
+            out.u8(2);
+            let index = Outage::NAMES.iter().position(|(_, o)| o == outage);
+            out.u8(u8::try_from(index.expect("every outage is named")).expect("few outages"));
+        }
+    }
+    match reprovision_data {
+        None => out.u8(0),
+        Some(xml) => {
+            out.u8(1);
+            out.bytes(xml);
+        }
+    }
+    match scheduled_events {
+        None => out.u8(0),
+        Some(value) => {
+            out.u8(1);
+            out.bytes(&serde_json::to_vec(value).expect("a JSON value serializes"));
         }
     }
     out.0
@@ -148,7 +167,22 @@ pub fn decode(id: &str, bytes: &[u8]) -> Result<VmDefinition, String> {
             })
         }
     };
-    let load_balancer = input.json()?;
+    let load_balancer = match input.u8()? {
+        0 => None,
+        1 => Some(Served::Body(Bytes::copy_from_slice(input.bytes()?))),
+        2 => {
+            let index = usize::from(input.u8()?);
+            let (_, outage) = Outage::NAMES
+                .get(index)
+                .ok_or("unknown load balancer outage")?;
+            Some(Served::Outage(*outage))
+        }
+        _ => return Err("unknown load balancer form".into()),
+    };
+    let reprovision_data = match input.u8()? {
+        0 => None,
+        _ => Some(Bytes::copy_from_slice(input.bytes()?)),
+    };
     let scheduled_events = input.json()?;
     if !input.0.is_empty() {
         return Err("bytes after the checked VM".into());
@@ -159,6 +193,7 @@ pub fn decode(id: &str, bytes: &[u8]) -> Result<VmDefinition, String> {
         instance,
         identities,
         load_balancer,
+        reprovision_data,
         scheduled_events,
     })
 }
@@ -263,6 +298,21 @@ mod tests {
             .unwrap(),
         );
         vms.push(vm_from_json(&json!({}), "bare").unwrap());
+        vms.push(
+            vm_from_json(
+                &json!({
+                    "loadBalancer": {"publicIpAddresses": [
+                        {"frontendIpAddress": "51.0.0.1", "privateIpAddress": "10.1.0.4"}
+                    ]},
+                    "reprovisionData": "<Environment/>",
+                }),
+                "balanced",
+            )
+            .unwrap(),
+        );
+        for (name, _) in Outage::NAMES {
+            vms.push(vm_from_json(&json!({"loadBalancer": name}), name).unwrap());
+        }
         for vm in vms {
             let bytes = encode(&vm);
             assert_eq!(decode(&vm.id, &bytes).unwrap(), vm);

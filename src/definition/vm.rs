@@ -3,10 +3,12 @@
 
 use std::net::IpAddr;
 
+use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::identity::definition::{Identities, VmContext};
 use crate::metadata::document::InstanceDocument;
+use crate::metadata::loadbalancer;
 use crate::problem::{Problem, Problems};
 
 /// One VM as its definition describes it.
@@ -20,8 +22,11 @@ pub struct VmDefinition {
     pub instance: InstanceDocument,
     /// Managed identities, every id filled in; `None` when the entry has no `identities`.
     pub identities: Option<Identities>,
-    /// The inner object of `/metadata/loadbalancer`.
-    pub load_balancer: Option<Value>,
+    /// What `/metadata/loadbalancer` answers (spec §8); `None`: the VM has no load balancer.
+    pub load_balancer: Option<loadbalancer::Served>,
+    /// The OVF environment `/metadata/reprovisiondata` serves once an operator assigned the
+    /// VM (spec §9.2); `None` until then.
+    pub reprovision_data: Option<Bytes>,
     /// Scheduled events to seed, kept as written; the events engine imports each once.
     pub scheduled_events: Option<Value>,
 }
@@ -36,13 +41,14 @@ impl VmDefinition {
     }
 }
 
-const VM_MEMBERS: [&str; 6] = [
+const VM_MEMBERS: [&str; 7] = [
     "id",
     "callers",
     "instance",
     "identities",
     "loadBalancer",
     "scheduledEvents",
+    "reprovisionData",
 ];
 
 /// Largest VM id: ids appear in URLs, logs and store keys.
@@ -84,6 +90,7 @@ pub fn vm_from_json(entry: &Value, default_id: &str) -> Result<VmDefinition, Vec
     let identities = identities(entry, &id, &mut problems);
     let load_balancer = load_balancer(entry, &mut problems);
     let scheduled_events = scheduled_events(entry, &mut problems);
+    let reprovision_data = reprovision_data(entry, &mut problems);
     let Some(instance) = instance else {
         return Err(problems.into_vec());
     };
@@ -94,6 +101,7 @@ pub fn vm_from_json(entry: &Value, default_id: &str) -> Result<VmDefinition, Vec
         identities,
         load_balancer,
         scheduled_events,
+        reprovision_data,
     })
 }
 
@@ -210,12 +218,52 @@ fn identities(entry: &Map<String, Value>, id: &str, problems: &mut Problems) -> 
     problems.under("identities", Identities::from_json(identities, vm))
 }
 
-/// `loadBalancer`: any object, served as written.
-fn load_balancer(entry: &Map<String, Value>, problems: &mut Problems) -> Option<Value> {
-    match member(entry, "loadBalancer")? {
-        load_balancer @ Value::Object(_) => Some(load_balancer.clone()),
-        _ => {
-            problems.push("loadBalancer", "expected an object");
+/// `loadBalancer`: the response's inner object, checked and rendered now (§8.2), or the name
+/// of a §8.4 outage.
+fn load_balancer(
+    entry: &Map<String, Value>,
+    problems: &mut Problems,
+) -> Option<loadbalancer::Served> {
+    let value = member(entry, "loadBalancer")?;
+    match loadbalancer::Served::from_json(value) {
+        Ok(served) => Some(served),
+        Err(found) => {
+            let found = found
+                .into_iter()
+                .map(|(path, message)| Problem::new(path, message));
+            problems.nested("loadBalancer", found);
+            None
+        }
+    }
+}
+
+/// `reprovisionData`: an OVF environment document, as the provisioning ISO's `ovf-env.xml`.
+/// cloud-init parses it and gives up on anything but XML whose root is `Environment`
+/// (`read_azure_ovf`), so that is checked here rather than found in the guest.
+fn reprovision_data(entry: &Map<String, Value>, problems: &mut Problems) -> Option<Bytes> {
+    let Value::String(text) = member(entry, "reprovisionData")? else {
+        problems.push(
+            "reprovisionData",
+            "expected a string (the OVF environment XML)",
+        );
+        return None;
+    };
+    match roxmltree::Document::parse(text) {
+        Ok(document) if document.root_element().tag_name().name() == "Environment" => {
+            Some(Bytes::copy_from_slice(text.as_bytes()))
+        }
+        Ok(document) => {
+            problems.push(
+                "reprovisionData",
+                format!(
+                    "the root element is <{}>; an OVF environment's is <Environment>",
+                    document.root_element().tag_name().name()
+                ),
+            );
+            None
+        }
+        Err(error) => {
+            problems.push("reprovisionData", format!("not well-formed XML: {error}"));
             None
         }
     }

@@ -38,7 +38,7 @@ fn write_event(out: &mut Vec<u8>, event: &Event, version: EventsVersion) {
         ("EventStatus", status.into()),
         ("EventType", event.event_type.as_str().into()),
         ("ResourceType", "VirtualMachine".into()),
-        ("Resources", event.resources.clone().into()),
+        ("Resources", resources(event, version)),
         ("NotBefore", not_before.into()),
     ];
     if version >= EventsVersion::V2019_04_01 {
@@ -60,6 +60,16 @@ fn write_event(out: &mut Vec<u8>, event: &Event, version: EventsVersion) {
         serde_json::to_writer(&mut *out, value).expect("writing to a Vec cannot fail");
     }
     out.push(b'}');
+}
+
+/// The preview prefixed IaaS VM names with `_` (§6.1: "Resource names prefixed with `_` for
+/// IaaS VMs"); 2017-08-01 removed it.
+fn resources(event: &Event, version: EventsVersion) -> Value {
+    if version == EventsVersion::V2017_03_01 {
+        event.resources.iter().map(|r| format!("_{r}")).collect()
+    } else {
+        event.resources.clone().into()
+    }
 }
 
 /// Event types newer than the requested version are hidden (§6.1, [UNCERTAIN]: the spec
@@ -150,6 +160,23 @@ mod tests {
             "{started}"
         );
         assert!(!started.contains("DurationInSeconds"));
+    }
+
+    #[test]
+    fn the_preview_prefixes_resource_names_with_an_underscore() {
+        let event = reboot("28512AF7-C957-4500-9BC4-842D6FB531E4", "sample_4");
+        let doc = render(192, &[&event], EventsVersion::V2017_03_01);
+        assert_eq!(
+            String::from_utf8(doc).unwrap(),
+            r#"{"DocumentIncarnation":192,"Events":[{"EventId":"28512AF7-C957-4500-9BC4-842D6FB531E4","EventStatus":"Scheduled","EventType":"Reboot","ResourceType":"VirtualMachine","Resources":["_sample_4"],"NotBefore":"Wed, 24 Jan 2018 21:20:44 GMT"}]}"#
+        );
+        let mut preempt = reboot("P", "vm");
+        preempt.event_type = EventType::Preempt;
+        let doc = render(1, &[&preempt], EventsVersion::V2017_03_01);
+        assert_eq!(
+            doc, br#"{"DocumentIncarnation":1,"Events":[]}"#,
+            "no Preempt yet"
+        );
     }
 
     #[test]

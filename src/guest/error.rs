@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 
 use crate::guest::response::{self, Body, CONTENT_TYPE_JSON};
+use crate::metadata::loadbalancer;
 use crate::metadata::version::ApiVersion;
 
 /// A guest request that cannot be served.
@@ -37,6 +38,15 @@ pub enum GuestError {
     BadExtended,
     #[error("leaf requested without format=text")]
     LeafRequiresText,
+    /// `format=text` on an endpoint that only has JSON (attested, §1.7).
+    #[error("format is not json")]
+    JsonOnly,
+    /// An attested `nonce` that is not 1 to 32 letters and digits (§7.1).
+    #[error("the nonce is not 1 to 32 letters and digits")]
+    BadNonce,
+    /// `/metadata/reprovisiondata` before an operator assigned the VM (§9.2).
+    #[error("no reprovisioning data assigned")]
+    NotAssigned,
     #[error("malformed percent-encoding")]
     BadEncoding,
     #[error("rate limit exceeded")]
@@ -112,6 +122,14 @@ const BAD_EXTENDED: &str =
 // [UNCERTAIN] §1.7: the docs name the condition, not the text.
 const LEAF_REQUIRES_TEXT: &str =
     r#"{"error":"Bad request. Querying a leaf node requires format=text"}"#;
+// [UNCERTAIN] §1.7: attested documents are JSON only; the text is ours.
+const JSON_ONLY: &str = r#"{"error":"Bad request. This endpoint supports only format=json"}"#;
+// [UNCERTAIN] §7.1: the validation text is unknown; the rule is the Swagger's.
+const BAD_NONCE: &str =
+    r#"{"error":"Bad request. The nonce must be 1 to 32 ASCII letters and digits"}"#;
+// [UNCERTAIN] §9.2: the 404 body is unknown; cloud-init only reads the status and polls on.
+const NOT_ASSIGNED: &str =
+    r#"{"error":"Not found. This VM has not been assigned reprovisioning data yet"}"#;
 const BAD_ENCODING: &str =
     r#"{"error":"Bad request. Malformed percent-encoding in the request URL"}"#;
 // [UNCERTAIN] §1.10: Swagger's placeholder; no Retry-After is observed on real IMDS.
@@ -177,6 +195,134 @@ static API_VERSION: LazyLock<Bytes> = LazyLock::new(|| {
     Bytes::from(serde_json::to_vec(&body).expect("a JSON value serializes"))
 });
 
+/// Failures of `/metadata/loadbalancer`, which has its own catalogue (spec §8.4): every
+/// message is the troubleshooting page's, wrapped as `{"error":"…"}` (§8.4: "by analogy").
+/// The texts live in [`loadbalancer::messages`]; the limits they name are ours
+/// ([`LB_LIMITS`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoadBalancerError {
+    /// A required query parameter (`api-version`) is absent.
+    MissingParameter(&'static str),
+    /// A parameter's value is not served (an api-version older than 2020-10-01, `format=text`).
+    ValueNotAllowed {
+        name: String,
+        value: String,
+    },
+    /// A parameter the endpoint does not take, or one given twice.
+    UnexpectedRequest,
+    /// The VM's definition has no `loadBalancer`.
+    NoLoadBalancer,
+    /// A path below `/metadata/loadbalancer`.
+    ApiNotFound {
+        path: String,
+        method: String,
+    },
+    MethodNotAllowed {
+        path: String,
+        method: String,
+    },
+    Throttled,
+    BodyTooLong,
+    ParameterKeyTooLong,
+    ParameterValueTooLong,
+    HeaderValueTooLong,
+    /// Outages an operator set in the definition (`loadbalancer::Outage`).
+    NotAvailableRightNow,
+    NotCurrentlyAvailable,
+    ServiceUnavailable,
+}
+
+/// The limits §8.4's length messages name; Azure's values are unknown, these are ours (a
+/// GET takes no body; api-version and format are short).
+#[derive(Debug)]
+pub struct LoadBalancerLimits {
+    pub body: usize,
+    pub parameter_key: usize,
+    pub parameter_value: usize,
+    pub header_value: usize,
+}
+
+pub const LB_LIMITS: LoadBalancerLimits = LoadBalancerLimits {
+    body: 0,
+    parameter_key: 64,
+    parameter_value: 256,
+    header_value: 4096,
+};
+
+impl LoadBalancerError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            LoadBalancerError::NoLoadBalancer
+            | LoadBalancerError::ApiNotFound { .. }
+            | LoadBalancerError::NotAvailableRightNow
+            | LoadBalancerError::NotCurrentlyAvailable => StatusCode::NOT_FOUND,
+            LoadBalancerError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            LoadBalancerError::Throttled => StatusCode::TOO_MANY_REQUESTS,
+            LoadBalancerError::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The message, before wrapping.
+    pub fn message(&self) -> String {
+        use loadbalancer::messages as m;
+        match self {
+            LoadBalancerError::MissingParameter(name) => m::missing_parameter(name),
+            LoadBalancerError::ValueNotAllowed { name, value } => {
+                m::parameter_value_not_allowed(name, value)
+            }
+            LoadBalancerError::UnexpectedRequest => m::UNEXPECTED_REQUEST.into(),
+            LoadBalancerError::NoLoadBalancer => m::NO_LOAD_BALANCER.into(),
+            LoadBalancerError::ApiNotFound { path, method } => m::api_not_found(path, method),
+            LoadBalancerError::MethodNotAllowed { path, method } => {
+                m::method_not_allowed(path, method)
+            }
+            LoadBalancerError::Throttled => m::TOO_MANY_REQUESTS.into(),
+            LoadBalancerError::BodyTooLong => {
+                format!("{}{}", m::BODY_TOO_LONG_PREFIX, LB_LIMITS.body)
+            }
+            LoadBalancerError::ParameterKeyTooLong => {
+                format!(
+                    "{}{}",
+                    m::PARAMETER_KEY_TOO_LONG_PREFIX,
+                    LB_LIMITS.parameter_key
+                )
+            }
+            LoadBalancerError::ParameterValueTooLong => format!(
+                "{}{}",
+                m::PARAMETER_VALUE_TOO_LONG_PREFIX,
+                LB_LIMITS.parameter_value
+            ),
+            LoadBalancerError::HeaderValueTooLong => {
+                format!(
+                    "{}{}",
+                    m::HEADER_VALUE_TOO_LONG_PREFIX,
+                    LB_LIMITS.header_value
+                )
+            }
+            LoadBalancerError::NotAvailableRightNow => m::NOT_AVAILABLE_RIGHT_NOW.into(),
+            LoadBalancerError::NotCurrentlyAvailable => m::NOT_CURRENTLY_AVAILABLE.into(),
+            LoadBalancerError::ServiceUnavailable => m::SERVICE_UNAVAILABLE.into(),
+        }
+    }
+
+    /// `{"error":"<message>"}`, compact (request paths and values are JSON-escaped).
+    pub fn body(&self) -> Bytes {
+        let body = serde_json::json!({ "error": self.message() });
+        Bytes::from(serde_json::to_vec(&body).expect("a JSON value serializes"))
+    }
+
+    pub(super) fn into_response(self) -> http::Response<Body> {
+        let mut response = response::with_body(self.status(), CONTENT_TYPE_JSON, self.body());
+        if let LoadBalancerError::MethodNotAllowed { .. } = self {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET"));
+        }
+        response
+    }
+}
+
 impl From<IdentityError> for GuestError {
     fn from(error: IdentityError) -> GuestError {
         GuestError::Identity(error)
@@ -201,7 +347,7 @@ impl GuestError {
 
     pub fn status(self) -> StatusCode {
         match self {
-            GuestError::NotFound => StatusCode::NOT_FOUND,
+            GuestError::NotFound | GuestError::NotAssigned => StatusCode::NOT_FOUND,
             GuestError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GuestError::ForwardedFor
             | GuestError::MissingMetadataHeader
@@ -211,6 +357,8 @@ impl GuestError {
             | GuestError::BadFormat
             | GuestError::BadExtended
             | GuestError::LeafRequiresText
+            | GuestError::JsonOnly
+            | GuestError::BadNonce
             | GuestError::BadEncoding
             | GuestError::EventsApiVersion
             | GuestError::BadStartRequests
@@ -243,6 +391,9 @@ impl GuestError {
             GuestError::BadFormat => BAD_FORMAT,
             GuestError::BadExtended => BAD_EXTENDED,
             GuestError::LeafRequiresText => LEAF_REQUIRES_TEXT,
+            GuestError::JsonOnly => JSON_ONLY,
+            GuestError::BadNonce => BAD_NONCE,
+            GuestError::NotAssigned => NOT_ASSIGNED,
             GuestError::BadEncoding => BAD_ENCODING,
             GuestError::Throttled => THROTTLED,
             GuestError::Identity(error) => match error {
@@ -345,6 +496,9 @@ mod tests {
             GuestError::BadFormat,
             GuestError::BadExtended,
             GuestError::LeafRequiresText,
+            GuestError::JsonOnly,
+            GuestError::BadNonce,
+            GuestError::NotAssigned,
             GuestError::BadEncoding,
             GuestError::Throttled,
             GuestError::EventsApiVersion,

@@ -5,9 +5,12 @@
 //! A small hyper service rather than a framework: the whole request is answered synchronously
 //! from the in-memory snapshot, so per-request cost is parsing plus slicing pre-rendered bytes.
 
+mod attested;
 mod error;
 mod identity;
 mod instance;
+mod loadbalancer;
+mod reprovision;
 mod request;
 mod response;
 mod scheduled;
@@ -25,7 +28,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::connections::{self, AcceptErrors, ConnectionPolicy, Permit, StallGuard, Tracker};
-pub use crate::guest::error::{GuestError, IdentityError};
+pub use crate::guest::error::{GuestError, IdentityError, LB_LIMITS, LoadBalancerError};
 pub use crate::guest::response::Body;
 use crate::snapshot::{ServedVm, Snapshot};
 use crate::state::Shared;
@@ -125,6 +128,10 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let endpoint = Endpoint::from_path(request.uri().path())?;
+    if let Endpoint::LoadBalancer(sub_path) = endpoint {
+        // Its own error catalogue (spec §8.4), for 404 and 405 too.
+        return loadbalancer::respond(shared, peer, request, sub_path);
+    }
     endpoint.check_method(request.method())?;
     if let Endpoint::Identity(endpoint) = endpoint {
         // Own limits (spec §1.11), and an await for signing: handled apart from the rest.
@@ -132,7 +139,19 @@ where
     }
     let snapshot = shared.published().load();
     let vm = admit(shared, &snapshot, peer)?;
-    request::check_headers(request.headers())?;
+    if let Endpoint::AttestedIssuer = endpoint {
+        // Certificate tooling fetches AIA URLs with no Metadata header and no api-version.
+        return Ok(attested::issuer(shared));
+    }
+    if let Err(error) = request::check_headers(request.headers()) {
+        // The scheduled-events preview did not enforce the Metadata header (§6.1).
+        let preview = matches!(endpoint, Endpoint::ScheduledEvents)
+            && error == GuestError::MissingMetadataHeader
+            && scheduled::is_preview(request.uri().query());
+        if !preview {
+            return Err(error);
+        }
+    }
     let query = request::Query::parse(request.uri().query())?;
     match endpoint {
         Endpoint::Versions => Ok(versions::get()),
@@ -147,7 +166,16 @@ where
                 scheduled::get(shared.events(), &vm, &query, request.headers()).await
             }
         }
-        Endpoint::Identity(_) => unreachable!("identity requests return above"),
+        Endpoint::AttestedDocument => {
+            // Signing awaits a blocking thread: the snapshot guard is not held across it.
+            let vm = Arc::clone(vm);
+            drop(snapshot);
+            attested::document(shared, vm, &query).await
+        }
+        Endpoint::ReprovisionData => reprovision::get(vm, &query),
+        Endpoint::Identity(_) | Endpoint::LoadBalancer(_) | Endpoint::AttestedIssuer => {
+            unreachable!("answered above")
+        }
     }
 }
 
@@ -176,6 +204,14 @@ enum Endpoint<'a> {
     Instance(&'a str),
     ScheduledEvents,
     Identity(identity::Endpoint),
+    /// `/metadata/attested/document` (§7).
+    AttestedDocument,
+    /// `/metadata/attested/ca.cer`: the issuer download generated leaves name (not Azure's).
+    AttestedIssuer,
+    /// The path after `/metadata/loadbalancer` (§8; anything but nothing is its 404).
+    LoadBalancer(&'a str),
+    /// `/metadata/reprovisiondata` (§9.2).
+    ReprovisionData,
 }
 
 impl<'a> Endpoint<'a> {
@@ -195,6 +231,16 @@ impl<'a> Endpoint<'a> {
             identity::Endpoint::from_path(rest)
                 .map(Endpoint::Identity)
                 .ok_or(GuestError::NotFound)
+        } else if exactly("/metadata/attested/document") {
+            Ok(Endpoint::AttestedDocument)
+        } else if path == "/metadata/attested/ca.cer" {
+            Ok(Endpoint::AttestedIssuer)
+        } else if let Some(rest) = path.strip_prefix("/metadata/loadbalancer")
+            && (rest.is_empty() || rest.starts_with('/'))
+        {
+            Ok(Endpoint::LoadBalancer(rest))
+        } else if exactly("/metadata/reprovisiondata") {
+            Ok(Endpoint::ReprovisionData)
         } else {
             Err(GuestError::NotFound)
         }

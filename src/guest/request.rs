@@ -60,6 +60,11 @@ impl<'a> Query<'a> {
         }
     }
 
+    /// Every decoded `(name, value)`, in request order.
+    pub(super) fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
+    }
+
     /// The api-version, which must be present, unique and supported.
     pub(super) fn api_version(&self) -> Result<ApiVersion, GuestError> {
         match self.single("api-version")? {

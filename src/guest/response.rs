@@ -13,6 +13,12 @@ pub(super) const CONTENT_TYPE_JSON: HeaderValue =
     HeaderValue::from_static("application/json; charset=utf-8");
 pub(super) const CONTENT_TYPE_TEXT: HeaderValue =
     HeaderValue::from_static("text/plain; charset=utf-8");
+/// `/metadata/reprovisiondata`'s OVF environment (§9.2: application/xml or text/xml).
+pub(super) const CONTENT_TYPE_XML: HeaderValue =
+    HeaderValue::from_static("application/xml; charset=utf-8");
+/// A DER certificate, as AIA "CA Issuers" URLs serve it (RFC 5280 §4.2.2.1).
+pub(super) const CONTENT_TYPE_CERTIFICATE: HeaderValue =
+    HeaderValue::from_static("application/pkix-cert");
 
 /// A real build string (§1.9). MSAL.NET checks only that it contains `IMDS`.
 const SERVER: HeaderValue = HeaderValue::from_static("IMDS/150.870.65.1854");

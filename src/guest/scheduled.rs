@@ -88,6 +88,22 @@ where
     }
 }
 
+/// Whether a raw query asks for the preview (2017-03-01), which did not enforce the
+/// `Metadata` header (§6.1). Read only after a request failed the header check.
+pub(super) fn is_preview(raw_query: Option<&str>) -> bool {
+    Query::parse(raw_query)
+        .ok()
+        .and_then(|query| {
+            query
+                .single("api-version")
+                .ok()
+                .flatten()
+                .map(EventsVersion::parse)
+        })
+        .flatten()
+        .is_some_and(|version| !version.requires_metadata_header())
+}
+
 fn events_version(query: &Query<'_>) -> Result<EventsVersion, GuestError> {
     let version = match query.single("api-version")? {
         Some(text) => EventsVersion::parse(text).ok_or(GuestError::EventsApiVersion)?,

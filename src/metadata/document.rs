@@ -95,6 +95,11 @@ impl InstanceDocument {
         &self.unknown_fields
     }
 
+    /// The whole document at the newest schema, `extended` included, as compact JSON.
+    pub fn compact_json(&self) -> &[u8] {
+        &self.compact
+    }
+
     /// A string leaf by path of keys.
     pub fn string_at(&self, keys: &[&str]) -> Option<String> {
         let value: Value = serde_json::from_slice(&self.compact).ok()?;

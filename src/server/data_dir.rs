@@ -12,6 +12,8 @@ use crate::server::error::Error;
 pub const STORE_FILE: &str = "azimds.redb";
 /// The token signing keys' directory inside the data directory.
 pub const KEYS_DIR: &str = "keys";
+/// The attested-document CA and leaves, inside [`KEYS_DIR`].
+pub const ATTESTED_KEYS_DIR: &str = "attested";
 
 /// Creates the data directory owner-only, or checks an existing one.
 pub(super) fn prepare(path: &Path) -> Result<(), Error> {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crate::definition::DefinitionError;
 use crate::identity::keys;
-use crate::{maintenance, registry, store};
+use crate::{attested, maintenance, registry, store};
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +29,14 @@ pub enum Error {
     KeyDir { path: PathBuf, source: keys::Error },
     #[error("cannot load the token signing keys: {0}")]
     Keys(keys::Error),
+    #[error("cannot read the attested {what} {path}: {source}")]
+    ReadAttested {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot set up attested-document signing: {0}")]
+    Attested(attested::Error),
     #[error("cannot load the scheduled events in the store: {0}")]
     Events(maintenance::Error),
     #[error("cannot apply {file}: {error}")]

@@ -28,7 +28,7 @@ use crate::definition::Definitions;
 use crate::guest;
 use crate::maintenance::HookDelivery;
 use crate::registry::Registry;
-pub use crate::server::data_dir::{KEYS_DIR, STORE_FILE};
+pub use crate::server::data_dir::{ATTESTED_KEYS_DIR, KEYS_DIR, STORE_FILE};
 pub use crate::server::error::Error;
 use crate::server::listeners::ControlListener;
 use crate::snapshot::CallerMode;
@@ -190,6 +190,7 @@ impl Server {
         );
         if !self.shared.clock().is_manual() {
             tasks.spawn(Arc::clone(self.shared.events()).run_timer(on_stop()));
+            tasks.spawn(renew_attested(Arc::clone(&self.shared), on_stop()));
         }
         if let Some(hooks) = self.hooks {
             tasks.spawn(hooks.run(on_stop()));
@@ -299,6 +300,32 @@ impl Drop for Running {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+    }
+}
+
+/// How often the attested signer checks whether its leaves are near their end.
+const ATTESTED_RENEWAL_CHECK: Duration = Duration::from_secs(24 * 3600);
+
+/// Once a day, rotates the attested leaves when they end within 30 days (a server left
+/// running for a year keeps signing with valid certificates). Off the async workers: a
+/// rotation makes a key and writes the key store.
+async fn renew_attested(shared: Arc<Shared>, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(ATTESTED_RENEWAL_CHECK) => {}
+        }
+        let signer = Arc::clone(shared.attested());
+        let now = shared.clock().now();
+        match tokio::task::spawn_blocking(move || signer.renew_if_due(now)).await {
+            Ok(Ok(true)) => tracing::info!("attested signing certificates renewed"),
+            Ok(Ok(false)) => {}
+            Ok(Err(error)) => {
+                tracing::error!(%error, "renewing the attested signing certificates failed")
+            }
+            Err(_) => tracing::error!("the attested renewal task failed"),
         }
     }
 }

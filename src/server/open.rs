@@ -1,13 +1,14 @@
 //! Assembling a server's state, in one order and synchronously (store IO, key generation):
-//! data directory → definitions file → store → snapshot → issuer → events engine → shared
-//! state → registry → the file (or given VMs) applied, or the demo VM seeded → definition
+//! data directory → definitions file → store → snapshot → issuer → attested signer → events
+//! engine → shared state → registry → the file (or given VMs) applied, or the demo VM seeded → definition
 //! events imported.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::attested::AttestedSigner;
 use crate::clock::Clock;
-use crate::config::Settings;
+use crate::config::{AttestedSettings, Settings};
 use crate::definition::Definitions;
 use crate::identity::Issuer;
 use crate::identity::keys::FileKeyStore;
@@ -50,6 +51,7 @@ pub(super) fn open(
         tracing::warn!("{warning}");
     }
     let issuer = open_issuer(&settings.data, settings.token_lifetime, clock.as_ref())?;
+    let attested = open_attested(&settings.data, &settings.attested, clock.as_ref())?;
     let snapshot = Arc::new(Published::new(snapshot));
     let (events, hooks) = Maintenance::load(
         Arc::clone(&store),
@@ -63,6 +65,7 @@ pub(super) fn open(
         clock,
         issuer: Arc::new(issuer),
         identity_limits: settings.identity_limits,
+        attested: Arc::new(attested),
         events: Arc::new(events),
     }));
     let registry = Arc::new(Registry::new(store, Arc::clone(&shared)));
@@ -83,6 +86,35 @@ fn open_issuer(data: &Path, lifetime: u64, clock: &dyn Clock) -> Result<Issuer, 
         source,
     })?;
     Issuer::open(Arc::new(key_store), lifetime, clock.now()).map_err(Error::Keys)
+}
+
+/// Attested-document certificates: the operator's PEM files, checked now; else a CA and leaves
+/// made on the first start under `<data>/keys/attested` and reused after (owner-only files).
+fn open_attested(
+    data: &Path,
+    settings: &AttestedSettings,
+    clock: &dyn Clock,
+) -> Result<AttestedSigner, Error> {
+    let now = clock.now();
+    if let Some(operator) = &settings.operator {
+        let read = |what: &'static str, path: &Path| {
+            std::fs::read_to_string(path).map_err(|source| Error::ReadAttested {
+                what,
+                path: path.to_path_buf(),
+                source,
+            })
+        };
+        let cert = read("certificate", &operator.cert)?;
+        let key = read("private key", &operator.key)?;
+        let chain = read("certificate chain", &operator.chain)?;
+        return AttestedSigner::from_operator_pem(&cert, &key, &chain, now)
+            .map_err(Error::Attested);
+    }
+    let dir = data
+        .join(data_dir::KEYS_DIR)
+        .join(data_dir::ATTESTED_KEYS_DIR);
+    let store = FileKeyStore::open(&dir).map_err(|source| Error::KeyDir { path: dir, source })?;
+    AttestedSigner::open(Arc::new(store), settings.issuer_url.clone(), now).map_err(Error::Attested)
 }
 
 /// Reconciles the definitions into the store; without any, an empty store in single mode

@@ -1,4 +1,5 @@
-"""Scheduled events with Microsoft's documented Python sample (probes/scheduled_events_probe.py).
+"""Scheduled events with Microsoft's documented Python sample (probes/scheduled_events_probe.py),
+and the Azure-Samples non-VNET discovery sample (probes/non_vnet_sample_probe.py) at the end.
 
 The sample polls http://169.254.169.254/metadata/scheduledevents once a second in the test's
 network namespace. The test schedules a Spot eviction (Preempt) for the VM through azimds'
@@ -9,11 +10,13 @@ incarnations moving by one per change, NotBefore as RFC 1123 30 s after scheduli
 Preempt notice) while Scheduled and "" once Started, and the event gone once completed.
 """
 
+import ast
 import json
 import math
 import re
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -117,3 +120,109 @@ def test_documented_python_sample_approves_a_preempt_and_sees_it_go(imds, vm, tm
     for n in (n0, n0 + 1, n0 + 2, n0 + 3):
         assert f"Processed events from document: {n}" in stdout, stdout
     assert trace["result"] == "removed"
+
+
+class Console:
+    """The sample's terminal: what it printed so far, and a way to type an answer."""
+
+    def __init__(self, proc):
+        self.proc = proc
+        self.text = ""
+        self.seen = 0
+        self.grew = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        while True:
+            char = self.proc.stdout.read(1)
+            if not char:
+                break
+            with self.grew:
+                self.text += char
+                self.grew.notify_all()
+
+    def wait_for(self, prompt: str, timeout: float = 30) -> str:
+        """Waits until `prompt` appears after what was already read; returns what came before."""
+        with self.grew:
+            found = self.grew.wait_for(lambda: prompt in self.text[self.seen:], timeout)
+            assert found, f"no {prompt!r} after:\n{self.text[self.seen:]}"
+            at = self.text.index(prompt, self.seen)
+            before, self.seen = self.text[self.seen:at], at + len(prompt)
+            return before
+
+    def answer(self, line: str):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+
+def _printed_document(output: str) -> dict:
+    """The last `Scheduled Events Document:` the sample printed (a Python dict's str())."""
+    text = output.rsplit("Scheduled Events Document:\n", 1)[1].split("\n", 1)[0]
+    return ast.literal_eval(text)
+
+
+def test_non_vnet_discovery_sample_discovers_polls_and_approves(imds, vm):
+    """Azure-Samples' non-VNET sample (probes/non_vnet_sample_probe.py): discovery through the
+    2017-03-01 preview, then its interactive loop: the test is the person at the console."""
+    status, body = imds.control("GET", "/v1/vms")
+    [vm_id] = [v["id"] for v in body["vms"]]
+    name = vm["compute"]["name"]
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", imds.ns, sys.executable,
+         str(PROBES / "non_vnet_sample_probe.py")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=_probe_env(),
+    )
+    console = Console(proc)
+    try:
+        # Discovery: the preview URL answered with a JSON document holding Events.
+        console.wait_for(
+            "Scheduled Events endpoint address = "
+            "http://169.254.169.254/metadata/scheduledevents?api-version=2017-03-01\n")
+        empty = _printed_document(console.wait_for("Press Enter to continue."))
+        assert empty["Events"] == [] and isinstance(empty["DocumentIncarnation"], int)
+
+        status, event = imds.control("POST", "/v1/events", {"type": "Reboot", "vms": [vm_id]})
+        assert status == 201, event
+        console.answer("")
+        shown = console.wait_for("Approve event? (y / n): ")
+        scheduled = _printed_document(shown)
+        [seen] = scheduled["Events"]
+        # §6.1: the preview prefixes resource names with `_`; the 2017-08-01 fields, in order.
+        assert seen == {
+            "EventId": event["id"], "EventStatus": "Scheduled", "EventType": "Reboot",
+            "ResourceType": "VirtualMachine", "Resources": ["_" + name],
+            "NotBefore": seen["NotBefore"],
+        }
+        assert list(seen) == ["EventId", "EventStatus", "EventType", "ResourceType",
+                              "Resources", "NotBefore"]
+        assert RFC1123.match(seen["NotBefore"])
+        assert scheduled["DocumentIncarnation"] == empty["DocumentIncarnation"] + 1
+
+        console.answer("y")
+        approving = console.wait_for("Press Enter to continue.")
+        assert "Approving with the following:\n" + str({
+            "DocumentIncarnation": scheduled["DocumentIncarnation"],
+            "StartRequests": [{"EventId": event["id"]}]}) in approving
+        status, after = imds.control("GET", f"/v1/events/{event['id']}")
+        assert status == 200 and after["status"] == "Started", after
+
+        console.answer("")
+        started = _printed_document(console.wait_for("Approve event? (y / n): "))
+        [running] = started["Events"]
+        assert (running["EventStatus"], running["NotBefore"]) == ("Started", "")
+        console.answer("n")
+        console.wait_for("Press Enter to continue.")
+        status, done = imds.control("POST", f"/v1/events/{event['id']}/complete")
+        assert status == 200, done
+        console.answer("")
+        gone = _printed_document(console.wait_for("Press Enter to continue."))
+        assert gone["Events"] == []
+        assert gone["DocumentIncarnation"] == started["DocumentIncarnation"] + 1
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0, _tail(proc.stderr.read())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "The provided IP address is invalid" not in console.text, "discovery fell back"

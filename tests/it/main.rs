@@ -5,6 +5,8 @@ mod support;
 
 /// The documented nftables anti-spoofing rules, in network namespaces (needs root).
 mod antispoof;
+/// Attested documents verified by the openssl command line: envelope, content, rotation.
+mod attested;
 /// Malformed and hostile input never panics and never gets a 5xx.
 mod bad_input;
 /// The `azimds` binary: start-up, definition-file errors, `--help`.
@@ -21,8 +23,12 @@ mod identity;
 mod instance;
 /// Host mode in real network namespaces: each VM sees only itself, strangers get nothing.
 mod isolation;
+/// `/metadata/loadbalancer` per version and every §8.4 answer; `loadBalancer` validation.
+mod loadbalancer;
 /// Property tests: version monotonicity, arbitrary paths.
 mod properties;
+/// `/metadata/reprovisiondata` and the assign action (control API and CLI).
+mod reprovision;
 /// Request rules: headers, api-version, query parameters, methods, paths, throttling.
 mod rules;
 /// Scheduled events: every rule of spec §6 on a paused clock, restart, hooks, definitions.

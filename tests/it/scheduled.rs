@@ -32,8 +32,9 @@ const B: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 const C: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
 
 const EVENTS: &str = "/metadata/scheduledevents";
-/// §6.1: the scheduled-events list, oldest first (2017-03-01 was a preview, not served).
-const VERSIONS: [&str; 6] = [
+/// §6.1: the scheduled-events list, oldest first, the 2017-03-01 preview included.
+const VERSIONS: [&str; 7] = [
+    "2017-03-01",
     "2017-08-01",
     "2017-11-01",
     "2019-01-01",
@@ -320,14 +321,15 @@ async fn accepts_only_the_scheduled_events_versions() {
             Some("application/json; charset=utf-8")
         );
     }
-    // General (instance) versions, the 2017-03-01 preview, aliases, a case-changed name and no
-    // version at all: the api-version error with the scheduled-events list.
+    // General (instance) versions, aliases (the previews' `{latest}` is gone, §6.1), a
+    // case-changed name and no version at all: the api-version error with the
+    // scheduled-events list.
     for query in [
         "api-version=2021-12-13",
         "api-version=2018-10-01",
         "api-version=2025-04-07",
-        "api-version=2017-03-01",
         "api-version=latest",
+        "api-version={latest}",
         "api-version=",
         "Api-Version=2020-07-01",
         "version=2020-07-01",
@@ -416,6 +418,69 @@ async fn requires_the_metadata_header_and_no_forwarded_for() {
             &[("Metadata", "true"), ("X-Forwarded-For", "10.0.0.9")],
             b"",
         )
+        .await;
+    assert_eq!(forwarded.status, 400);
+}
+
+/// §6.1: "2017-03-01 | Preview. Resource names prefixed with `_` for IaaS VMs; Metadata
+/// header not enforced." 2017-08-01: "Underscore prefix removed from resource names;
+/// `Metadata: true` enforced."
+#[tokio::test]
+async fn the_preview_prefixes_resources_and_does_not_require_the_header() {
+    let host = start_host(CallerMode::Single, MaintenanceConfig::default(), &one_vm()).await;
+    let preview = format!("{EVENTS}?api-version=2017-03-01");
+    let id = host
+        .schedule_id(json!({"type": "Reboot", "vms": ["vm1"]}))
+        .await;
+    let without_header = host.guest(A, "GET", &preview, &[], b"").await;
+    assert_eq!(without_header.status, 200, "{}", without_header.text());
+    let document = without_header.json();
+    let [event] = document["Events"].as_array().unwrap().as_slice() else {
+        panic!("one event: {document}");
+    };
+    assert_eq!(event["EventId"], id.as_str());
+    assert_eq!(event["Resources"], json!(["_vm-one"]));
+    // Only the fields of 2017-08-01's table, in §6.2's order: no Description or later fields.
+    let expected = format!(
+        r#"{{"DocumentIncarnation":{},"Events":[{{"EventId":"{id}","EventStatus":"Scheduled","EventType":"Reboot","ResourceType":"VirtualMachine","Resources":["_vm-one"],"NotBefore":"{}"}}]}}"#,
+        document["DocumentIncarnation"],
+        event["NotBefore"].as_str().unwrap()
+    );
+    assert_eq!(without_header.text(), expected);
+    assert_eq!(
+        host.guest(A, "GET", &preview, &[("Metadata", "true")], b"")
+            .await
+            .json(),
+        document,
+        "the header is allowed too"
+    );
+    // GA: the names are plain and the header is required again.
+    let ga = host.get(A, "2017-08-01").await.json();
+    assert_eq!(ga["Events"][0]["Resources"], json!(["vm-one"]));
+    let ga_without_header = host
+        .guest(
+            A,
+            "GET",
+            &format!("{EVENTS}?api-version=2017-08-01"),
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(
+        (ga_without_header.status, ga_without_header.text()),
+        (400, MISSING_METADATA)
+    );
+    // The preview approves as GA does (§6.4's body), without the header, and X-Forwarded-For
+    // is refused at every version (§1.3).
+    let body = json!({"DocumentIncarnation": document["DocumentIncarnation"],
+                      "StartRequests": [{"EventId": id}]})
+    .to_string();
+    let approved = host.guest(A, "POST", &preview, &[], body.as_bytes()).await;
+    assert_eq!((approved.status, approved.text()), (200, ""));
+    let started = host.get(A, "2017-03-01").await.json();
+    assert_eq!(started["Events"][0]["EventStatus"], "Started");
+    let forwarded = host
+        .guest(A, "GET", &preview, &[("X-Forwarded-For", "10.0.0.9")], b"")
         .await;
     assert_eq!(forwarded.status, 400);
 }

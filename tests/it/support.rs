@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use azimds::clock::ManualClock;
-use azimds::config::{ConnectionSettings, ControlAddress, Settings};
+use azimds::config::{AttestedSettings, ConnectionSettings, ControlAddress, Settings};
 use azimds::control::token::ControlToken;
 use azimds::definition::{self, Definitions};
 use azimds::identity::limits::IdentityLimits;
@@ -69,6 +69,7 @@ pub(crate) struct TestConfig {
     /// The server's clock starts here and moves only when the test moves it.
     pub(crate) start: SystemTime,
     pub(crate) token_lifetime: u64,
+    pub(crate) attested: AttestedSettings,
 }
 
 impl Default for TestConfig {
@@ -81,6 +82,7 @@ impl Default for TestConfig {
             events: MaintenanceConfig::default(),
             start: SystemTime::now(),
             token_lifetime: 86_400,
+            attested: AttestedSettings::default(),
         }
     }
 }
@@ -117,6 +119,7 @@ impl TestServer {
             identity_limits: config.identity_limits,
             events: config.events,
             connections: ConnectionSettings::default(),
+            attested: config.attested,
         };
         let clock = Arc::new(ManualClock::new(config.start));
         let definitions = match config.vms {
@@ -151,6 +154,11 @@ impl TestServer {
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         self.running.shared()
+    }
+
+    /// The server's data directory (store, keys, control token).
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self._dir.path().join("data")
     }
 }
 
