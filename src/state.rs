@@ -1,5 +1,6 @@
 //! What the guest and control planes share: the published snapshot, the clock, the token
-//! issuer with its per-VM limits, the scheduled-events engine, and the guest plane's counters.
+//! issuer with its per-VM limits, the scheduled-events engine, the fault rules, and the guest
+//! plane's counters and metrics.
 //!
 //! Built once, in one order (snapshot → engine → [`Shared`]), by `server` (or a test), and
 //! owned by neither plane: `guest` reads it to answer VMs, `control` and `registry` change
@@ -9,10 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::clock::Clock;
+use crate::faults::FaultBook;
 use crate::identity::Issuer;
 use crate::identity::limits::{IdentityLimits, Limiters};
 use crate::maintenance::Maintenance;
 use crate::snapshot::{Published, Snapshot};
+use crate::telemetry::{Telemetry, TelemetrySettings};
 
 /// The pieces [`Shared`] is made of.
 #[derive(Debug)]
@@ -22,6 +25,7 @@ pub struct Parts {
     pub issuer: Arc<Issuer>,
     pub identity_limits: IdentityLimits,
     pub events: Arc<Maintenance>,
+    pub telemetry: TelemetrySettings,
 }
 
 /// State shared by every guest connection and every control request.
@@ -33,6 +37,8 @@ pub struct Shared {
     identity_limiters: Limiters,
     events: Arc<Maintenance>,
     unknown_callers: AtomicU64,
+    faults: FaultBook,
+    telemetry: Telemetry,
 }
 
 impl Shared {
@@ -44,6 +50,8 @@ impl Shared {
             identity_limiters: Limiters::new(parts.identity_limits),
             events: parts.events,
             unknown_callers: AtomicU64::new(0),
+            faults: FaultBook::default(),
+            telemetry: Telemetry::new(parts.telemetry),
         }
     }
 
@@ -85,5 +93,15 @@ impl Shared {
     /// Connections refused because their address belongs to no VM.
     pub fn unknown_callers(&self) -> u64 {
         self.unknown_callers.load(Ordering::Relaxed)
+    }
+
+    /// The fault rules in force.
+    pub fn faults(&self) -> &FaultBook {
+        &self.faults
+    }
+
+    /// The guest plane's metrics and what is recorded (journal, access log).
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
     }
 }

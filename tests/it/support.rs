@@ -14,14 +14,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use azimds::clock::ManualClock;
-use azimds::config::{ConnectionSettings, ControlAddress, Settings};
+use azimds::config::{ClockMode, ConnectionSettings, ControlAddress, LogSettings, Settings};
 use azimds::control::token::ControlToken;
 use azimds::definition::{self, Definitions};
+use azimds::faults::FaultSpec;
 use azimds::identity::limits::IdentityLimits;
 use azimds::maintenance::MaintenanceConfig;
 use azimds::server::{Options, Running, Server};
 use azimds::snapshot::CallerMode;
 use azimds::state::Shared;
+use azimds::telemetry::TelemetrySettings;
 use azimds::throttle::RateLimit;
 
 /// A directory under the system temp dir, unique per process and call, removed on drop.
@@ -69,6 +71,8 @@ pub(crate) struct TestConfig {
     /// The server's clock starts here and moves only when the test moves it.
     pub(crate) start: SystemTime,
     pub(crate) token_lifetime: u64,
+    /// Fault rules in force from the start, as a config file gives them.
+    pub(crate) faults: Vec<FaultSpec>,
 }
 
 impl Default for TestConfig {
@@ -81,6 +85,7 @@ impl Default for TestConfig {
             events: MaintenanceConfig::default(),
             start: SystemTime::now(),
             token_lifetime: 86_400,
+            faults: Vec::new(),
         }
     }
 }
@@ -117,6 +122,16 @@ impl TestServer {
             identity_limits: config.identity_limits,
             events: config.events,
             connections: ConnectionSettings::default(),
+            clock: ClockMode::Manual,
+            faults: config.faults,
+            // Everything on, so every test also exercises what is recorded (and the
+            // secret-free-logs check sees the access log).
+            telemetry: TelemetrySettings {
+                access_log: true,
+                metrics_per_vm: Some(100),
+                ..TelemetrySettings::default()
+            },
+            log: LogSettings::default(),
         };
         let clock = Arc::new(ManualClock::new(config.start));
         let definitions = match config.vms {
