@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::events::Event;
+use crate::telemetry::histogram::{self, Histogram};
 
 /// VM id → JSON-encoded [`StoredVm`] (without the id).
 const VMS: TableDefinition<&str, &[u8]> = TableDefinition::new("vms");
@@ -108,6 +109,8 @@ pub enum Change {
 #[derive(Debug)]
 pub struct Store {
     db: Database,
+    /// How long durable commits take (metrics).
+    commits: Histogram,
 }
 
 impl Store {
@@ -119,7 +122,23 @@ impl Store {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| db(redb::StorageError::Io(e)))?;
         migrations::run(&database)?;
-        Ok(Store { db: database })
+        Ok(Store {
+            db: database,
+            commits: Histogram::new(histogram::COMMIT_BOUNDS),
+        })
+    }
+
+    /// Commits `write` (durable when it returns), timing it.
+    fn commit(&self, write: redb::WriteTransaction) -> Result<(), Error> {
+        let started = std::time::Instant::now();
+        let committed = write.commit().map_err(db);
+        self.commits.observe(started.elapsed());
+        committed
+    }
+
+    /// How long commits have taken.
+    pub fn commit_times(&self) -> &Histogram {
+        &self.commits
     }
 
     /// Every VM record, in id order.
@@ -176,7 +195,7 @@ impl Store {
             table.insert(id, encode(&stored).as_slice()).map_err(db)?;
             (stored, current.is_none())
         };
-        write.commit().map_err(db)?;
+        self.commit(write)?;
         Ok(stored)
     }
 
@@ -192,7 +211,7 @@ impl Store {
             check(expect, current)?;
             table.remove(id).map_err(db)?.is_some()
         };
-        write.commit().map_err(db)?;
+        self.commit(write)?;
         Ok(existed)
     }
 
@@ -226,7 +245,7 @@ impl Store {
                 }
             }
         }
-        write.commit().map_err(db)?;
+        self.commit(write)?;
         Ok(written)
     }
 }
@@ -300,7 +319,7 @@ impl Store {
                 table.insert(*key, 1).map_err(db)?;
             }
         }
-        write.commit().map_err(db)?;
+        self.commit(write)?;
         Ok(())
     }
 }

@@ -102,7 +102,7 @@ impl Collector for Scrape {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         for family in &self.families {
             let mut metric =
-                encoder.encode_descriptor(family.name, family.help, None, family.kind.clone())?;
+                encoder.encode_descriptor(family.name, family.help, None, family.kind)?;
             for (labels, value) in &family.samples {
                 let mut sample = metric.encode_family(labels)?;
                 match value {

@@ -433,14 +433,15 @@ async fn openapi_document_matches_the_router() {
             concrete.push_str("?incarnation=0&timeout=1");
         }
         let reply = host.call(method, &concrete, Some(&json!({})), &[]).await;
+        // Not every route answers JSON (/metrics is text).
+        let answer: Value = serde_json::from_slice(&reply.body).unwrap_or_default();
         assert_ne!(
-            reply.json()["error"]["message"],
-            "no such route",
+            answer["error"]["message"], "no such route",
             "{method} {path} is documented but not routed"
         );
         assert_ne!(reply.status, 405, "{method} {path}");
     }
-    assert_eq!(documented.len(), 18, "{documented:?}");
+    assert_eq!(documented.len(), 29, "{documented:?}");
     let undocumented = host.call("POST", "/v1/vms", Some(&json!({})), &[]).await;
     assert_eq!(undocumented.status, 405);
 }
