@@ -25,3 +25,5 @@ mod properties;
 mod rules;
 /// Scheduled events: every rule of spec §6 on a paused clock, restart, hooks, definitions.
 mod scheduled;
+/// The secret-free-logs check every server of the suite runs when dropped.
+mod secrets;

@@ -108,6 +108,7 @@ impl std::ops::Deref for TestServer {
 
 impl TestServer {
     pub(crate) async fn start(config: TestConfig) -> TestServer {
+        crate::secrets::install();
         let dir = TempDir::new("server");
         let data = dir.path().join("data");
         let settings = Settings {
@@ -137,9 +138,13 @@ impl TestServer {
         let definitions = match config.vms {
             Vms::Demo => None,
             Vms::Empty => Some(Definitions { vms: Vec::new() }),
-            Vms::Text(text) => Some(
-                definition::parse(&text, None, "test definitions").expect("valid test definitions"),
-            ),
+            Vms::Text(text) => {
+                crate::secrets::definitions(&text);
+                Some(
+                    definition::parse(&text, None, "test definitions")
+                        .expect("valid test definitions"),
+                )
+            }
         };
         let options = Options {
             clock: clock.clone(),
@@ -149,6 +154,7 @@ impl TestServer {
             .await
             .expect("the test server starts");
         let running = server.spawn();
+        crate::secrets::data_dir(&data);
         let token = ControlToken::read(&data).unwrap().expose().to_string();
         TestServer {
             guest: TestImds {
@@ -166,6 +172,14 @@ impl TestServer {
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         self.running.shared()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // Keys rotated during the test are secrets too.
+        crate::secrets::data_dir(&self._dir.path().join("data"));
+        crate::secrets::check();
     }
 }
 
@@ -259,13 +273,13 @@ impl TestImds {
 
     /// Sends `bytes` as they are and reads the answer until the server closes.
     pub(crate) async fn raw(&self, bytes: impl AsRef<[u8]>) -> Reply {
-        exchange(None, self.addr, bytes.as_ref()).await
+        guest_exchange(None, self.addr, bytes.as_ref()).await
     }
 
     /// Like [`TestImds::raw`], from the local address `from` (a 127.0.0.x in source-address
     /// tests).
     pub(crate) async fn raw_from(&self, from: IpAddr, bytes: impl AsRef<[u8]>) -> Reply {
-        exchange(Some(from), self.addr, bytes.as_ref()).await
+        guest_exchange(Some(from), self.addr, bytes.as_ref()).await
     }
 }
 
@@ -345,6 +359,15 @@ pub(crate) fn request_bytes(
     bytes
 }
 
+/// A guest exchange, whose nonce, token or signed document is registered as a secret.
+async fn guest_exchange(from: Option<IpAddr>, to: SocketAddr, bytes: &[u8]) -> Reply {
+    let reply = exchange(from, to, bytes).await;
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(16 * 1024)]);
+    let target = head.split(' ').nth(1).unwrap_or("");
+    crate::secrets::guest_exchange(target, &reply.body);
+    reply
+}
+
 /// One exchange, optionally from a chosen local address; reads until the server closes.
 async fn exchange(from: Option<IpAddr>, to: SocketAddr, bytes: &[u8]) -> Reply {
     let run = async {
@@ -402,12 +425,21 @@ pub(crate) struct Spawned {
     log_grew: Arc<std::sync::Condvar>,
     /// The "listening" log line.
     listening: String,
+    /// Collects stderr until the process exits.
+    reader: Option<std::thread::JoinHandle<()>>,
+    data: PathBuf,
 }
 
 impl Drop for Spawned {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        crate::secrets::data_dir(&self.data);
+        crate::secrets::lines(self.log.lock().unwrap().iter().cloned());
+        crate::secrets::check();
     }
 }
 
@@ -479,7 +511,9 @@ pub(crate) fn spawn_azimds(data: &Path, extra: &[&str]) -> Spawned {
         ])
         .arg(data)
         .args(extra)
-        .env("AZIMDS_LOG", "info")
+        // The most verbose level, for the secret-free-logs check.
+        .args(["--access-log", "--journal-size", "64"])
+        .env("AZIMDS_LOG", "trace")
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -497,9 +531,10 @@ pub(crate) fn spawn_azimds(data: &Path, extra: &[&str]) -> Spawned {
             break line;
         }
     };
+    register_spawned_secrets(data, extra);
     let log_grew = Arc::new(std::sync::Condvar::new());
     let (kept, grew) = (Arc::clone(&log), Arc::clone(&log_grew));
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
             kept.lock().unwrap().push(line);
             grew.notify_all();
@@ -512,5 +547,18 @@ pub(crate) fn spawn_azimds(data: &Path, extra: &[&str]) -> Spawned {
         log,
         log_grew,
         listening: line,
+        reader: Some(reader),
+        data: data.to_path_buf(),
+    }
+}
+
+/// A spawned server's secrets: its data directory's, and its `--vms` file's user data.
+fn register_spawned_secrets(data: &Path, extra: &[&str]) {
+    crate::secrets::data_dir(data);
+    if let Some(at) = extra.iter().position(|a| *a == "--vms")
+        && let Some(file) = extra.get(at + 1)
+        && let Ok(text) = std::fs::read_to_string(file)
+    {
+        crate::secrets::definitions(&text);
     }
 }
