@@ -16,6 +16,9 @@ use hyper::body::{Frame, SizeHint};
 pub struct Body {
     data: Option<Bytes>,
     truncated: bool,
+    /// A truncated body waits one poll after its part, so hyper flushes the part before it
+    /// finds the body ended short and closes the connection.
+    paused: bool,
 }
 
 impl Body {
@@ -23,6 +26,7 @@ impl Body {
         Body {
             data: Some(data),
             truncated: false,
+            paused: false,
         }
     }
 
@@ -30,6 +34,7 @@ impl Body {
         Body {
             data: Some(part),
             truncated: true,
+            paused: false,
         }
     }
 
@@ -45,10 +50,18 @@ impl hyper::body::Body for Body {
 
     fn poll_frame(
         self: Pin<&mut Self>,
-        _: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let data = self.get_mut().data.take().filter(|d| !d.is_empty());
-        Poll::Ready(data.map(|d| Ok(Frame::data(d))))
+        let body = self.get_mut();
+        if let Some(data) = body.data.take().filter(|d| !d.is_empty()) {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        if body.truncated && !body.paused {
+            body.paused = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready(None)
     }
 
     fn is_end_stream(&self) -> bool {

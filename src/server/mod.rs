@@ -223,6 +223,7 @@ impl Server {
             vms = snapshot.vm_count(),
             callers = snapshot.mode().as_str(),
             rate_limit = self.settings.rate_limit.0,
+            clock = if self.shared.clock().is_manual() { "manual" } else { "system" },
             max_connections = self.guest_policy.caps.total,
             max_connections_per_caller = self.guest_policy.caps.per_caller,
             data = %self.settings.data.display(),

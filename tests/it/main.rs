@@ -13,12 +13,16 @@ mod cli;
 mod control;
 /// Crash durability: SIGKILL mid-write at random moments, restart, every acknowledged write kept.
 mod durability;
+/// Fault rules: every action and limit over HTTP, presets, isolation between VMs.
+mod faults;
 /// Managed identity: tokens verified with the published JWKS, exact error bodies, cache, limits.
 mod identity;
 /// `/metadata/instance` bodies against the spec's real captures, and per-version goldens.
 mod instance;
 /// Host mode in real network namespaces: each VM sees only itself, strangers get nothing.
 mod isolation;
+/// The request journal, metrics moving with requests, the manual clock through the API.
+mod observe;
 /// Property tests: version monotonicity, arbitrary paths.
 mod properties;
 /// Request rules: headers, api-version, query parameters, methods, paths, throttling.
