@@ -7,6 +7,7 @@
 mod book;
 pub mod preset;
 mod rule;
+mod spec;
 
 pub use crate::faults::book::{AddError, FaultBook, Injection, MAX_RULES, VmFaults};
 pub use crate::faults::preset::PRESETS;

@@ -2,7 +2,7 @@
 //! (`azimds faults add --preset NAME`). The user's match and limit members (vm, endpoint,
 //! path, method, identity, resource, count, duration, probability, seed) override the preset's.
 
-use crate::faults::rule::{DurationText, FaultSpec};
+use crate::faults::spec::{DurationText, FaultSpec};
 
 /// A preset: its name, what it reproduces, and the rule it stands for.
 pub struct Preset {
@@ -97,58 +97,4 @@ pub fn expand(name: &str, spec: &FaultSpec) -> Result<FaultSpec, String> {
     }
     expanded.count = spec.count.or(preset.count);
     Ok(expanded)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::{Duration, SystemTime};
-
-    use super::*;
-    use crate::faults::rule::{Action, Rule, Scope};
-
-    fn rule(json: serde_json::Value) -> Rule {
-        let spec = serde_json::from_value(json).unwrap();
-        Rule::check("f1", spec, SystemTime::UNIX_EPOCH).unwrap()
-    }
-
-    #[test]
-    fn presets_stand_for_azure_behaviours() {
-        let updating = rule(serde_json::json!({"preset": "imds-updating"}));
-        assert_eq!(updating.action, Action::Status(410));
-        assert_eq!(updating.scope, Scope::Everything);
-        assert_eq!(
-            updating.until,
-            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(70))
-        );
-        let throttled =
-            rule(serde_json::json!({"preset": "throttled", "endpoint": "token", "duration": "5s"}));
-        assert_eq!(throttled.action, Action::Status(429));
-        assert_eq!(
-            throttled.scope,
-            Scope::Under("/metadata/identity/oauth2/token")
-        );
-        assert_eq!(
-            throttled.until,
-            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(5))
-        );
-        let slow =
-            rule(serde_json::json!({"preset": "slow-first-call", "duration": "3s", "vm": "a"}));
-        assert_eq!(slow.action, Action::Delay(Duration::from_secs(3)));
-        assert_eq!(
-            (slow.count, slow.until, slow.vm.as_deref()),
-            (Some(1), None, Some("a"))
-        );
-        assert_eq!(
-            rule(serde_json::json!({"preset": "entra-outage"})).action,
-            Action::Status(500)
-        );
-        assert_eq!(
-            rule(serde_json::json!({"preset": "identity-not-ready"})).action,
-            Action::Status(404)
-        );
-        let spec: FaultSpec =
-            serde_json::from_value(serde_json::json!({"preset": "throttled", "status": 500}))
-                .unwrap();
-        assert!(Rule::check("f", spec, SystemTime::UNIX_EPOCH).is_err());
-    }
 }

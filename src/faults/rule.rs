@@ -6,105 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Serialize};
-
 use crate::faults::preset;
+pub use crate::faults::spec::{DurationText, FaultSpec};
 use crate::problem::{Problem, Problems};
 use crate::telemetry::metrics::FAULT_ACTIONS;
 
 /// Statuses a rule may answer with: the ones Azure answers transiently or for bad requests
 /// (spec §1.10, §1.11, §5.4), each with Azure's body.
 pub const STATUSES: [u16; 6] = [400, 404, 410, 429, 500, 503];
-/// The longest delay, window or stall a rule may ask for.
-const MAX_DURATION: Duration = Duration::from_secs(7 * 86_400);
-
-/// A duration as written: seconds (a number, fractions allowed), or a number with ms, s, m or
-/// h (`500ms`, `70s`, `2m`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum DurationText {
-    Seconds(f64),
-    Text(String),
-}
-
-impl DurationText {
-    pub fn parse(&self) -> Result<Duration, String> {
-        let seconds = match self {
-            DurationText::Seconds(s) => *s,
-            DurationText::Text(text) => {
-                let at = text
-                    .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                    .unwrap_or(text.len());
-                let (number, unit) = text.split_at(at);
-                let scale = match unit {
-                    "ms" => 0.001,
-                    "" | "s" => 1.0,
-                    "m" => 60.0,
-                    "h" => 3600.0,
-                    _ => return Err(format!("{text:?}: expected a number with ms, s, m or h")),
-                };
-                let number: f64 = number
-                    .parse()
-                    .map_err(|_| format!("{text:?}: expected a number with ms, s, m or h"))?;
-                number * scale
-            }
-        };
-        if !seconds.is_finite() || seconds < 0.0 {
-            return Err("expected a duration of zero or more".into());
-        }
-        Duration::try_from_secs_f64(seconds)
-            .ok()
-            .filter(|d| *d <= MAX_DURATION)
-            .ok_or_else(|| "expected at most 7 days".into())
-    }
-}
-
-/// A fault rule as users write it. Every member is optional; a `preset` fills in the rest.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FaultSpec {
-    /// `imds-updating`, `identity-not-ready`, `throttled`, `entra-outage`, `slow-first-call`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub preset: Option<String>,
-    /// The VM id the rule applies to; every VM when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vm: Option<String>,
-    /// An endpoint name: instance, versions, scheduledevents, token, identity, attested,
-    /// loadbalancer, reprovisiondata.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
-    /// A path prefix, as sent (before percent-decoding).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub method: Option<String>,
-    /// Token requests naming this identity (client_id, object_id or msi_res_id; `system` for
-    /// requests naming none).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identity: Option<String>,
-    /// Token requests for this resource.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource: Option<String>,
-    /// status, delay, stall, reset or truncate.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<u16>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delay: Option<DurationText>,
-    /// At most this many answers per VM.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub count: Option<u64>,
-    /// Active for this long after it is added.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration: Option<DurationText>,
-    /// Takes each matching request with this probability (0 < p ≤ 1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub probability: Option<f64>,
-    /// Seeds the draws, so a run is reproducible (each VM draws from its own sequence).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seed: Option<u64>,
-}
 
 /// What a rule does to a request it takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -503,5 +412,50 @@ mod tests {
                 .unwrap();
         assert!(system.covers(&get, path, Some("resource=x")));
         assert!(!system.covers(&get, path, Some("resource=x&object_id=o")));
+    }
+
+    fn rule(json: serde_json::Value) -> Rule {
+        check(json).unwrap()
+    }
+
+    #[test]
+    fn presets_stand_for_azure_behaviours() {
+        let updating = rule(serde_json::json!({"preset": "imds-updating"}));
+        assert_eq!(updating.action, Action::Status(410));
+        assert_eq!(updating.scope, Scope::Everything);
+        assert_eq!(
+            updating.until,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(70))
+        );
+        let throttled =
+            rule(serde_json::json!({"preset": "throttled", "endpoint": "token", "duration": "5s"}));
+        assert_eq!(throttled.action, Action::Status(429));
+        assert_eq!(
+            throttled.scope,
+            Scope::Under("/metadata/identity/oauth2/token")
+        );
+        assert_eq!(
+            throttled.until,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(5))
+        );
+        let slow =
+            rule(serde_json::json!({"preset": "slow-first-call", "duration": "3s", "vm": "a"}));
+        assert_eq!(slow.action, Action::Delay(Duration::from_secs(3)));
+        assert_eq!(
+            (slow.count, slow.until, slow.vm.as_deref()),
+            (Some(1), None, Some("a"))
+        );
+        assert_eq!(
+            rule(serde_json::json!({"preset": "entra-outage"})).action,
+            Action::Status(500)
+        );
+        assert_eq!(
+            rule(serde_json::json!({"preset": "identity-not-ready"})).action,
+            Action::Status(404)
+        );
+        let spec: FaultSpec =
+            serde_json::from_value(serde_json::json!({"preset": "throttled", "status": 500}))
+                .unwrap();
+        assert!(Rule::check("f", spec, SystemTime::UNIX_EPOCH).is_err());
     }
 }

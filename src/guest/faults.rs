@@ -15,9 +15,7 @@ use tokio::net::TcpStream;
 
 use crate::faults::Action;
 use crate::guest::error::GuestError;
-use crate::guest::exchange::Exchange;
 use crate::guest::response::Body;
-use crate::state::Shared;
 
 /// A reset fault took the request: the connection is dropped unanswered, with a reset.
 #[derive(Debug, thiserror::Error)]
@@ -25,13 +23,13 @@ use crate::state::Shared;
 pub(super) struct Aborted;
 
 /// What happens before the request is routed: `Some` answers it now (an injected status);
-/// `None` goes on to the usual answer (after a delay, if that is the action). A stall never
-/// returns: it is dropped when the client gives up or the connection times out.
+/// `None` goes on to the usual answer (after a delay, if that is the action). A stall calls
+/// `stalled` (to record it) and never returns: it is dropped when the client gives up or the
+/// connection times out.
 pub(super) async fn before(
     action: Option<Action>,
-    exchange: &Exchange,
-    shared: &Shared,
     head: &Request<()>,
+    stalled: impl FnOnce(),
 ) -> Option<Result<Response<Body>, GuestError>> {
     match action? {
         Action::Status(status) => {
@@ -44,7 +42,7 @@ pub(super) async fn before(
             None
         }
         Action::Stall => {
-            exchange.record_unanswered(shared, head);
+            stalled();
             std::future::pending().await
         }
         // Answered (with nothing) in `Exchange::conclude`.

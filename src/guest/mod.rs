@@ -154,7 +154,8 @@ where
     let injected = exchange.inject(shared, &vm, &head);
     exchange.vm = Some(vm);
     let vm = exchange.vm.as_ref().expect("just set");
-    let answered = match faults::before(injected, &exchange, shared, &head).await {
+    let stalled = || exchange.record_unanswered(shared, &head);
+    let answered = match faults::before(injected, &head, stalled).await {
         Some(early) => early,
         None => route(shared, vm, &head, body).await,
     };

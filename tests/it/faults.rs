@@ -297,6 +297,23 @@ async fn stall_answers_nothing_until_the_client_gives_up() {
     let waited = tokio::time::timeout(Duration::from_millis(700), stream.read(&mut byte)).await;
     assert!(waited.is_err(), "no answer while stalled");
     drop(stream);
+    // The client gave up: the stalled connection is released (polled: no event says so).
+    let released = Instant::now();
+    loop {
+        let status = server
+            .control
+            .call("GET", "/v1/status", None, &[])
+            .await
+            .json();
+        if status["connections"]["open"] == 0 {
+            break;
+        }
+        assert!(
+            released.elapsed() < Duration::from_secs(5),
+            "still open: {status}"
+        );
+        tokio::task::yield_now().await;
+    }
     // Other paths are answered, and the stall was journaled with no status.
     assert_eq!(server.get(INSTANCE).await.status, 200);
     let journal = server
