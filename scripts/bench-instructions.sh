@@ -11,8 +11,12 @@
 # dumped (callgrind_control -d): instructions per request = the dump's total / N, with
 # start-up (key generation, store creation) left out. The ceiling serves the same bytes
 # azimds returned.
+# Then (FAULTS=1, the default) the cost of fault rules on other VMs: two VMs in source-address
+# mode, VM b's /metadata/instance measured with no rule, with a rule on VM a, and VM a's own
+# requests under a rule for its token endpoint (a rule that does not match the path).
 # Env (defaults): WARMUP=200 N=5000 API_VERSION=2021-02-01 AZIMDS_BIN=target/release/azimds
 #   CEILING_BIN=target/release/examples/ceiling SKIP_BUILD=0 OUT=target/bench-instructions
+#   FAULTS=1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,12 +35,13 @@ fi
 INSTANCE="/metadata/instance?api-version=$API_VERSION"
 TEXT="/metadata/instance/compute/vmId?api-version=$API_VERSION&format=text"
 
-# Sends N keep-alive GETs with Metadata: true to 127.0.0.1:PORT; checks every status is 200.
+# Sends N keep-alive GETs with Metadata: true to 127.0.0.1:PORT (from SOURCE, default
+# 127.0.0.1); checks every status is 200.
 client() {
-  python3 - "$1" "$2" "$3" <<'EOF'
+  python3 - "$1" "$2" "$3" "${4:-127.0.0.1}" <<'EOF'
 import http.client, sys
-port, path, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+port, path, n, source = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120, source_address=(source, 0))
 for _ in range(n):
     conn.request("GET", path, headers={"Metadata": "true"})
     response = conn.getresponse()
@@ -109,3 +114,42 @@ for url in "$INSTANCE" "$TEXT"; do
   printf '| %s | ceiling | %s | 1.00 |\n' "$url" "${per[ceiling]}"
   unset per
 done
+
+[ "${FAULTS:-1}" = 1 ] || exit 0
+
+# Two VMs, a (127.0.0.2) and b (127.0.0.1); prints the instructions per request of N requests
+# from SOURCE after RULE (a fault rule's JSON, or "none") was added through the control API.
+count_vms() {
+  local source=$1 rule=$2 n=$3 port cport out data pid
+  port=$((20000 + RANDOM % 20000)); cport=$((port + 1))
+  out="$OUT/azimds-vms-$(echo "$source$rule" | md5sum | cut -c1-6).callgrind"
+  rm -f "$out" "$out".*
+  data=$(mktemp -d)
+  printf '%s' '{"vms":[{"id":"a","callers":["127.0.0.2"],"instance":{"compute":{"name":"a"}},"identities":{"systemAssigned":{}}},{"id":"b","callers":["127.0.0.1"],"instance":{"compute":{"name":"b"}}}]}' >"$OUT/two-vms.json"
+  AZIMDS_WORKERS=1 valgrind --tool=callgrind --callgrind-out-file="$out" -q \
+    "$AZIMDS_BIN" serve --listen "127.0.0.1:$port" --control "127.0.0.1:$cport" --rate-limit 0 \
+    --callers source-address --vms "$OUT/two-vms.json" --data "$data" 2>"$OUT/azimds-vms.stderr" &
+  pid=$!
+  for _ in $(seq 1 600); do
+    curl -sf -o /dev/null --interface "$source" -H 'Metadata: true' "http://127.0.0.1:$port$INSTANCE" && break
+    sleep 0.1
+  done
+  if [ "$rule" != none ]; then
+    curl -sf -o /dev/null -H "Authorization: Bearer $(cat "$data/control-token")" \
+      -H 'Content-Type: application/json' -d "$rule" "http://127.0.0.1:$cport/v1/faults"
+  fi
+  client "$port" "$INSTANCE" "$WARMUP" "$source"
+  callgrind_control -z "$pid" >/dev/null 2>&1
+  client "$port" "$INSTANCE" "$n" "$source"
+  callgrind_control -d "$pid" >/dev/null 2>&1
+  kill -INT "$pid"; wait "$pid" || true
+  rm -rf "$data"
+  local dump
+  dump=$(ls "$out".* 2>/dev/null | sort -t. -k3 -n | head -n 1)
+  awk -v n="$n" '/^(summary|totals):/ {print int($2 / n); exit}' "$dump"
+}
+
+printf '\n| %s, two VMs | instructions per request |\n|---|---|\n' "$INSTANCE"
+printf '| VM b, no fault rule | %s |\n' "$(count_vms 127.0.0.1 none "$N")"
+printf '| VM b, a rule on VM a (503 on every endpoint) | %s |\n' "$(count_vms 127.0.0.1 '{"vm":"a","status":503}' "$N")"
+printf '| VM a itself, its rule on the token endpoint only | %s |\n' "$(count_vms 127.0.0.2 '{"vm":"a","endpoint":"token","status":503}' "$N")"

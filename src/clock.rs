@@ -13,6 +13,11 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
     fn is_manual(&self) -> bool {
         false
     }
+
+    /// The clock as a [`ManualClock`], for those that move it (`/v1/clock`).
+    fn as_manual(&self) -> Option<&ManualClock> {
+        None
+    }
 }
 
 /// The operating system's clock.
@@ -25,7 +30,7 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that moves only when told to (tests, and `--clock` control in later issues).
+/// A clock that moves only when told to: tests, and `--clock manual` (`/v1/clock`).
 #[derive(Debug)]
 pub struct ManualClock {
     now: Mutex<SystemTime>,
@@ -55,5 +60,9 @@ impl Clock for ManualClock {
 
     fn is_manual(&self) -> bool {
         true
+    }
+
+    fn as_manual(&self) -> Option<&ManualClock> {
+        Some(self)
     }
 }

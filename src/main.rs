@@ -8,8 +8,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 
-use azimds::cli::{self, ConnectArgs, EventsCommand, KeysCommand, VmCommand};
-use azimds::config::{ServeArgs, Settings};
+use azimds::cli::{
+    self, ClockCommand, ConnectArgs, EventsCommand, FaultsCommand, JournalArgs, KeysCommand,
+    VmCommand,
+};
+use azimds::config::{LogFormat, LogSettings, ServeArgs, Settings};
 use azimds::server::Server;
 
 /// An Azure-compatible Instance Metadata Service.
@@ -50,6 +53,35 @@ enum Command {
         #[command(flatten)]
         connect: ConnectArgs,
     },
+    /// Make a running server answer as Azure does when it fails: 410 while updating, 429,
+    /// 500 from Entra, slow, stalled, reset or truncated answers.
+    ///
+    /// Example: azimds faults add --preset imds-updating --duration 70s
+    Faults {
+        #[command(subcommand)]
+        command: FaultsCommand,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Show a running server's time; with `serve --clock manual`, move it.
+    ///
+    /// Example: azimds clock advance 10m
+    Clock {
+        #[command(subcommand)]
+        command: Option<ClockCommand>,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Show what a VM asked: its last guest requests (method, path and query, status,
+    /// duration, fault, User-Agent, Metadata header).
+    ///
+    /// Example: azimds journal web-1 --follow
+    Journal {
+        #[command(flatten)]
+        args: JournalArgs,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
     /// Show a running server's state: VMs, caller mode, refused callers, listeners.
     Status {
         #[command(flatten)]
@@ -59,7 +91,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    install_logging();
+    if !matches!(cli.command, Command::Serve(_)) {
+        // Client commands log little; `serve` installs logging once its settings are read.
+        let level = std::env::var("AZIMDS_LOG").ok();
+        install_logging(&LogSettings {
+            format: LogFormat::Text,
+            level,
+        });
+    }
     match cli.command {
         Command::Serve(args) => match serve(args) {
             Ok(()) => ExitCode::SUCCESS,
@@ -79,6 +118,15 @@ fn main() -> ExitCode {
         }),
         Command::Keys { command, connect } => client_command(|out| async move {
             cli::keys(command, &connect, default_data_dir, out).await
+        }),
+        Command::Faults { command, connect } => client_command(|out| async move {
+            cli::faults(command, &connect, default_data_dir, out).await
+        }),
+        Command::Clock { command, connect } => client_command(|out| async move {
+            cli::clock(command, &connect, default_data_dir, out).await
+        }),
+        Command::Journal { args, connect } => client_command(|out| async move {
+            cli::journal(args, &connect, default_data_dir, out).await
         }),
         Command::Status { connect } => {
             client_command(|out| async move { cli::status(&connect, default_data_dir, out).await })
@@ -112,18 +160,22 @@ where
     }
 }
 
-fn install_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("AZIMDS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+/// Logging to stderr: `--log-level` (or `AZIMDS_LOG`, filter directives) and `--log-format`.
+fn install_logging(log: &LogSettings) {
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .parse_lossy(log.level.as_deref().unwrap_or("info"));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match log.format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
 }
 
 fn serve(args: ServeArgs) -> Result<(), String> {
     let settings = Settings::resolve(args, default_data_dir).map_err(|e| e.to_string())?;
+    install_logging(&settings.log);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(workers) = settings.workers {
         runtime.worker_threads(workers);

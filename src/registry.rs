@@ -143,6 +143,11 @@ impl Registry {
         }
     }
 
+    /// The store it writes to (for its commit-latency metrics).
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
     /// Every stored VM, in id order.
     pub fn list(&self) -> Result<Vec<StoredVm>, Error> {
         Ok(self.store.vms()?)

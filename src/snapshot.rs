@@ -16,6 +16,7 @@ use crate::metadata::render::Rendered;
 use crate::metadata::shape;
 use crate::metadata::version::ApiVersion;
 use crate::throttle::{RateLimit, TokenBucket};
+use crate::vm_runtime::VmRuntime;
 
 /// How a request's TCP peer address picks the VM it is served as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,12 +151,19 @@ impl Snapshot {
             }
         }
         // A replaced VM keeps its throttle bucket: editing a VM must not reset its budget.
+        // Nor its journal, fault state and counters.
         let previous = self.remove(&vm.id);
-        let throttle = match previous {
-            Some(previous) => Arc::clone(&previous.throttle),
-            None => Arc::new(TokenBucket::new(self.rate_limit)),
+        let (throttle, runtime) = match previous {
+            Some(previous) => (
+                Arc::clone(&previous.throttle),
+                Arc::clone(&previous.runtime),
+            ),
+            None => (
+                Arc::new(TokenBucket::new(self.rate_limit)),
+                Arc::new(VmRuntime::default()),
+            ),
         };
-        let served = Arc::new(ServedVm::new(vm, throttle));
+        let served = Arc::new(ServedVm::new(vm, throttle, runtime));
         for address in &served.definition.callers {
             self.by_address.insert(*address, Arc::clone(&served));
         }
@@ -213,14 +221,20 @@ pub struct ServedVm {
     /// request, so idle VMs of a large host cost a pointer, not 70 slots.
     renders: OnceLock<Box<[OnceLock<Box<VersionSlot>>]>>,
     throttle: Arc<TokenBucket>,
+    runtime: Arc<VmRuntime>,
 }
 
 impl ServedVm {
-    fn new(definition: VmDefinition, throttle: Arc<TokenBucket>) -> ServedVm {
+    fn new(
+        definition: VmDefinition,
+        throttle: Arc<TokenBucket>,
+        runtime: Arc<VmRuntime>,
+    ) -> ServedVm {
         ServedVm {
             definition,
             renders: OnceLock::new(),
             throttle,
+            runtime,
         }
     }
 
@@ -265,6 +279,11 @@ impl ServedVm {
 
     pub fn throttle(&self) -> &TokenBucket {
         &self.throttle
+    }
+
+    /// Its fault view, journal and counters.
+    pub fn runtime(&self) -> &VmRuntime {
+        &self.runtime
     }
 }
 

@@ -1,6 +1,6 @@
 //! What the guest and control planes share: the published snapshot, the clock, the token
 //! issuer with its per-VM limits, the attested-document signer with its own, the
-//! scheduled-events engine, and the guest plane's counters.
+//! scheduled-events engine, the fault rules, and the guest plane's counters and metrics.
 //!
 //! Built once, in one order (snapshot → engine → [`Shared`]), by `server` (or a test), and
 //! owned by neither plane: `guest` reads it to answer VMs, `control` and `registry` change
@@ -11,10 +11,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::attested::AttestedSigner;
 use crate::clock::Clock;
+use crate::faults::FaultBook;
 use crate::identity::Issuer;
 use crate::identity::limits::{IdentityLimits, Limiters};
 use crate::maintenance::Maintenance;
 use crate::snapshot::{Published, Snapshot};
+use crate::telemetry::{Telemetry, TelemetrySettings};
 
 /// The pieces [`Shared`] is made of.
 #[derive(Debug)]
@@ -25,6 +27,7 @@ pub struct Parts {
     pub identity_limits: IdentityLimits,
     pub attested: Arc<AttestedSigner>,
     pub events: Arc<Maintenance>,
+    pub telemetry: TelemetrySettings,
 }
 
 /// Per-VM limits of `/metadata/attested/document`, on top of the general 5/s (spec §1.11 has
@@ -49,6 +52,8 @@ pub struct Shared {
     attested_limiters: Limiters,
     events: Arc<Maintenance>,
     unknown_callers: AtomicU64,
+    faults: FaultBook,
+    telemetry: Telemetry,
 }
 
 impl Shared {
@@ -62,6 +67,8 @@ impl Shared {
             attested_limiters: Limiters::new(ATTESTED_LIMITS),
             events: parts.events,
             unknown_callers: AtomicU64::new(0),
+            faults: FaultBook::default(),
+            telemetry: Telemetry::new(parts.telemetry),
         }
     }
 
@@ -113,5 +120,15 @@ impl Shared {
     /// Connections refused because their address belongs to no VM.
     pub fn unknown_callers(&self) -> u64 {
         self.unknown_callers.load(Ordering::Relaxed)
+    }
+
+    /// The fault rules in force.
+    pub fn faults(&self) -> &FaultBook {
+        &self.faults
+    }
+
+    /// The guest plane's metrics and what is recorded (journal, access log).
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
     }
 }

@@ -1,16 +1,22 @@
 //! The client subcommands (`azimds vm …`, `azimds events …`, `azimds keys …`,
-//! `azimds status`): they drive a running server through its control API and print text
-//! (default) or the server's JSON (`--json`).
+//! `azimds faults …`, `azimds clock …`, `azimds journal`, `azimds status`): they drive a
+//! running server through its control API and print text (default) or the server's JSON
+//! (`--json`).
 //!
 //! `mod.rs` connects and turns the server's answers into results; `vm.rs`, `events.rs`,
-//! `keys.rs` and `status.rs` are one command group each; `format.rs` prints.
+//! `keys.rs`, `faults.rs`, `clock.rs`, `journal.rs` and `status.rs` are one command group
+//! each; `format.rs` prints.
 //!
 //! Exit codes scripts can rely on: 0 success; 1 other failure (server error, bad local file);
 //! 2 usage error; 3 not found; 4 conflict or precondition failed (409/412); 5 rejected as
 //! invalid (400/413/422); 6 cannot reach or authenticate to the server; 7 `events wait` timed out.
+//! `clock advance` and `clock set` on a server without `--clock manual` exit 4 (409).
 
+mod clock;
 mod events;
+mod faults;
 mod format;
+mod journal;
 mod keys;
 mod status;
 mod vm;
@@ -24,7 +30,10 @@ use crate::client::{ControlClient, Reply};
 use crate::config::{ControlAddress, DEFAULT_CONTROL, parse_control};
 use crate::control::token::ControlToken;
 
+pub use clock::{ClockCommand, clock};
 pub use events::{EventsCommand, ScheduleArgs, events};
+pub use faults::{AddArgs, FaultsCommand, faults};
+pub use journal::{JournalArgs, journal};
 pub use keys::{Keys, KeysCommand, keys};
 pub use status::status;
 pub use vm::{VmCommand, vm};

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::config::parse::{ControlAddress, parse_caller_mode, parse_control, parse_lifetime};
+use crate::config::parse::{
+    ClockMode, ControlAddress, LogFormat, parse_caller_mode, parse_clock, parse_control,
+    parse_lifetime, parse_log_format, parse_log_level,
+};
+use crate::faults::FaultSpec;
 use crate::snapshot::CallerMode;
 
 /// The `--config` file: the same settings as the flags, kebab-case keys.
@@ -36,6 +40,47 @@ pub(super) struct FileConfig {
     pub(super) attested_key: Option<PathBuf>,
     pub(super) attested_chain: Option<PathBuf>,
     pub(super) attested_issuer_url: Option<String>,
+    #[serde(default, deserialize_with = "deserialize_clock")]
+    pub(super) clock: Option<ClockMode>,
+    pub(super) journal_size: Option<usize>,
+    pub(super) access_log: Option<bool>,
+    pub(super) metrics_per_vm: Option<bool>,
+    pub(super) metrics_per_vm_limit: Option<usize>,
+    #[serde(default, deserialize_with = "deserialize_log_format")]
+    pub(super) log_format: Option<LogFormat>,
+    #[serde(default, deserialize_with = "deserialize_log_level")]
+    pub(super) log_level: Option<String>,
+    /// Fault rules in force from the start (`[[faults]]` tables, members as in the control
+    /// API: preset, vm, endpoint, status, duration, …).
+    #[serde(default)]
+    pub(super) faults: Vec<FaultSpec>,
+}
+
+/// A string member read with `parse`.
+fn with_parser<'de, D, T>(d: D, parse: fn(&str) -> Result<T, String>) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let text = String::deserialize(d)?;
+    parse(&text).map(Some).map_err(serde::de::Error::custom)
+}
+
+fn deserialize_clock<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<ClockMode>, D::Error> {
+    with_parser(d, parse_clock)
+}
+
+fn deserialize_log_format<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<LogFormat>, D::Error> {
+    with_parser(d, parse_log_format)
+}
+
+fn deserialize_log_level<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
+    with_parser(d, parse_log_level)
 }
 
 fn deserialize_control<'de, D: serde::Deserializer<'de>>(

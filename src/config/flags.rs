@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::config::parse::{
-    ControlAddress, parse_caller_mode, parse_control, parse_duration, parse_lifetime, parse_timeout,
+    ClockMode, ControlAddress, LogFormat, parse_caller_mode, parse_clock, parse_control,
+    parse_duration, parse_lifetime, parse_log_format, parse_log_level, parse_timeout,
 };
 use crate::snapshot::CallerMode;
 
@@ -137,4 +138,39 @@ pub struct ServeArgs {
     /// connection, or a client that stops mid-request, is closed after it. [default: 30s]
     #[arg(long, env = "AZIMDS_IDLE_TIMEOUT", value_name = "DURATION", value_parser = parse_timeout)]
     pub idle_timeout: Option<u64>,
+
+    /// Where time comes from: `system`, or `manual` for development and CI: the clock starts
+    /// at the system time and moves only when told (`azimds clock advance 10m`, `azimds clock
+    /// set TIME`); scheduled events, token lifetimes, throttles and fault windows all follow
+    /// it. [default: system]
+    #[arg(long, env = "AZIMDS_CLOCK", value_name = "system|manual", value_parser = parse_clock)]
+    pub clock: Option<ClockMode>,
+
+    /// Guest requests kept per VM in the request journal (`azimds journal VM`); 0 turns the
+    /// journal off. [default: 64]
+    #[arg(long, env = "AZIMDS_JOURNAL_SIZE", value_name = "N")]
+    pub journal_size: Option<usize>,
+
+    /// Log one line per guest request (target azimds::access: VM, method, endpoint,
+    /// api-version, status, duration, fault).
+    #[arg(long, env = "AZIMDS_ACCESS_LOG")]
+    pub access_log: bool,
+
+    /// Label metrics by VM too (azimds_vm_* series), for at most --metrics-per-vm-limit VMs.
+    #[arg(long, env = "AZIMDS_METRICS_PER_VM")]
+    pub metrics_per_vm: bool,
+
+    /// VMs given their own per-VM series (the first to make requests); the rest are summed
+    /// under vm="_other". [default: 100]
+    #[arg(long, env = "AZIMDS_METRICS_PER_VM_LIMIT", value_name = "N")]
+    pub metrics_per_vm_limit: Option<usize>,
+
+    /// Log format: `text` or `json` (one object per line). [default: text]
+    #[arg(long, env = "AZIMDS_LOG_FORMAT", value_name = "text|json", value_parser = parse_log_format)]
+    pub log_format: Option<LogFormat>,
+
+    /// Log level (error, warn, info, debug, trace) or filter directives such as
+    /// `info,azimds::access=off`. [default: info]
+    #[arg(long, env = "AZIMDS_LOG", value_name = "LEVEL", value_parser = parse_log_level)]
+    pub log_level: Option<String>,
 }

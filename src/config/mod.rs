@@ -16,12 +16,15 @@ use std::time::Duration;
 use crate::config::file::FileConfig;
 pub use crate::config::flags::ServeArgs;
 pub use crate::config::parse::{
-    ControlAddress, parse_caller_mode, parse_control, parse_duration, parse_lifetime, parse_timeout,
+    ClockMode, ControlAddress, LogFormat, parse_caller_mode, parse_clock, parse_control,
+    parse_duration, parse_lifetime, parse_log_format, parse_log_level, parse_timeout,
 };
+use crate::faults::{FaultSpec, Rule};
 use crate::identity::limits::{self, IdentityLimits};
 use crate::identity::token;
 use crate::maintenance::MaintenanceConfig;
 use crate::snapshot::CallerMode;
+use crate::telemetry::{DEFAULT_PER_VM_LIMIT, TelemetrySettings};
 use crate::throttle::RateLimit;
 
 /// Where the guest plane listens when nothing else is configured: loopback, so a bare
@@ -48,6 +51,19 @@ pub struct Settings {
     pub events: MaintenanceConfig,
     pub connections: ConnectionSettings,
     pub attested: AttestedSettings,
+    pub clock: ClockMode,
+    /// Fault rules from the config file, checked; added when the server starts.
+    pub faults: Vec<FaultSpec>,
+    pub telemetry: TelemetrySettings,
+    pub log: LogSettings,
+}
+
+/// How the binary logs (installed by `main.rs` once settings are resolved).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A level or filter directives; `None`: `info`.
+    pub level: Option<String>,
 }
 
 /// Where attested documents' certificates come from (spec §7.5).
@@ -209,6 +225,26 @@ impl Settings {
                     .map_or(DEFAULT_IDLE_TIMEOUT, Duration::from_secs),
             },
             attested,
+            clock: args.clock.or(file.clock).unwrap_or_default(),
+            faults: check_faults(file.faults, args.config.as_deref())?,
+            telemetry: TelemetrySettings {
+                journal_size: args
+                    .journal_size
+                    .or(file.journal_size)
+                    .unwrap_or(crate::telemetry::DEFAULT_JOURNAL_SIZE),
+                access_log: args.access_log || file.access_log.unwrap_or(false),
+                metrics_per_vm: (args.metrics_per_vm || file.metrics_per_vm.unwrap_or(false)).then(
+                    || {
+                        args.metrics_per_vm_limit
+                            .or(file.metrics_per_vm_limit)
+                            .unwrap_or(DEFAULT_PER_VM_LIMIT)
+                    },
+                ),
+            },
+            log: LogSettings {
+                format: args.log_format.or(file.log_format).unwrap_or_default(),
+                level: args.log_level.or(file.log_level),
+            },
         })
     }
 }
@@ -257,6 +293,27 @@ fn attested_settings(
     Ok(AttestedSettings {
         operator,
         issuer_url,
+    })
+}
+
+/// The config file's fault rules, each checked now so a bad one stops the start with its
+/// place in the file.
+fn check_faults(faults: Vec<FaultSpec>, file: Option<&Path>) -> Result<Vec<FaultSpec>, Error> {
+    let mut messages = Vec::new();
+    for (i, spec) in faults.iter().enumerate() {
+        if let Err(problems) = Rule::check("check", spec.clone(), std::time::SystemTime::now()) {
+            for problem in problems {
+                let path = crate::problem::join(&format!("faults[{i}]"), &problem.path);
+                messages.push(format!("{path}: {}", problem.message));
+            }
+        }
+    }
+    if messages.is_empty() {
+        return Ok(faults);
+    }
+    Err(Error::Parse {
+        path: file.map(Path::to_path_buf).unwrap_or_default(),
+        message: messages.join("; "),
     })
 }
 

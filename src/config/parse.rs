@@ -87,3 +87,51 @@ pub fn parse_caller_mode(text: &str) -> Result<CallerMode, String> {
         )),
     }
 }
+
+/// Where the server's time comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClockMode {
+    /// The operating system's clock.
+    #[default]
+    System,
+    /// Starts at the system time and moves only through the control API (`azimds clock`).
+    Manual,
+}
+
+pub fn parse_clock(text: &str) -> Result<ClockMode, String> {
+    match text {
+        "system" => Ok(ClockMode::System),
+        "manual" => Ok(ClockMode::Manual),
+        other => Err(format!(
+            "unknown clock {other:?}; expected system or manual"
+        )),
+    }
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+pub fn parse_log_format(text: &str) -> Result<LogFormat, String> {
+    match text {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!(
+            "unknown log format {other:?}; expected text or json"
+        )),
+    }
+}
+
+/// A log level or `tracing` filter directives (`debug`, `info,azimds::access=off`).
+pub fn parse_log_level(text: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::builder()
+        .parse(text)
+        .map(|_| text.to_string())
+        .map_err(|e| format!("{text:?}: {e}; expected a level (error, warn, info, debug, trace) or filter directives"))
+}

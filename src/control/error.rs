@@ -5,6 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::problem::Problem;
 use crate::{attested, events, maintenance, registry};
 
 /// A control request that cannot be served.
@@ -30,6 +31,17 @@ pub enum ControlError {
     WaitTimedOut { fetched: u64 },
     #[error("internal error")]
     Internal,
+    /// A request body or query that parsed but does not hold up (422, with its problems).
+    #[error("{0}")]
+    Invalid(String, Vec<Problem>),
+    /// A named thing that does not exist (a fault rule, a VM's journal).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request cannot apply in the server's current state (e.g. moving a system clock).
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    BadQuery(String),
 }
 
 impl IntoResponse for ControlError {
@@ -67,6 +79,10 @@ impl IntoResponse for ControlError {
             ControlError::Attested(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ControlError::WaitTimedOut { .. } => (StatusCode::REQUEST_TIMEOUT, "timeout"),
             ControlError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ControlError::Invalid(..) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            ControlError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ControlError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ControlError::BadQuery(_) => (StatusCode::BAD_REQUEST, "bad_request"),
         };
         let message = if status.is_server_error() {
             // Logged once, here; the client gets a generic message.
@@ -77,7 +93,8 @@ impl IntoResponse for ControlError {
         };
         let mut error = json!({ "code": code, "message": message });
         if let ControlError::Registry(registry::Error::Invalid(problems))
-        | ControlError::Events(maintenance::Error::Invalid(problems)) = &self
+        | ControlError::Events(maintenance::Error::Invalid(problems))
+        | ControlError::Invalid(_, problems) = &self
         {
             // `Problem` serializes as {"path":…,"message":…}.
             error["problems"] = json!(problems);

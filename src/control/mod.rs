@@ -16,11 +16,19 @@
 //! - `PUT|DELETE /v1/vms/{id}/reprovisiondata` (assign or take back the VM's OVF environment)
 //! - `GET|POST /v1/events`, `GET /v1/events/{id}`, `POST /v1/events/{id}/{start|complete|cancel}`
 //! - `GET /v1/vms/{id}/events` (the VM's document), `GET /v1/vms/{id}/events/wait?incarnation=N`
+//! - `GET|POST|DELETE /v1/faults`, `GET|DELETE /v1/faults/{id}`, `GET /v1/faults/presets`
+//! - `GET /v1/clock`, `POST /v1/clock/advance`, `POST /v1/clock/set` (with `--clock manual`)
+//! - `GET /v1/vms/{id}/journal` (the VM's last guest requests)
+//! - `GET /metrics` (Prometheus text; needs the token like `/v1`)
 
 mod attested;
+mod clock;
 mod error;
 mod etag;
 mod events;
+mod faults;
+mod journal;
+mod metrics;
 pub mod token;
 mod vms;
 
@@ -88,6 +96,17 @@ pub fn router(state: Arc<ControlState>, access: Access) -> Router {
         .route("/v1/events", get(events::list).post(events::schedule))
         .route("/v1/events/{id}", get(events::get))
         .route("/v1/events/{id}/{action}", post(events::command))
+        .route(
+            "/v1/faults",
+            get(faults::list).post(faults::add).delete(faults::clear),
+        )
+        .route("/v1/faults/presets", get(faults::presets))
+        .route("/v1/faults/{id}", get(faults::get).delete(faults::remove))
+        .route("/v1/clock", get(clock::get))
+        .route("/v1/clock/advance", post(clock::advance))
+        .route("/v1/clock/set", post(clock::set))
+        .route("/v1/vms/{id}/journal", get(journal::get))
+        .route("/metrics", get(metrics::get))
         .layer(middleware::from_fn_with_state(access, authenticate));
     Router::new()
         .route(

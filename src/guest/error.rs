@@ -69,6 +69,12 @@ pub enum GuestError {
     /// A failure on `/metadata/identity/*`, answered in the OAuth style (spec §5.3).
     #[error("identity: {0}")]
     Identity(IdentityError),
+    /// Injected by a fault rule: IMDS is restarting during an update (§1.11, §5.5).
+    #[error("gone (injected)")]
+    Gone,
+    /// Injected by a fault rule: a 400 with no more specific cause.
+    #[error("bad request (injected)")]
+    BadRequest,
 }
 
 /// Failures of the identity endpoints (spec §5.3, §5.4): `{"error":…,"error_description":…}`.
@@ -98,6 +104,18 @@ pub enum IdentityError {
     Throttled,
     #[error("token could not be issued")]
     ServerError,
+    /// Injected: the token endpoint's transient 404 (§1.10, §4.3).
+    #[error("IMDS endpoint is updating (404, injected)")]
+    Updating,
+    /// Injected: the token endpoint's transient 410 (§4.3).
+    #[error("IMDS endpoint is updating (410, injected)")]
+    Gone,
+    /// Injected: Entra ID cannot issue tokens (§4.3, §5.4).
+    #[error("Entra ID failed (injected)")]
+    EntraFailure,
+    /// Injected: 503.
+    #[error("service unavailable (injected)")]
+    Unavailable,
 }
 
 // [DOC][REAL] §1.10, §12.1: 63 bytes.
@@ -159,6 +177,22 @@ const ID_THROTTLED: &str =
 // [UNCERTAIN] Swagger's error code.
 const ID_SERVER_ERROR: &str =
     r#"{"error":"server_error","error_description":"Failed to issue a token"}"#;
+
+// Injected answers (fault rules, issue 10). [DOC] §1.10, §4.3 name the conditions; the bodies
+// are not captured, so these are ours, in the families above.
+// [UNCERTAIN] Swagger's placeholder family, like NOT_FOUND and THROTTLED.
+const GONE: &str = r#"{"error":"Gone"}"#;
+const BAD_REQUEST: &str = r#"{"error":"Bad request"}"#;
+// [DOC] "IMDS endpoint is updating" is the docs' wording of the transient 404; `not_found` and
+// `service_unavailable` are Swagger's error codes.
+const ID_UPDATING: &str =
+    r#"{"error":"not_found","error_description":"IMDS endpoint is updating"}"#;
+const ID_GONE: &str =
+    r#"{"error":"service_unavailable","error_description":"IMDS endpoint is updating"}"#;
+// [DOC] the docs' error table: 500, `unknown`, "Failed to retrieve token from the Active
+// directory".
+const ID_ENTRA_FAILURE: &str = r#"{"error":"unknown","error_description":"Failed to retrieve token from the Active directory"}"#;
+const ID_UNAVAILABLE: &str = r#"{"error":"service_unavailable","error_description":"Internal service unavailable. Please retry later."}"#;
 
 // [UNCERTAIN] §6.4: 400 "when the header or payload is malformed"; the text is our pick.
 const BAD_START_REQUESTS: &str =
@@ -330,6 +364,27 @@ impl From<IdentityError> for GuestError {
 }
 
 impl GuestError {
+    /// The answer a fault rule injects for `status` (one of 400, 404, 410, 429, 500, 503),
+    /// in the identity endpoints' OAuth style when `identity` (spec §5.3), else the instance
+    /// style. A 400 on the token endpoint is "Identity not found", the real body of the 400 a
+    /// newly assigned identity gets while it propagates (§5.5).
+    pub fn injected(status: u16, identity: bool) -> GuestError {
+        match (status, identity) {
+            (400, false) => GuestError::BadRequest,
+            (404, false) => GuestError::NotFound,
+            (410, false) => GuestError::Gone,
+            (429, false) => GuestError::Throttled,
+            (503, false) => GuestError::Unavailable,
+            (400, true) => IdentityError::IdentityNotFound.into(),
+            (404, true) => IdentityError::Updating.into(),
+            (410, true) => IdentityError::Gone.into(),
+            (429, true) => IdentityError::Throttled.into(),
+            (503, true) => IdentityError::Unavailable.into(),
+            (_, true) => IdentityError::EntraFailure.into(),
+            (_, false) => GuestError::Internal,
+        }
+    }
+
     /// The identity-style form of a request-level failure on an identity endpoint. The
     /// api-version error keeps the general body (spec §5.4's recommendation), as do 404 and 405.
     pub(super) fn on_identity_endpoint(self) -> GuestError {
@@ -367,8 +422,14 @@ impl GuestError {
             GuestError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             GuestError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             GuestError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            GuestError::Gone | GuestError::Identity(IdentityError::Gone) => StatusCode::GONE,
+            GuestError::BadRequest => StatusCode::BAD_REQUEST,
+            GuestError::Identity(IdentityError::Updating) => StatusCode::NOT_FOUND,
+            GuestError::Identity(IdentityError::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
             GuestError::Identity(IdentityError::Throttled) => StatusCode::TOO_MANY_REQUESTS,
-            GuestError::Identity(IdentityError::ServerError) => StatusCode::INTERNAL_SERVER_ERROR,
+            GuestError::Identity(IdentityError::ServerError | IdentityError::EntraFailure) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             GuestError::Identity(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -396,6 +457,8 @@ impl GuestError {
             GuestError::NotAssigned => NOT_ASSIGNED,
             GuestError::BadEncoding => BAD_ENCODING,
             GuestError::Throttled => THROTTLED,
+            GuestError::Gone => GONE,
+            GuestError::BadRequest => BAD_REQUEST,
             GuestError::Identity(error) => match error {
                 IdentityError::MissingMetadataHeader => ID_MISSING_METADATA_HEADER,
                 IdentityError::ForwardedFor => ID_FORWARDED_FOR,
@@ -409,6 +472,10 @@ impl GuestError {
                 IdentityError::BadEncoding => ID_BAD_ENCODING,
                 IdentityError::Throttled => ID_THROTTLED,
                 IdentityError::ServerError => ID_SERVER_ERROR,
+                IdentityError::Updating => ID_UPDATING,
+                IdentityError::Gone => ID_GONE,
+                IdentityError::EntraFailure => ID_ENTRA_FAILURE,
+                IdentityError::Unavailable => ID_UNAVAILABLE,
             },
         };
         Bytes::from_static(text.as_bytes())
@@ -480,6 +547,29 @@ mod tests {
         assert_eq!(
             GuestError::Identity(IdentityError::ServerError).status(),
             StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn injected_answers_have_the_status_asked_for_in_the_endpoint_style() {
+        for status in [400, 404, 410, 429, 500, 503] {
+            for identity in [false, true] {
+                let error = GuestError::injected(status, identity);
+                assert_eq!(error.status().as_u16(), status, "{error:?}");
+                let body: serde_json::Value = serde_json::from_slice(&error.body()).unwrap();
+                assert!(body["error"].is_string());
+                assert_eq!(body.get("error_description").is_some(), identity, "{body}");
+            }
+        }
+        // The real 68-byte body (§5.4), and the docs' wording of the transient 404 (§1.10).
+        assert_eq!(GuestError::injected(400, true).body().len(), 68);
+        assert_eq!(
+            &GuestError::injected(404, true).body()[..],
+            br#"{"error":"not_found","error_description":"IMDS endpoint is updating"}"#
+        );
+        assert_eq!(
+            &GuestError::injected(500, false).body()[..],
+            br#"{"error":"Internal server error."}"#
         );
     }
 

@@ -2,13 +2,10 @@
 //! (§9.1). Everything else under `/metadata/identity` is a 404, including the MSI v2 credential
 //! paths (§9.3), so MSAL.NET concludes this is an IMDSv1-only host.
 //!
-//! Order of checks: caller, identity limits (20/s, 5 concurrent; not the general limit),
+//! Order of checks (after the caller and fault rules in `guest::respond`): identity limits (20/s, 5 concurrent; not the general limit),
 //! `X-Forwarded-For`, `Metadata` (identity-style 88-byte body, checked before anything else in
 //! the request so header-less SDK probes get a fast 400, §5.6), api-version (general body),
 //! parameters, selection, then the token, from cache or freshly signed off the worker thread.
-
-use std::net::IpAddr;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -45,31 +42,27 @@ impl Endpoint {
 /// Answers an identity request (after the route and method checks in `guest::route`).
 pub(super) async fn respond<B>(
     shared: &Shared,
-    peer: IpAddr,
+    vm: &ServedVm,
     request: &Request<B>,
     endpoint: Endpoint,
 ) -> Result<Response<Body>, GuestError> {
-    let (vm, _permit) = admit(shared, peer)?;
+    let _permit = admit(shared, vm)?;
     let query = checked_query(request)?;
     let identities = vm.definition().identities.as_ref();
     match endpoint {
         Endpoint::Info => info(identities),
-        Endpoint::Token => token(shared, &vm, identities, &query).await,
+        Endpoint::Token => token(shared, vm, identities, &query).await,
     }
 }
 
-/// The caller's VM and an admission under its identity limits (not the general limit).
-fn admit(shared: &Shared, peer: IpAddr) -> Result<(Arc<ServedVm>, Permit), GuestError> {
-    let Some(vm) = shared.published().load().resolve(peer).cloned() else {
-        shared.count_unknown_caller();
-        return Err(GuestError::NotFound);
-    };
+/// An admission under the caller's identity limits (not the general limit).
+fn admit(shared: &Shared, vm: &ServedVm) -> Result<Permit, GuestError> {
     let permit = shared
         .identity_limiters()
         .get(&vm.definition().id)
         .try_enter(shared.clock().now())
         .ok_or(IdentityError::Throttled)?;
-    Ok((vm, permit))
+    Ok(permit)
 }
 
 /// Headers, then the query with an identity api-version (≥ 2018-02-01) and no duplicates.

@@ -43,11 +43,11 @@ impl From<LoadBalancerError> for Refusal {
 /// Answers a request whose path starts with `/metadata/loadbalancer`; `sub_path` is the rest.
 pub(super) fn respond(
     shared: &Shared,
-    peer: std::net::IpAddr,
+    vm: &ServedVm,
     request: &Request<()>,
     sub_path: &str,
 ) -> Result<Response<Body>, GuestError> {
-    match answer(shared, peer, request, sub_path) {
+    match answer(shared, vm, request, sub_path) {
         Ok(response) => Ok(response),
         Err(Refusal::LoadBalancer(error)) => Ok(error.into_response()),
         Err(Refusal::Guest(error)) => Err(error),
@@ -56,7 +56,7 @@ pub(super) fn respond(
 
 fn answer(
     shared: &Shared,
-    peer: std::net::IpAddr,
+    vm: &ServedVm,
     request: &Request<()>,
     sub_path: &str,
 ) -> Result<Response<Body>, Refusal> {
@@ -74,11 +74,6 @@ fn answer(
         let (path, method) = location();
         return Err(LoadBalancerError::MethodNotAllowed { path, method }.into());
     }
-    let snapshot = shared.published().load();
-    let Some(vm) = snapshot.resolve(peer) else {
-        shared.count_unknown_caller();
-        return Err(GuestError::NotFound.into());
-    };
     let bucket = vm.throttle();
     if bucket.is_limited() && !bucket.try_acquire(shared.clock().now()) {
         return Err(LoadBalancerError::Throttled.into());

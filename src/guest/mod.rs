@@ -7,6 +7,8 @@
 
 mod attested;
 mod error;
+mod exchange;
+mod faults;
 mod identity;
 mod instance;
 mod loadbalancer;
@@ -16,10 +18,10 @@ mod response;
 mod scheduled;
 mod versions;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::{Method, Request, Response};
 use hyper::server::conn::http1;
@@ -29,8 +31,10 @@ use tokio::net::TcpListener;
 
 use crate::connections::{self, AcceptErrors, ConnectionPolicy, Permit, StallGuard, Tracker};
 pub use crate::guest::error::{GuestError, IdentityError, LB_LIMITS, LoadBalancerError};
+use crate::guest::exchange::Exchange;
+use crate::guest::faults::{Aborted, ResetOnDrop};
 pub use crate::guest::response::Body;
-use crate::snapshot::{ServedVm, Snapshot};
+use crate::snapshot::ServedVm;
 use crate::state::Shared;
 
 /// Largest request head (request line plus headers) read; hyper answers 414/431 beyond it.
@@ -79,6 +83,12 @@ pub async fn serve(
     }
 }
 
+/// What a connection's requests share: the state, and whether a reset fault aborted it.
+struct Connection {
+    shared: Arc<Shared>,
+    reset: Arc<AtomicBool>,
+}
+
 async fn serve_connection(
     shared: Arc<Shared>,
     stream: tokio::net::TcpStream,
@@ -86,22 +96,35 @@ async fn serve_connection(
     _permit: Permit,
     policy: ConnectionPolicy,
 ) {
-    let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-        let shared = Arc::clone(&shared);
-        async move { Ok::<_, Infallible>(respond(&shared, peer, request).await) }
+    let reset = Arc::new(AtomicBool::new(false));
+    let connection = Arc::new(Connection {
+        shared,
+        reset: Arc::clone(&reset),
     });
+    let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+        let connection = Arc::clone(&connection);
+        async move {
+            let answered = answer(&connection.shared, peer, request).await;
+            if answered.is_err() {
+                connection.reset.store(true, Ordering::Relaxed);
+            }
+            answered
+        }
+    });
+    let io = StallGuard::new(ResetOnDrop::new(stream, reset), policy.stall);
     let connection = http1::Builder::new()
         .max_buf_size(MAX_REQUEST_HEAD)
         .timer(TokioTimer::new())
         .header_read_timeout(policy.head_timeout)
-        .serve_connection(TokioIo::new(StallGuard::new(stream, policy.stall)), service);
+        .serve_connection(TokioIo::new(io), service);
     if let Err(error) = connection.await {
         tracing::debug!(%peer, %error, "guest connection ended with an error");
     }
 }
 
-/// Answers one request (public so tests can drive the guest plane in-process). Order of
-/// checks: route, method, caller, throttle, headers, then the endpoint's own parameters
+/// Answers one request (public so tests can drive the guest plane in-process, where a reset
+/// fault, having no connection to reset, answers 500). Order of checks: the caller's VM, its
+/// fault rules, then route, method, throttle, headers and the endpoint's own parameters
 /// (spec §1.10's recommended order; throttling comes first among the per-VM checks because
 /// every request counts against the VM's budget).
 pub async fn respond<B>(shared: &Shared, peer: SocketAddr, request: Request<B>) -> Response<Body>
@@ -109,17 +132,52 @@ where
     B: hyper::body::Body<Data = bytes::Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    answer(shared, peer, request)
+        .await
+        .unwrap_or_else(|Aborted| GuestError::Internal.into_response())
+}
+
+/// [`respond`], or `Err` when a reset fault says to drop the connection unanswered.
+async fn answer<B>(
+    shared: &Shared,
+    peer: SocketAddr,
+    request: Request<B>,
+) -> Result<Response<Body>, Aborted>
+where
+    B: hyper::body::Body<Data = bytes::Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     // Only a scheduled-events POST reads its body; everything else works on the head.
     let (parts, body) = request.into_parts();
     let head = Request::from_parts(parts, ());
-    route(shared, peer.ip(), &head, body)
-        .await
-        .unwrap_or_else(GuestError::into_response)
+    let mut exchange = Exchange::begin();
+    let Some(vm) = resolve(shared, peer.ip()) else {
+        return Ok(exchange.finish(shared, &head, Err(GuestError::NotFound)));
+    };
+    let injected = exchange.inject(shared, &vm, &head);
+    exchange.vm = Some(vm);
+    let vm = exchange.vm.as_ref().expect("just set");
+    let stalled = || exchange.record_unanswered(shared, &head);
+    let answered = match faults::before(injected, &head, stalled).await {
+        Some(early) => early,
+        None => route(shared, vm, &head, body).await,
+    };
+    exchange.conclude(shared, &head, answered)
+}
+
+/// The VM the caller is, if it still is one.
+fn resolve(shared: &Shared, peer: IpAddr) -> Option<Arc<ServedVm>> {
+    let vm = shared.published().load().resolve(peer).cloned();
+    if vm.is_none() {
+        // The VM was removed while this connection was open.
+        shared.count_unknown_caller();
+    }
+    vm
 }
 
 async fn route<B>(
     shared: &Shared,
-    peer: IpAddr,
+    vm: &Arc<ServedVm>,
     request: &Request<()>,
     body: B,
 ) -> Result<Response<Body>, GuestError>
@@ -130,15 +188,14 @@ where
     let endpoint = Endpoint::from_path(request.uri().path())?;
     if let Endpoint::LoadBalancer(sub_path) = endpoint {
         // Its own error catalogue (spec §8.4), for 404 and 405 too.
-        return loadbalancer::respond(shared, peer, request, sub_path);
+        return loadbalancer::respond(shared, vm, request, sub_path);
     }
     endpoint.check_method(request.method())?;
     if let Endpoint::Identity(endpoint) = endpoint {
         // Own limits (spec §1.11), and an await for signing: handled apart from the rest.
-        return identity::respond(shared, peer, request, endpoint).await;
+        return identity::respond(shared, vm, request, endpoint).await;
     }
-    let snapshot = shared.published().load();
-    let vm = admit(shared, &snapshot, peer)?;
+    throttle(shared, vm)?;
     if let Endpoint::AttestedIssuer = endpoint {
         // Certificate tooling fetches AIA URLs with no Metadata header and no api-version.
         return Ok(attested::issuer(shared));
@@ -157,21 +214,13 @@ where
         Endpoint::Versions => Ok(versions::get()),
         Endpoint::Instance(rest) => instance::get(vm, &query, rest),
         Endpoint::ScheduledEvents => {
-            // The snapshot guard is not held across the awaits below.
-            let vm = Arc::clone(vm);
-            drop(snapshot);
             if request.method() == Method::POST {
-                scheduled::post(shared.events(), &vm, &query, body).await
+                scheduled::post(shared.events(), vm, &query, body).await
             } else {
-                scheduled::get(shared.events(), &vm, &query, request.headers()).await
+                scheduled::get(shared.events(), vm, &query, request.headers()).await
             }
         }
-        Endpoint::AttestedDocument => {
-            // Signing awaits a blocking thread: the snapshot guard is not held across it.
-            let vm = Arc::clone(vm);
-            drop(snapshot);
-            attested::document(shared, vm, &query).await
-        }
+        Endpoint::AttestedDocument => attested::document(shared, Arc::clone(vm), &query).await,
         Endpoint::ReprovisionData => reprovision::get(vm, &query),
         Endpoint::Identity(_) | Endpoint::LoadBalancer(_) | Endpoint::AttestedIssuer => {
             unreachable!("answered above")
@@ -179,22 +228,13 @@ where
     }
 }
 
-/// The VM the caller is, if it still is one and is within its request budget.
-fn admit<'s>(
-    shared: &Shared,
-    snapshot: &'s Snapshot,
-    peer: IpAddr,
-) -> Result<&'s Arc<ServedVm>, GuestError> {
-    let Some(vm) = snapshot.resolve(peer) else {
-        // The VM was removed while this connection was open.
-        shared.count_unknown_caller();
-        return Err(GuestError::NotFound);
-    };
+/// Whether the VM is within its request budget.
+fn throttle(shared: &Shared, vm: &ServedVm) -> Result<(), GuestError> {
     let bucket = vm.throttle();
     if bucket.is_limited() && !bucket.try_acquire(shared.clock().now()) {
         return Err(GuestError::Throttled);
     }
-    Ok(vm)
+    Ok(())
 }
 
 /// Every URL a guest can call.

@@ -18,13 +18,20 @@ pub(super) fn check_headers(headers: &HeaderMap) -> Result<(), GuestError> {
     if headers.contains_key("x-forwarded-for") {
         return Err(GuestError::ForwardedFor);
     }
-    let mut values = headers.get_all("metadata").iter();
-    match (values.next(), values.next()) {
-        (Some(value), None) if value.as_bytes().trim_ascii().eq_ignore_ascii_case(b"true") => {
-            Ok(())
-        }
-        _ => Err(GuestError::MissingMetadataHeader),
+    if has_metadata_header(headers) {
+        Ok(())
+    } else {
+        Err(GuestError::MissingMetadataHeader)
     }
+}
+
+/// Exactly one `Metadata` header, whose value is `true` in any ASCII case.
+pub(super) fn has_metadata_header(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all("metadata").iter();
+    matches!(
+        (values.next(), values.next()),
+        (Some(value), None) if value.as_bytes().trim_ascii().eq_ignore_ascii_case(b"true")
+    )
 }
 
 /// A decoded query string. Parameter names are case-sensitive (§1.4: `Api-Version` is not

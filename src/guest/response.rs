@@ -2,12 +2,81 @@
 //! `Server` containing `IMDS`, and an `x-ms-request-id` GUID. hyper adds `Date` and the exact
 //! `Content-Length` (bodies are never chunked).
 
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::Full;
+use hyper::body::{Frame, SizeHint};
 
-/// Guest bodies are always complete in memory.
-pub type Body = Full<Bytes>;
+/// A guest answer's body: complete in memory, or (a truncate fault) the first part of one
+/// whose `Content-Length` promises more; hyper then closes the connection mid-body.
+#[derive(Debug)]
+pub struct Body {
+    data: Option<Bytes>,
+    truncated: bool,
+    /// A truncated body waits one poll after its part, so hyper flushes the part before it
+    /// finds the body ended short and closes the connection.
+    paused: bool,
+}
+
+impl Body {
+    pub(super) fn full(data: Bytes) -> Body {
+        Body {
+            data: Some(data),
+            truncated: false,
+            paused: false,
+        }
+    }
+
+    pub(super) fn truncated(part: Bytes) -> Body {
+        Body {
+            data: Some(part),
+            truncated: true,
+            paused: false,
+        }
+    }
+
+    /// The bytes not yet sent (all of them before the body is polled).
+    pub(super) fn bytes(&self) -> Option<&Bytes> {
+        self.data.as_ref()
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let body = self.get_mut();
+        if let Some(data) = body.data.take().filter(|d| !d.is_empty()) {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        if body.truncated && !body.paused {
+            body.paused = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        !self.truncated && self.data.as_ref().is_none_or(Bytes::is_empty)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match (&self.data, self.truncated) {
+            // Unknown, so hyper writes the Content-Length the answer states.
+            (_, true) => SizeHint::default(),
+            (Some(data), false) => SizeHint::with_exact(data.len() as u64),
+            (None, false) => SizeHint::with_exact(0),
+        }
+    }
+}
 
 pub(super) const CONTENT_TYPE_JSON: HeaderValue =
     HeaderValue::from_static("application/json; charset=utf-8");
@@ -29,7 +98,7 @@ pub(super) fn with_body(
     content_type: HeaderValue,
     body: Bytes,
 ) -> Response<Body> {
-    let mut response = Response::new(Full::new(body));
+    let mut response = Response::new(Body::full(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, content_type);

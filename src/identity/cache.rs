@@ -36,6 +36,10 @@ pub fn is_fresh(token: &IssuedToken, now: u64) -> bool {
 #[derive(Debug, Default)]
 pub struct TokenCache {
     slots: RwLock<HashMap<String, Arc<Slot>>>,
+    /// Requests answered with a token already signed (metrics).
+    hits: AtomicU64,
+    /// Tokens signed (metrics).
+    issued: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -72,6 +76,7 @@ impl TokenCache {
         let slot = self.slot(format!("{vm_id}\0{client_id}\0{resource}"), now);
         let seen = slot.generation.load(Ordering::Acquire);
         if !bypass && let Some(token) = slot.token.load_full().filter(|t| is_fresh(t, now)) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(token);
         }
         let _signing = slot.refresh.lock().await;
@@ -81,12 +86,24 @@ impl TokenCache {
                 .load_full()
                 .filter(|t| bypass || is_fresh(t, now))
         {
+            self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(token);
         }
         let token = Arc::new(issue().await?);
+        self.issued.fetch_add(1, Ordering::Relaxed);
         slot.token.store(Some(Arc::clone(&token)));
         slot.generation.fetch_add(1, Ordering::Release);
         Ok(token)
+    }
+
+    /// Requests answered with an already signed token (fresh, or signed while they waited).
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    /// Tokens signed.
+    pub fn issued(&self) -> u64 {
+        self.issued.load(Ordering::Relaxed)
     }
 
     /// Number of cached entries.

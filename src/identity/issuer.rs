@@ -123,6 +123,16 @@ impl Issuer {
         self.keys.load().current().kid().to_string()
     }
 
+    /// Every published key's `kid`, and whether it is the one signing new tokens.
+    pub fn key_ids(&self) -> Vec<(String, bool)> {
+        let ring = self.keys.load();
+        let current = ring.current().kid();
+        ring.published()
+            .iter()
+            .map(|k| (k.kid().to_string(), k.kid() == current))
+            .collect()
+    }
+
     /// The JSON Web Key Set of every published key, public parts only, in the shape of Entra's
     /// `https://login.microsoftonline.com/common/discovery/keys`.
     pub fn jwks(&self) -> Value {

@@ -56,6 +56,8 @@ pub enum Error {
     ControlToken(std::io::Error),
     #[error("refusing to use {path}: {reason}")]
     UnsafePath { path: PathBuf, reason: String },
+    #[error("cannot add the config file's fault rules: {0}")]
+    Faults(crate::faults::AddError),
     #[error("cannot restrict {path}: {source}")]
     Restrict {
         path: PathBuf,

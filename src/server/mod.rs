@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::watch as signal;
 
-use crate::clock::{Clock, SystemClock};
-use crate::config::Settings;
+use crate::clock::{Clock, ManualClock, SystemClock};
+use crate::config::{ClockMode, Settings};
 use crate::connections::{Caps, ConnectionPolicy, StallLimits, Tracker};
 use crate::control::ControlState;
 use crate::definition::Definitions;
@@ -107,9 +107,17 @@ fn guest_policy(settings: &Settings, fd_limit: u64) -> ConnectionPolicy {
 }
 
 impl Server {
-    /// Starts a server from `settings` on the system clock.
+    /// Starts a server from `settings`, on the clock they name (`--clock`).
     pub async fn start(settings: Settings) -> Result<Server, Error> {
-        Server::start_with(settings, Options::default()).await
+        let clock: Arc<dyn Clock> = match settings.clock {
+            ClockMode::System => Arc::new(SystemClock),
+            ClockMode::Manual => Arc::new(ManualClock::new(std::time::SystemTime::now())),
+        };
+        let options = Options {
+            clock,
+            definitions: None,
+        };
+        Server::start_with(settings, options).await
     }
 
     /// Loads everything the server serves and binds its listeners.
@@ -216,6 +224,7 @@ impl Server {
             vms = snapshot.vm_count(),
             callers = snapshot.mode().as_str(),
             rate_limit = self.settings.rate_limit.0,
+            clock = if self.shared.clock().is_manual() { "manual" } else { "system" },
             max_connections = self.guest_policy.caps.total,
             max_connections_per_caller = self.guest_policy.caps.per_caller,
             data = %self.settings.data.display(),

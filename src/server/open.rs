@@ -67,7 +67,15 @@ pub(super) fn open(
         identity_limits: settings.identity_limits,
         attested: Arc::new(attested),
         events: Arc::new(events),
+        telemetry: settings.telemetry,
     }));
+    for spec in &settings.faults {
+        let rule = shared
+            .faults()
+            .add(spec.clone(), shared.clock().now())
+            .map_err(Error::Faults)?;
+        tracing::info!(rule = %rule.id, action = rule.action.name(), "fault rule from the config file");
+    }
     let registry = Arc::new(Registry::new(store, Arc::clone(&shared)));
     apply(settings, &registry, definitions)?;
     registry.import_all_events();

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::events::Event;
+use crate::telemetry::histogram::{self, Histogram};
 
 pub use record::{Checked, RecordView};
 
@@ -132,6 +133,8 @@ impl Batch<'_> {
 #[derive(Debug)]
 pub struct Store {
     db: Database,
+    /// How long durable commits take (metrics).
+    commits: Histogram,
 }
 
 impl Store {
@@ -146,7 +149,23 @@ impl Store {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| db(redb::StorageError::Io(e)))?;
         migrations::run(&database)?;
-        Ok(Store { db: database })
+        Ok(Store {
+            db: database,
+            commits: Histogram::new(histogram::COMMIT_BOUNDS),
+        })
+    }
+
+    /// Commits `write` (durable when it returns), timing it.
+    fn commit(&self, write: redb::WriteTransaction) -> Result<(), Error> {
+        let started = std::time::Instant::now();
+        let committed = write.commit().map_err(db);
+        self.commits.observe(started.elapsed());
+        committed
+    }
+
+    /// How long commits have taken.
+    pub fn commit_times(&self) -> &Histogram {
+        &self.commits
     }
 
     /// Every VM record, in id order.
@@ -245,7 +264,7 @@ impl Store {
                 .map_err(db)?;
             value
         };
-        write.commit().map_err(db)?;
+        self.commit(write)?;
         Ok(value)
     }
 
@@ -273,7 +292,7 @@ impl Store {
                 }
             }
         }
-        write.commit().map_err(db)?;
+        self.commit(write)?;
         Ok(())
     }
 }
@@ -371,7 +390,7 @@ impl Store {
                 table.insert(*key, 1).map_err(db)?;
             }
         }
-        write.commit().map_err(db)?;
+        self.commit(write)?;
         Ok(())
     }
 }

@@ -182,14 +182,15 @@ class Imds:
         except json.JSONDecodeError:
             return int(status), text.rstrip("\n")
 
-    def run_probe(self, name: str) -> dict:
-        """Run probes/<name>.py with this venv's python inside the namespace."""
-        workdir = self.workroot / name
+    def run_probe(self, name: str, *args: str) -> dict:
+        """Run probes/<name>.py with this venv's python inside the namespace (extra `args`
+        after OUT.json and WORKDIR)."""
+        workdir = self.workroot / "-".join((name, *args))
         workdir.mkdir(parents=True, exist_ok=True)
         out = workdir / "out.json"
         try:
             proc = self.exec_in_ns(
-                sys.executable, str(PROBES / f"{name}.py"), str(out), str(workdir),
+                sys.executable, str(PROBES / f"{name}.py"), str(out), str(workdir), *args,
                 timeout=PROBE_TIMEOUT_S,
             )
         except subprocess.TimeoutExpired as exc:

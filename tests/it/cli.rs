@@ -354,3 +354,153 @@ fn sigterm_stops_the_server_cleanly() {
     assert!(status.success(), "{status:?}");
     drop(server);
 }
+
+/// Faults, the manual clock and the journal from the CLI, against the real binary: one
+/// command reproduces "IMDS is updating for 70 seconds", another ends it.
+#[tokio::test]
+async fn cli_reproduces_imds_updating_and_moves_the_manual_clock() {
+    let temp = TempDir::new("cli-faults");
+    let data = temp.path().join("data");
+    let server = spawn_server(&data, &["--clock", "manual"]);
+    let instance = "/metadata/instance?api-version=2021-02-01";
+    let (code, out, err) = cli(
+        &server,
+        &data,
+        &["faults", "add", "--preset", "imds-updating"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("added fault f1: status 410 on every endpoint of every VM, until "),
+        "{out}"
+    );
+    assert_eq!(server.imds().get(instance).await.status, 410);
+    let (code, out, _) = cli(&server, &data, &["faults", "list"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("ID  PRESET         INJECTED  RULE\nf1  imds-updating  1 "),
+        "{out}"
+    );
+    let (code, out, err) = cli(&server, &data, &["clock", "advance", "70s"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("(manual clock)"), "{out}");
+    assert_eq!(server.imds().get(instance).await.status, 200);
+    let (code, out, _) = cli(&server, &data, &["journal", "azimds-demo"]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].contains(" GET  410 ") && lines[0].contains("[fault f1 status]"),
+        "{out}"
+    );
+    assert!(
+        lines[1].contains(" GET  200 ") && lines[1].contains(instance),
+        "{out}"
+    );
+    assert!(server.wait_for_log("injected a fault", 1, Duration::from_secs(10)));
+    let (code, _, err) = cli(&server, &data, &["faults", "add", "--status", "418"]);
+    assert_eq!(code, 5, "{err}");
+    assert!(
+        err.contains("status: expected one of 400, 404, 410, 429, 500, 503"),
+        "{err}"
+    );
+    let (code, _, _) = cli(&server, &data, &["faults", "remove", "f9"]);
+    assert_eq!(code, 3);
+}
+
+#[tokio::test]
+async fn a_system_clock_cannot_be_moved() {
+    let temp = TempDir::new("cli-system-clock");
+    let data = temp.path().join("data");
+    let server = spawn_server(&data, &[]);
+    let (code, out, _) = cli(&server, &data, &["clock"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("(system clock)"), "{out}");
+    let (code, _, err) = cli(&server, &data, &["clock", "advance", "10m"]);
+    assert_eq!(code, 4, "409 conflict: {err}");
+    assert!(err.contains("--clock manual"), "{err}");
+}
+
+/// Fault rules load from the config file; a bad one stops the start, naming where it is.
+#[tokio::test]
+async fn config_file_fault_rules_are_loaded_and_checked() {
+    let temp = TempDir::new("cli-config-faults");
+    let dir = temp.path();
+    let config = dir.join("azimds.toml");
+    std::fs::write(
+        &config,
+        "[[faults]]\npreset = \"entra-outage\"\nduration = \"10m\"\n\n[[faults]]\nendpoint = \"instance\"\nstatus = 503\ncount = 1\n",
+    )
+    .unwrap();
+    let server = spawn_server(&dir.join("data"), &["--config", config.to_str().unwrap()]);
+    let token =
+        "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://vault.azure.net";
+    let reply = server.imds().get(token).await;
+    assert_eq!(reply.status, 500);
+    assert_eq!(
+        reply.text(),
+        r#"{"error":"unknown","error_description":"Failed to retrieve token from the Active directory"}"#
+    );
+    let instance = "/metadata/instance?api-version=2021-02-01";
+    assert_eq!(server.imds().get(instance).await.status, 503);
+    assert_eq!(server.imds().get(instance).await.status, 200, "count 1");
+    assert!(server.wait_for_log("injected a fault", 2, Duration::from_secs(10)));
+
+    std::fs::write(&config, "[[faults]]\nstatus = 302\n").unwrap();
+    let output = azimds()
+        .args(["serve", "--config", config.to_str().unwrap(), "--data"])
+        .arg(dir.join("data2"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.contains("faults[0].status: expected one of 400"),
+        "{err}"
+    );
+}
+
+/// `--log-format json`: every line one JSON object, the access log's fields among them.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    use std::io::{BufRead, BufReader};
+    let temp = TempDir::new("cli-json-logs");
+    let mut child = azimds()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--control",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--log-level",
+            "debug",
+            "--data",
+        ])
+        .arg(temp.path().join("data"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let listening = loop {
+        let line = lines.next().expect("a listening line").unwrap();
+        let object: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            object["timestamp"].is_string() && object["level"].is_string(),
+            "{line}"
+        );
+        if object["message"] == "azimds guest plane listening" {
+            break object;
+        }
+    };
+    assert_eq!(listening["level"], "INFO");
+    assert!(
+        listening["listen"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -17,6 +17,8 @@ mod control;
 mod definitions;
 /// Crash durability: SIGKILL mid-write at random moments, restart, every acknowledged write kept.
 mod durability;
+/// Fault rules: every action and limit over HTTP, presets, isolation between VMs.
+mod faults;
 /// Managed identity: tokens verified with the published JWKS, exact error bodies, cache, limits.
 mod identity;
 /// `/metadata/instance` bodies against the spec's real captures, and per-version goldens.
@@ -25,6 +27,8 @@ mod instance;
 mod isolation;
 /// `/metadata/loadbalancer` per version and every §8.4 answer; `loadBalancer` validation.
 mod loadbalancer;
+/// The request journal, metrics moving with requests, the manual clock through the API.
+mod observe;
 /// Property tests: version monotonicity, arbitrary paths.
 mod properties;
 /// `/metadata/reprovisiondata` and the assign action (control API and CLI).
@@ -33,3 +37,5 @@ mod reprovision;
 mod rules;
 /// Scheduled events: every rule of spec §6 on a paused clock, restart, hooks, definitions.
 mod scheduled;
+/// The secret-free-logs check every server of the suite runs when dropped.
+mod secrets;

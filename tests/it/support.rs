@@ -14,14 +14,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use azimds::clock::ManualClock;
-use azimds::config::{AttestedSettings, ConnectionSettings, ControlAddress, Settings};
+use azimds::config::{
+    AttestedSettings, ClockMode, ConnectionSettings, ControlAddress, LogSettings, Settings,
+};
 use azimds::control::token::ControlToken;
 use azimds::definition::{self, Definitions};
+use azimds::faults::FaultSpec;
 use azimds::identity::limits::IdentityLimits;
 use azimds::maintenance::MaintenanceConfig;
 use azimds::server::{Options, Running, Server};
 use azimds::snapshot::CallerMode;
 use azimds::state::Shared;
+use azimds::telemetry::TelemetrySettings;
 use azimds::throttle::RateLimit;
 
 /// A directory under the system temp dir, unique per process and call, removed on drop.
@@ -70,6 +74,8 @@ pub(crate) struct TestConfig {
     pub(crate) start: SystemTime,
     pub(crate) token_lifetime: u64,
     pub(crate) attested: AttestedSettings,
+    /// Fault rules in force from the start, as a config file gives them.
+    pub(crate) faults: Vec<FaultSpec>,
 }
 
 impl Default for TestConfig {
@@ -83,6 +89,7 @@ impl Default for TestConfig {
             start: SystemTime::now(),
             token_lifetime: 86_400,
             attested: AttestedSettings::default(),
+            faults: Vec::new(),
         }
     }
 }
@@ -105,6 +112,7 @@ impl std::ops::Deref for TestServer {
 
 impl TestServer {
     pub(crate) async fn start(config: TestConfig) -> TestServer {
+        crate::secrets::install();
         let dir = TempDir::new("server");
         let data = dir.path().join("data");
         let settings = Settings {
@@ -120,14 +128,28 @@ impl TestServer {
             events: config.events,
             connections: ConnectionSettings::default(),
             attested: config.attested,
+            clock: ClockMode::Manual,
+            faults: config.faults,
+            // Everything on, so every test also exercises what is recorded (and the
+            // secret-free-logs check sees the access log).
+            telemetry: TelemetrySettings {
+                access_log: true,
+                metrics_per_vm: Some(100),
+                ..TelemetrySettings::default()
+            },
+            log: LogSettings::default(),
         };
         let clock = Arc::new(ManualClock::new(config.start));
         let definitions = match config.vms {
             Vms::Demo => None,
             Vms::Empty => Some(Definitions { vms: Vec::new() }),
-            Vms::Text(text) => Some(
-                definition::parse(&text, None, "test definitions").expect("valid test definitions"),
-            ),
+            Vms::Text(text) => {
+                crate::secrets::definitions(&text);
+                Some(
+                    definition::parse(&text, None, "test definitions")
+                        .expect("valid test definitions"),
+                )
+            }
         };
         let options = Options {
             clock: clock.clone(),
@@ -137,6 +159,7 @@ impl TestServer {
             .await
             .expect("the test server starts");
         let running = server.spawn();
+        crate::secrets::data_dir(&data);
         let token = ControlToken::read(&data).unwrap().expose().to_string();
         TestServer {
             guest: TestImds {
@@ -159,6 +182,14 @@ impl TestServer {
     /// The server's data directory (store, keys, control token).
     pub(crate) fn data_dir(&self) -> PathBuf {
         self._dir.path().join("data")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // Keys rotated during the test are secrets too.
+        crate::secrets::data_dir(&self._dir.path().join("data"));
+        crate::secrets::check();
     }
 }
 
@@ -252,13 +283,13 @@ impl TestImds {
 
     /// Sends `bytes` as they are and reads the answer until the server closes.
     pub(crate) async fn raw(&self, bytes: impl AsRef<[u8]>) -> Reply {
-        exchange(None, self.addr, bytes.as_ref()).await
+        guest_exchange(None, self.addr, bytes.as_ref()).await
     }
 
     /// Like [`TestImds::raw`], from the local address `from` (a 127.0.0.x in source-address
     /// tests).
     pub(crate) async fn raw_from(&self, from: IpAddr, bytes: impl AsRef<[u8]>) -> Reply {
-        exchange(Some(from), self.addr, bytes.as_ref()).await
+        guest_exchange(Some(from), self.addr, bytes.as_ref()).await
     }
 }
 
@@ -338,6 +369,15 @@ pub(crate) fn request_bytes(
     bytes
 }
 
+/// A guest exchange, whose nonce, token or signed document is registered as a secret.
+async fn guest_exchange(from: Option<IpAddr>, to: SocketAddr, bytes: &[u8]) -> Reply {
+    let reply = exchange(from, to, bytes).await;
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(16 * 1024)]);
+    let target = head.split(' ').nth(1).unwrap_or("");
+    crate::secrets::guest_exchange(target, &reply.body);
+    reply
+}
+
 /// One exchange, optionally from a chosen local address; reads until the server closes.
 async fn exchange(from: Option<IpAddr>, to: SocketAddr, bytes: &[u8]) -> Reply {
     let run = async {
@@ -395,12 +435,21 @@ pub(crate) struct Spawned {
     log_grew: Arc<std::sync::Condvar>,
     /// The "listening" log line.
     listening: String,
+    /// Collects stderr until the process exits.
+    reader: Option<std::thread::JoinHandle<()>>,
+    data: PathBuf,
 }
 
 impl Drop for Spawned {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        crate::secrets::data_dir(&self.data);
+        crate::secrets::lines(self.log.lock().unwrap().iter().cloned());
+        crate::secrets::check();
     }
 }
 
@@ -472,7 +521,9 @@ pub(crate) fn spawn_azimds(data: &Path, extra: &[&str]) -> Spawned {
         ])
         .arg(data)
         .args(extra)
-        .env("AZIMDS_LOG", "info")
+        // The most verbose level, for the secret-free-logs check.
+        .args(["--access-log", "--journal-size", "64"])
+        .env("AZIMDS_LOG", "trace")
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -490,9 +541,10 @@ pub(crate) fn spawn_azimds(data: &Path, extra: &[&str]) -> Spawned {
             break line;
         }
     };
+    register_spawned_secrets(data, extra);
     let log_grew = Arc::new(std::sync::Condvar::new());
     let (kept, grew) = (Arc::clone(&log), Arc::clone(&log_grew));
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
             kept.lock().unwrap().push(line);
             grew.notify_all();
@@ -505,5 +557,18 @@ pub(crate) fn spawn_azimds(data: &Path, extra: &[&str]) -> Spawned {
         log,
         log_grew,
         listening: line,
+        reader: Some(reader),
+        data: data.to_path_buf(),
+    }
+}
+
+/// A spawned server's secrets: its data directory's, and its `--vms` file's user data.
+fn register_spawned_secrets(data: &Path, extra: &[&str]) {
+    crate::secrets::data_dir(data);
+    if let Some(at) = extra.iter().position(|a| *a == "--vms")
+        && let Some(file) = extra.get(at + 1)
+        && let Ok(text) = std::fs::read_to_string(file)
+    {
+        crate::secrets::definitions(&text);
     }
 }
