@@ -1,5 +1,6 @@
 //! What the guest and control planes share: the published snapshot, the clock, the token
-//! issuer with its per-VM limits, the scheduled-events engine, and the guest plane's counters.
+//! issuer with its per-VM limits, the scheduled-events engine, the provisioning engine (the
+//! WireServer's health reports), and the guest plane's counters.
 //!
 //! Built once, in one order (snapshot → engine → [`Shared`]), by `server` (or a test), and
 //! owned by neither plane: `guest` reads it to answer VMs, `control` and `registry` change
@@ -12,6 +13,7 @@ use crate::clock::Clock;
 use crate::identity::Issuer;
 use crate::identity::limits::{IdentityLimits, Limiters};
 use crate::maintenance::Maintenance;
+use crate::provisioning::Provisioning;
 use crate::snapshot::{Published, Snapshot};
 
 /// The pieces [`Shared`] is made of.
@@ -22,6 +24,7 @@ pub struct Parts {
     pub issuer: Arc<Issuer>,
     pub identity_limits: IdentityLimits,
     pub events: Arc<Maintenance>,
+    pub provisioning: Arc<Provisioning>,
 }
 
 /// State shared by every guest connection and every control request.
@@ -32,6 +35,7 @@ pub struct Shared {
     issuer: Arc<Issuer>,
     identity_limiters: Limiters,
     events: Arc<Maintenance>,
+    provisioning: Arc<Provisioning>,
     unknown_callers: AtomicU64,
 }
 
@@ -43,6 +47,7 @@ impl Shared {
             issuer: parts.issuer,
             identity_limiters: Limiters::new(parts.identity_limits),
             events: parts.events,
+            provisioning: parts.provisioning,
             unknown_callers: AtomicU64::new(0),
         }
     }
@@ -75,6 +80,11 @@ impl Shared {
     /// The scheduled-events engine.
     pub fn events(&self) -> &Arc<Maintenance> {
         &self.events
+    }
+
+    /// Each VM's provisioning state (WireServer health reports).
+    pub fn provisioning(&self) -> &Arc<Provisioning> {
+        &self.provisioning
     }
 
     /// Counts a connection or request from an address that belongs to no VM.

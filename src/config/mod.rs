@@ -36,6 +36,8 @@ pub const DEFAULT_RATE_LIMIT: u32 = 5;
 #[derive(Debug, PartialEq)]
 pub struct Settings {
     pub listen: Vec<SocketAddr>,
+    /// The WireServer and Host GA Plugin listeners; `None`: not served.
+    pub wireserver: Option<WireServerListen>,
     pub vms: Option<PathBuf>,
     pub data: PathBuf,
     pub rate_limit: RateLimit,
@@ -47,6 +49,34 @@ pub struct Settings {
     pub identity_limits: IdentityLimits,
     pub events: MaintenanceConfig,
     pub connections: ConnectionSettings,
+}
+
+/// The Host GA Plugin's port on Azure (wireserver.md §6.1).
+pub const HOST_PLUGIN_PORT: u16 = 32526;
+
+/// Where the WireServer companion listens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WireServerListen {
+    /// Port 80 on Azure (`--wireserver-listen`).
+    pub wireserver: SocketAddr,
+    /// Port 32526 on Azure (`--hgap-listen`).
+    pub host_plugin: SocketAddr,
+}
+
+impl WireServerListen {
+    /// The listeners for `--wireserver-listen` and `--hgap-listen`: the Host GA Plugin defaults
+    /// to the WireServer's address on port 32526, as on Azure.
+    pub fn resolve(
+        wireserver: Option<SocketAddr>,
+        host_plugin: Option<SocketAddr>,
+    ) -> Option<WireServerListen> {
+        let wireserver = wireserver?;
+        Some(WireServerListen {
+            wireserver,
+            host_plugin: host_plugin
+                .unwrap_or_else(|| SocketAddr::new(wireserver.ip(), HOST_PLUGIN_PORT)),
+        })
+    }
 }
 
 /// Limits on guest connections (issue 13: one VM must not take the service from the others).
@@ -110,6 +140,10 @@ impl Settings {
         };
         Ok(Settings {
             listen,
+            wireserver: WireServerListen::resolve(
+                args.wireserver_listen.or(file.wireserver_listen),
+                args.hgap_listen.or(file.hgap_listen),
+            ),
             vms: args.vms.or_else(|| file.vms.map(|p| base.join(p))),
             data: args
                 .data

@@ -7,9 +7,11 @@
 //!
 //! - `file.rs`: a whole file ([`parse`] into [`Definitions`], or a located [`DefinitionError`]).
 //! - `vm.rs`: one VM entry ([`vm_from_json`] into a [`VmDefinition`]).
+//! - `provisioning.rs`: an entry's `provisioning` member (custom data, password).
 //! - `demo.json`: the built-in demo VM, parsed by the same code.
 
 mod file;
+pub mod provisioning;
 mod vm;
 
 pub use file::{DefinedVm, DefinitionError, Definitions, Located, Syntax, demo, parse};

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
+use crate::definition::provisioning::ProvisioningDefinition;
 use crate::identity::definition::{Identities, VmContext};
 use crate::metadata::document::InstanceDocument;
 use crate::problem::{Problem, Problems};
@@ -24,6 +25,9 @@ pub struct VmDefinition {
     pub load_balancer: Option<Value>,
     /// Scheduled events to seed, kept as written; the events engine imports each once.
     pub scheduled_events: Option<Value>,
+    /// What the provisioning media carries beyond the instance document (custom data, a
+    /// password); `None` when the entry has no `provisioning`.
+    pub provisioning: Option<ProvisioningDefinition>,
 }
 
 impl VmDefinition {
@@ -36,13 +40,14 @@ impl VmDefinition {
     }
 }
 
-const VM_MEMBERS: [&str; 6] = [
+const VM_MEMBERS: [&str; 7] = [
     "id",
     "callers",
     "instance",
     "identities",
     "loadBalancer",
     "scheduledEvents",
+    "provisioning",
 ];
 
 /// Largest VM id: ids appear in URLs, logs and store keys.
@@ -84,6 +89,7 @@ pub fn vm_from_json(entry: &Value, default_id: &str) -> Result<VmDefinition, Vec
     let identities = identities(entry, &id, &mut problems);
     let load_balancer = load_balancer(entry, &mut problems);
     let scheduled_events = scheduled_events(entry, &mut problems);
+    let provisioning = provisioning(entry, &mut problems);
     let Some(instance) = instance else {
         return Err(problems.into_vec());
     };
@@ -94,6 +100,7 @@ pub fn vm_from_json(entry: &Value, default_id: &str) -> Result<VmDefinition, Vec
         identities,
         load_balancer,
         scheduled_events,
+        provisioning,
     })
 }
 
@@ -209,4 +216,17 @@ fn scheduled_events(entry: &Map<String, Value>, problems: &mut Problems) -> Opti
         }
     }
     Some(Value::Array(events.clone()))
+}
+
+/// `provisioning`: custom data and a password for the OVF environment (see
+/// `definition::provisioning`).
+fn provisioning(
+    entry: &Map<String, Value>,
+    problems: &mut Problems,
+) -> Option<ProvisioningDefinition> {
+    let provisioning = member(entry, "provisioning")?;
+    problems.under(
+        "provisioning",
+        ProvisioningDefinition::from_json(provisioning),
+    )
 }

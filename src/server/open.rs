@@ -1,6 +1,6 @@
 //! Assembling a server's state, in one order and synchronously (store IO, key generation):
-//! data directory → definitions file → store → snapshot → issuer → events engine → shared
-//! state → registry → the file (or given VMs) applied, or the demo VM seeded → definition
+//! data directory → definitions file → store → snapshot → issuer → events engine →
+//! provisioning records → shared state → registry → the file (or given VMs) applied, or the demo VM seeded → definition
 //! events imported.
 
 use std::path::Path;
@@ -12,6 +12,7 @@ use crate::definition::Definitions;
 use crate::identity::Issuer;
 use crate::identity::keys::FileKeyStore;
 use crate::maintenance::{HookDelivery, Maintenance};
+use crate::provisioning::Provisioning;
 use crate::registry::Registry;
 use crate::server::error::Error;
 use crate::server::{data_dir, watch};
@@ -58,12 +59,16 @@ pub(super) fn open(
         settings.events.clone(),
     )
     .map_err(Error::Events)?;
+    let provisioning =
+        Provisioning::load(Arc::clone(&store), Arc::clone(&clock), events.hook_sender())
+            .map_err(Error::Provisioning)?;
     let shared = Arc::new(Shared::new(Parts {
         snapshot,
         clock,
         issuer: Arc::new(issuer),
         identity_limits: settings.identity_limits,
         events: Arc::new(events),
+        provisioning: Arc::new(provisioning),
     }));
     let registry = Arc::new(Registry::new(store, Arc::clone(&shared)));
     apply(settings, &registry, definitions)?;

@@ -4,6 +4,7 @@
 
 use redb::{Database, ReadableDatabase, TableDefinition, WriteTransaction};
 
+use crate::store::provisioning::PROVISIONING;
 use crate::store::{EVENTS, Error, IMPORTED_EVENTS, INCARNATIONS, META, VMS, db};
 
 const SCHEMA_VERSION: &str = "schema_version";
@@ -11,7 +12,12 @@ const SCHEMA_VERSION: &str = "schema_version";
 type Migration = fn(&WriteTransaction) -> Result<(), Error>;
 
 /// `MIGRATIONS[n]` upgrades version `n` to `n + 1`. Version 0 is an empty file.
-const MIGRATIONS: &[Migration] = &[create_vm_table, create_event_tables, create_import_record];
+const MIGRATIONS: &[Migration] = &[
+    create_vm_table,
+    create_event_tables,
+    create_import_record,
+    create_provisioning_table,
+];
 
 /// Brings the store to the newest schema; refuses a store written by a newer azimds.
 pub(super) fn run(database: &Database) -> Result<(), Error> {
@@ -67,5 +73,11 @@ fn create_event_tables(write: &WriteTransaction) -> Result<(), Error> {
 /// Version 3: which definition events were already imported, so each is seeded once.
 fn create_import_record(write: &WriteTransaction) -> Result<(), Error> {
     write.open_table(IMPORTED_EVENTS).map_err(db)?;
+    Ok(())
+}
+
+/// Version 4: each VM's provisioning record (WireServer health reports).
+fn create_provisioning_table(write: &WriteTransaction) -> Result<(), Error> {
+    write.open_table(PROVISIONING).map_err(db)?;
     Ok(())
 }

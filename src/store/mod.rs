@@ -9,6 +9,7 @@
 //! Synchronous by design: callers run it on a blocking thread.
 
 mod migrations;
+mod provisioning;
 
 use std::path::Path;
 

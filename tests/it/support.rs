@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use azimds::clock::ManualClock;
-use azimds::config::{ConnectionSettings, ControlAddress, Settings};
+use azimds::config::{ConnectionSettings, ControlAddress, Settings, WireServerListen};
 use azimds::control::token::ControlToken;
 use azimds::definition::{self, Definitions};
 use azimds::identity::limits::IdentityLimits;
@@ -69,6 +69,8 @@ pub(crate) struct TestConfig {
     /// The server's clock starts here and moves only when the test moves it.
     pub(crate) start: SystemTime,
     pub(crate) token_lifetime: u64,
+    /// The WireServer companion's listeners (`None`: not served).
+    pub(crate) wireserver: Option<WireServerListen>,
 }
 
 impl Default for TestConfig {
@@ -81,6 +83,7 @@ impl Default for TestConfig {
             events: MaintenanceConfig::default(),
             start: SystemTime::now(),
             token_lifetime: 86_400,
+            wireserver: None,
         }
     }
 }
@@ -107,6 +110,7 @@ impl TestServer {
         let data = dir.path().join("data");
         let settings = Settings {
             listen: vec!["127.0.0.1:0".parse().unwrap()],
+            wireserver: config.wireserver,
             vms: None,
             data: data.clone(),
             rate_limit: RateLimit(config.rate_limit),
