@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 
-use azimds::cli::{self, ConnectArgs, EventsCommand, KeysCommand, VmCommand};
+use azimds::cli::{self, ConnectArgs, EventsCommand, KeysCommand, OvfEnvArgs, VmCommand};
 use azimds::config::{ServeArgs, Settings};
 use azimds::server::Server;
 
@@ -50,6 +50,15 @@ enum Command {
         #[command(flatten)]
         connect: ConnectArgs,
     },
+    /// Write a VM's provisioning media: its ovf-env.xml, or with --iso a CD image holding it.
+    ///
+    /// Example: azimds ovf-env web-1 --iso /var/lib/libvirt/images/web-1-ovf.iso
+    OvfEnv {
+        #[command(flatten)]
+        args: OvfEnvArgs,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
     /// Show a running server's state: VMs, caller mode, refused callers, listeners.
     Status {
         #[command(flatten)]
@@ -79,6 +88,9 @@ fn main() -> ExitCode {
         }),
         Command::Keys { command, connect } => client_command(|out| async move {
             cli::keys(command, &connect, default_data_dir, out).await
+        }),
+        Command::OvfEnv { args, connect } => client_command(|out| async move {
+            cli::ovf_env(args, &connect, default_data_dir, out).await
         }),
         Command::Status { connect } => {
             client_command(|out| async move { cli::status(&connect, default_data_dir, out).await })

@@ -6,12 +6,14 @@
 //! `keys.rs` and `status.rs` are one command group each; `format.rs` prints.
 //!
 //! Exit codes scripts can rely on: 0 success; 1 other failure (server error, bad local file);
-//! 2 usage error; 3 not found; 4 conflict or precondition failed (409/412); 5 rejected as
-//! invalid (400/413/422); 6 cannot reach or authenticate to the server; 7 `events wait` timed out.
+//! 2 usage error; 3 not found; 4 conflict or precondition failed (409/412; also `vm wait-ready`
+//! when the guest reported a provisioning failure); 5 rejected as invalid (400/413/422); 6
+//! cannot reach or authenticate to the server; 7 `events wait` or `vm wait-ready` timed out.
 
 mod events;
 mod format;
 mod keys;
+mod provisioning;
 mod status;
 mod vm;
 
@@ -26,6 +28,7 @@ use crate::control::token::ControlToken;
 
 pub use events::{EventsCommand, ScheduleArgs, events};
 pub use keys::{KeysCommand, keys};
+pub use provisioning::{OvfEnvArgs, ovf_env};
 pub use status::status;
 pub use vm::{VmCommand, vm};
 

@@ -5,7 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::{events, maintenance, registry};
+use crate::{events, maintenance, provisioning, registry};
 
 /// A control request that cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +24,12 @@ pub enum ControlError {
     Events(#[from] maintenance::Error),
     #[error("the VM has not fetched that incarnation yet (highest fetched: {fetched})")]
     WaitTimedOut { fetched: u64 },
+    #[error("the VM reported a provisioning failure: {description}")]
+    ProvisioningFailed { description: String },
+    #[error("the VM has not reported Ready yet (state: {state})")]
+    NotReadyYet { state: &'static str },
+    #[error(transparent)]
+    Provisioning(provisioning::Error),
     #[error("internal error")]
     Internal,
 }
@@ -57,7 +63,13 @@ impl IntoResponse for ControlError {
                 | maintenance::Error::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
                 maintenance::Error::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             },
-            ControlError::WaitTimedOut { .. } => (StatusCode::REQUEST_TIMEOUT, "timeout"),
+            ControlError::WaitTimedOut { .. } | ControlError::NotReadyYet { .. } => {
+                (StatusCode::REQUEST_TIMEOUT, "timeout")
+            }
+            ControlError::ProvisioningFailed { .. } => {
+                (StatusCode::CONFLICT, "provisioning_failed")
+            }
+            ControlError::Provisioning(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ControlError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         let message = if status.is_server_error() {

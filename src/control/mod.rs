@@ -12,10 +12,13 @@
 //! - `POST /v1/identity/keys/rotate` (new token signing key; old ones stay published)
 //! - `GET|POST /v1/events`, `GET /v1/events/{id}`, `POST /v1/events/{id}/{start|complete|cancel}`
 //! - `GET /v1/vms/{id}/events` (the VM's document), `GET /v1/vms/{id}/events/wait?incarnation=N`
+//! - `GET|DELETE /v1/vms/{id}/provisioning` (WireServer health reports; reset),
+//!   `GET /v1/vms/{id}/provisioning/wait?timeout=S`, `GET /v1/vms/{id}/ovf-env` (XML)
 
 mod error;
 mod etag;
 mod events;
+mod provisioning;
 pub mod token;
 mod vms;
 
@@ -74,6 +77,12 @@ pub fn router(state: Arc<ControlState>, access: Access) -> Router {
         )
         .route("/v1/vms/{id}/events", get(events::vm_document))
         .route("/v1/vms/{id}/events/wait", get(events::wait))
+        .route(
+            "/v1/vms/{id}/provisioning",
+            get(provisioning::get).delete(provisioning::reset),
+        )
+        .route("/v1/vms/{id}/provisioning/wait", get(provisioning::wait))
+        .route("/v1/vms/{id}/ovf-env", get(provisioning::ovf_env))
         .route("/v1/identity/keys/rotate", post(rotate_keys))
         .route("/v1/events", get(events::list).post(events::schedule))
         .route("/v1/events/{id}", get(events::get))
