@@ -25,3 +25,5 @@ mod properties;
 mod rules;
 /// Scheduled events: every rule of spec §6 on a paused clock, restart, hooks, definitions.
 mod scheduled;
+/// The WireServer companion: goal state, health reports per VM, the Host GA Plugin, isolation.
+mod wireserver;
