@@ -433,14 +433,17 @@ async fn openapi_document_matches_the_router() {
             concrete.push_str("?incarnation=0&timeout=1");
         }
         let reply = host.call(method, &concrete, Some(&json!({})), &[]).await;
-        assert_ne!(
-            reply.json()["error"]["message"],
-            "no such route",
-            "{method} {path} is documented but not routed"
-        );
+        // Every answer but a document (ovf-env is XML) is JSON; a route's miss is JSON too.
+        if reply.header("content-type") == Some("application/json") {
+            assert_ne!(
+                reply.json()["error"]["message"],
+                "no such route",
+                "{method} {path} is documented but not routed"
+            );
+        }
         assert_ne!(reply.status, 405, "{method} {path}");
     }
-    assert_eq!(documented.len(), 18, "{documented:?}");
+    assert_eq!(documented.len(), 22, "{documented:?}");
     let undocumented = host.call("POST", "/v1/vms", Some(&json!({})), &[]).await;
     assert_eq!(undocumented.status, 405);
 }
