@@ -134,8 +134,13 @@ class Guest:
             return ""
 
     def curl(self, url: str, *args: str) -> subprocess.CompletedProcess:
-        return _run("ip", "netns", "exec", self.ns, "curl", "-sS", "--noproxy", "*",
-                    "--max-time", "5", *args, url, check=False, env=_clean_env())
+        return curl(self.ns, url, *args)
+
+
+def curl(ns: str, url: str, *args: str) -> subprocess.CompletedProcess:
+    """curl from inside namespace `ns` (exit status and output as they are)."""
+    return _run("ip", "netns", "exec", ns, "curl", "-sS", "--noproxy", "*",
+                "--max-time", "5", *args, url, check=False, env=_clean_env())
 
 
 def _clean_env() -> dict:
