@@ -2,7 +2,7 @@
 //! and the Host GA Plugin at port 32526. Over the same snapshot and caller resolution as the
 //! IMDS guest plane — a connection's peer address picks its VM, a stranger's connection is
 //! closed unanswered — so each VM sees only its own goal state and can report only its own
-//! health. Every URL is in [`endpoint`]; every failure's answer in [`error`].
+//! health. Every URL is in `endpoint.rs`; every failure's answer in `error.rs`.
 //!
 //! It reads [`Shared`] and writes through one engine: a health report goes to
 //! `provisioning::Provisioning::report` (durable before it is acknowledged). It knows nothing
