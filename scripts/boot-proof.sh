@@ -55,11 +55,22 @@ mkdir -p "$WORK"
 if [[ ! -f $WORK/rootfs.img ]]; then
     t=$(now)
     rm -rf "$WORK/rootfs"
-    log "debootstrap $SUITE with cloud-init and waagent (a few minutes)"
+    log "debootstrap $SUITE, then cloud-init and waagent with apt (a few minutes)"
     debootstrap --variant=minbase \
-        --include=systemd-sysv,udev,dbus,linux-image-cloud-amd64,cloud-init,waagent,openssh-server,isc-dhcp-client,ifupdown,iproute2,netbase,eject,sudo,ca-certificates,procps \
+        --include=systemd-sysv,udev,dbus,isc-dhcp-client,ifupdown,iproute2,netbase,procps \
         "$SUITE" "$WORK/rootfs" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 \
         || die "debootstrap failed; see $WORK/debootstrap.log"
+    # apt (not debootstrap's resolver, which skips virtual packages) installs the agents. No
+    # service may start in the chroot.
+    printf '#!/bin/sh\nexit 101\n' >"$WORK/rootfs/usr/sbin/policy-rc.d"
+    chmod 755 "$WORK/rootfs/usr/sbin/policy-rc.d"
+    unshare --mount --fork sh -c "mount -t proc proc '$WORK/rootfs/proc' &&
+        chroot '$WORK/rootfs' env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+            --no-install-recommends linux-image-cloud-amd64 cloud-init waagent openssh-server \
+            eject sudo ca-certificates" >>"$WORK/debootstrap.log" 2>&1 \
+        || die "installing the agents failed; see $WORK/debootstrap.log"
+    rm -f "$WORK/rootfs/usr/sbin/policy-rc.d"
+    chroot "$WORK/rootfs" apt-get clean
     printf '/dev/vda / ext4 defaults 0 1\n' >"$WORK/rootfs/etc/fstab"
     printf 'auto lo\niface lo inet loopback\nsource /etc/network/interfaces.d/*\n' \
         >"$WORK/rootfs/etc/network/interfaces"

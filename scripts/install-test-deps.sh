@@ -31,6 +31,9 @@ REQS=$REPO/tests/clients/requirements.txt
 # tests/clients/test_provisioning.py.
 APT_PKGS=(cloud-init waagent iproute2 nftables curl python3-venv python3-yaml
           dnsmasq-base xorriso isc-dhcp-client)
+# azure-init for test_provisioning.py: its published release, built from crates.io.
+AZURE_INIT_VERSION=0.1.1
+AZURE_INIT_ROOT=${AZIMDS_AZURE_INIT_ROOT:-/var/cache/azimds-test-deps/azure-init-$AZURE_INIT_VERSION}
 # cloud-init 25.x for test_provisioning.py: Debian 13's package, unpacked (never installed).
 CLOUD_INIT_25_DIR=${AZIMDS_CLOUD_INIT_25:-/var/cache/azimds-test-deps/cloud-init-trixie}
 SYS_PY=/usr/bin/python3
@@ -149,6 +152,21 @@ else
     "${SUDO[@]}" mv "$CLOUD_INIT_25_DIR.partial" "$CLOUD_INIT_25_DIR"
     "${SUDO[@]}" rm -rf "$apt_dir"
     log "cloud-init $version unpacked at $CLOUD_INIT_25_DIR: $(elapsed "$t")"
+fi
+
+# ---------------------------------------------------------------- 1c. azure-init
+# Not packaged for Debian; its release on crates.io is built with its own lock file (a few
+# minutes, once per machine).
+t=$(now)
+if [[ -x $AZURE_INIT_ROOT/bin/azure-init ]]; then
+    log "azure-init $AZURE_INIT_VERSION already built at $AZURE_INIT_ROOT"
+else
+    command -v cargo >/dev/null || { log "cargo not found (needed to build azure-init)"; exit 1; }
+    build_dir=$(mktemp -d)
+    CARGO_TARGET_DIR=$build_dir cargo install --quiet --locked azure-init --version "$AZURE_INIT_VERSION" \
+        --root "$AZURE_INIT_ROOT"
+    rm -rf "$build_dir"
+    log "azure-init $AZURE_INIT_VERSION built at $AZURE_INIT_ROOT: $(elapsed "$t")"
 fi
 
 # ---------------------------------------------------------------- 2. venv

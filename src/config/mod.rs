@@ -244,6 +244,26 @@ mod tests {
     }
 
     #[test]
+    fn the_host_ga_plugin_defaults_to_the_wireserver_address_on_32526() {
+        let wireserver: SocketAddr = "168.63.129.16:80".parse().unwrap();
+        assert_eq!(WireServerListen::resolve(None, None), None);
+        assert_eq!(
+            WireServerListen::resolve(Some(wireserver), None),
+            Some(WireServerListen {
+                wireserver,
+                host_plugin: "168.63.129.16:32526".parse().unwrap(),
+            })
+        );
+        let elsewhere: SocketAddr = "10.0.0.1:9000".parse().unwrap();
+        assert_eq!(
+            WireServerListen::resolve(Some(wireserver), Some(elsewhere)).map(|w| w.host_plugin),
+            Some(elsewhere)
+        );
+        let settings = Settings::resolve(ServeArgs::default(), || PathBuf::from("/d")).unwrap();
+        assert_eq!(settings.wireserver, None, "off by default");
+    }
+
+    #[test]
     fn token_lifetimes_take_units_and_stay_in_range() {
         assert_eq!(parse_lifetime("3600"), Ok(3600));
         assert_eq!(parse_lifetime("90s"), Ok(90));

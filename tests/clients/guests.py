@@ -166,7 +166,8 @@ class Topology:
             self.definitions = yaml.safe_load(fh)["vms"]
         self.guests = {}
         for index, entry in enumerate(self.definitions):
-            dhcp = entry["id"] != "wa"
+            # cloud-init brings up its own DHCP; waagent and azure-init find the network up.
+            dhcp = entry["id"] not in ("wa", "ai")
             self.guests[entry["id"]] = Guest(self, index, entry["id"], entry, dhcp)
         self.rogue = f"{self.prefix}-rogue"
 

@@ -1,6 +1,6 @@
 """Unmodified Azure provisioning agents against azimds' IMDS and WireServer (wireserver.md §9.2).
 
-Three guests boot at once, each in its own network namespace and overlay root (guests.py), with
+Four guests boot at once, each in its own network namespace and overlay root (guests.py), with
 the DMI asset tag, DHCP options 121/245 and its own provisioning CD made by `azimds ovf-env
 --iso`:
 
@@ -8,7 +8,8 @@ the DMI asset tag, DHCP options 121/245 and its own provisioning CD made by `azi
   CD, IMDS, goal state, report-ready; then host name, user, keys, custom data);
 - ci25: cloud-init 25.1.4 (Debian 13's package, laid over this root), the same flow;
 - wa:   Debian 12's waagent 2.7.3, provisioning on its own (CD, user, keys, host name, NotReady
-  then Ready), then its extension handler (goal state, Host GA Plugin, status upload).
+  then Ready), then its extension handler (goal state, Host GA Plugin, status upload);
+- ai:   azure-init 0.1.1 from crates.io (IMDS user and keys, goal state, Ready).
 
 Each test asserts what the agent wrote into its root and what azimds recorded, read with the
 azimds CLI (`vm wait-ready`, `vm provisioning --json`). Then a stranger gets nothing and a VM
@@ -35,6 +36,10 @@ def cloud_init_25_version() -> str:
     return text.split('__VERSION__ = "')[1].split('"')[0]
 
 
+# azure-init's published release, built by scripts/install-test-deps.sh.
+AZURE_INIT = Path(os.environ.get("AZIMDS_AZURE_INIT", "/var/cache/azimds-test-deps/azure-init-0.1.1/bin/azure-init"))
+
+
 def cloud_init_22_version() -> str:
     from cloudinit import version
     return version.version_string()
@@ -49,6 +54,8 @@ def net(tmp_path_factory):
     missing = guests.require_tools()
     if missing:
         pytest.fail(f"missing tools: {missing}; run scripts/install-test-deps.sh", pytrace=False)
+    if not AZURE_INIT.is_file():
+        pytest.fail(f"azure-init not built at {AZURE_INIT}; run scripts/install-test-deps.sh", pytrace=False)
     if not (CLOUD_INIT_25 / "usr/lib/python3/dist-packages/cloudinit").is_dir():
         pytest.fail(f"cloud-init 25 not unpacked at {CLOUD_INIT_25}; run scripts/install-test-deps.sh",
                     pytrace=False)
@@ -63,9 +70,9 @@ def net(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def booted(net):
-    """All three guests booted concurrently; each agent's outcome, once it is Ready."""
-    ci22, ci25, wa = net.guests["ci22"], net.guests["ci25"], net.guests["wa"]
-    for guest in (ci22, ci25, wa):
+    """All four guests booted concurrently; each agent's outcome, once it is Ready."""
+    ci22, ci25, wa, ai = (net.guests[vm] for vm in ("ci22", "ci25", "wa", "ai"))
+    for guest in (ci22, ci25, wa, ai):
         guest.work.mkdir(parents=True, exist_ok=True)
         guest.set_smbios()
         guest.attach_cd()
@@ -73,17 +80,18 @@ def booted(net):
     ci22.start("sh", str(GUEST_SCRIPTS / "cloud_init_guest.sh"))
     ci25.start("sh", str(GUEST_SCRIPTS / "cloud_init_guest.sh"), extra=str(CLOUD_INIT_25))
     wa.start("sh", str(GUEST_SCRIPTS / "waagent_guest.sh"))
+    ai.start("sh", str(GUEST_SCRIPTS / "azure_init_guest.sh"), str(AZURE_INIT))
     waited = {}
-    for guest in (ci22, ci25, wa):
+    for guest in (ci22, ci25, wa, ai):
         done = net.azimds("vm", "wait-ready", guest.vm_id, "--timeout", READY_TIMEOUT,
                           check=False, timeout=330)
         waited[guest.vm_id] = done
         assert done.returncode == 0, (
             f"{guest.vm_id} not Ready: {done.stderr}\n--- agent output ---\n{guest.log()[-3000:]}"
             f"\n--- azimds ---\n{net.log()[-2000:]}")
-    for guest in (ci22, ci25):
+    for guest in (ci22, ci25, ai):
         rc = guest.proc.wait(timeout=120)
-        assert rc == 0, f"{guest.vm_id}'s cloud-init failed:\n{guest.log()[-4000:]}"
+        assert rc == 0, f"{guest.vm_id}'s agent failed:\n{guest.log()[-4000:]}"
     # waagent's extension handler uploads its status every 6 s once it runs.
     deadline = time.monotonic() + STATUS_TIMEOUT_S
     while net.provisioning("wa")["agentStatus"] is None:
@@ -131,13 +139,13 @@ def test_cloud_init_provisioned_from_the_cd_and_imds(net, booted, vm_id):
 
 
 def test_the_guests_provisioned_concurrently(net, booted):
-    # All three were started before any was waited for; each fetched its own goal state and
+    # All four were started before any was waited for; each fetched its own goal state and
     # became Ready while the others were provisioning too.
     first = {vm: net.provisioning(vm)["goalState"]["firstFetchedAt"] for vm in net.guests}
     ready = {vm: net.provisioning(vm)["readyAt"] for vm in net.guests}
     assert all(first.values()) and all(ready.values()), (first, ready)
     containers = {net.provisioning(vm)["latest"]["containerId"] for vm in net.guests}
-    assert len(containers) == 3, "each VM has its own goal state"
+    assert len(containers) == len(net.guests), "each VM has its own goal state"
 
 
 def test_waagent_provisioned_and_reported_not_ready_then_ready(net, booted):
@@ -177,6 +185,23 @@ def test_waagent_status_reaches_azimds_through_the_host_ga_plugin(net, booted):
     text = net.azimds("vm", "provisioning", "wa").stdout
     assert "guest agent status: Ready (version 2.7.3.0)" in text
     assert text.startswith("VM wa: Ready since ")
+
+
+def test_azure_init_reported_ready_and_created_the_user(net, booted):
+    guest = net.guests["ai"]
+    record = net.provisioning("ai")
+    assert record["state"] == "Ready"
+    # azure-init 0.1.1 sends no User-Agent: its x-ms-agent-name names it (§5.1).
+    assert record["readyAgent"] == "azure-init"
+    assert [r["health"] for r in record["reports"]] == ["Ready"]
+    assert record["latest"]["endpoint"] == "/machine?comp=health"
+    # It parsed azimds' goal state with its own (serde) types and echoed the ids.
+    assert record["latest"]["instanceId"].endswith("._prov-ai")
+    assert record["latest"]["incarnation"] == "1"
+    user = guest.compute["osProfile"]["adminUsername"]
+    assert any(line.split(":")[0] == user for line in guest.written("/etc/passwd").splitlines())
+    keys = guest.written(f"/home/{user}/.ssh/authorized_keys")
+    assert guest.compute["publicKeys"][0]["keyData"] in keys
 
 
 def test_a_stranger_gets_nothing(net, booted):
