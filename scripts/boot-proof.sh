@@ -9,15 +9,16 @@
 #   scripts/boot-proof.sh            # as root; AZIMDS_BIN=path/to/azimds to pick a binary
 #
 # Environment: AZIMDS_PROOF_DIR (image cache and run files, default /var/tmp/azimds-boot-proof,
-# never in git), AZIMDS_PROOF_TIMEOUT (default 15m), AZIMDS_PROOF_ACCEL (kvm:tcg — KVM when
-# it works, else software emulation — or tcg to force emulation).
+# never in git), AZIMDS_PROOF_TIMEOUT (default 20m), AZIMDS_PROOF_ACCEL (tcg: software
+# emulation, which works everywhere; kvm where /dev/kvm really works — nested KVM may open
+# and then hang).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=${AZIMDS_BIN:-$REPO/target/release/azimds}
 WORK=${AZIMDS_PROOF_DIR:-/var/tmp/azimds-boot-proof}
-TIMEOUT=${AZIMDS_PROOF_TIMEOUT:-15m}
-ACCEL=${AZIMDS_PROOF_ACCEL:-kvm:tcg}
+TIMEOUT=${AZIMDS_PROOF_TIMEOUT:-20m}
+ACCEL=${AZIMDS_PROOF_ACCEL:-tcg}
 SUITE=bookworm
 MIRROR=http://deb.debian.org/debian
 NS=azimds-proof-$$
@@ -139,7 +140,8 @@ qemu-img create -q -f qcow2 -F raw -b "$WORK/rootfs.img" "$RUN/disk.qcow2"
 # ------------------------------------------------------------------ boot
 log "booting (accel $ACCEL); serial console in $RUN/serial.log"
 t0=$(now)
-ip netns exec "$NS" qemu-system-x86_64 -machine "pc,accel=$ACCEL" -m 2048 -smp 2 \
+cpu=max; [[ $ACCEL == kvm ]] && cpu=host
+ip netns exec "$NS" qemu-system-x86_64 -machine "pc,accel=$ACCEL" -cpu "$cpu" -m 2048 -smp 2 \
     -kernel "$WORK/vmlinuz" -initrd "$WORK/initrd.img" \
     -append "root=/dev/vda rw console=ttyS0 net.ifnames=0" \
     -drive "file=$RUN/disk.qcow2,if=virtio,format=qcow2" -cdrom "$RUN/ovf-env.iso" \

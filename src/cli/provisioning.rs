@@ -19,8 +19,8 @@ use crate::client::ControlClient;
 /// The volume label of the provisioning CD. No client requires one (wireserver.md §2.1);
 /// cloud-init's ds-identify knows `rd_rdfe_stable*` as Azure's, so this is that family.
 const ISO_LABEL: &str = "rd_rdfe_stable.azimds";
-/// What each server-side wait lasts at most; longer waits are a chain of them.
-const SERVER_WAIT: Duration = Duration::from_secs(300);
+/// What each server-side wait lasts at most (the server's own cap); longer waits are a chain.
+const SERVER_WAIT: Duration = Duration::from_secs(25);
 
 /// `azimds ovf-env`'s arguments.
 #[derive(Debug, clap::Args)]

@@ -16,8 +16,10 @@ use crate::provisioning::{self, NotReady, Observed, Record, report_json};
 use crate::registry;
 use crate::snapshot::ServedVm;
 
-/// The longest one wait may be asked to last (the CLI chains waits for longer timeouts).
-const MAX_WAIT: Duration = Duration::from_secs(300);
+/// The longest one wait may be asked to last: under the control listener's 30 s read-stall
+/// limit, which also counts the time hyper waits on an idle socket while a response is being
+/// computed. The CLI chains waits for longer timeouts.
+const MAX_WAIT: Duration = Duration::from_secs(25);
 
 /// The VM, or 404.
 fn served(state: &ControlState, id: &str) -> Result<Arc<ServedVm>, ControlError> {
@@ -84,7 +86,7 @@ pub(super) async fn reset(
 
 #[derive(serde::Deserialize)]
 pub(super) struct WaitQuery {
-    /// Seconds (default 30, at most 300).
+    /// Seconds (default and at most 25).
     timeout: Option<u64>,
 }
 
@@ -96,7 +98,10 @@ pub(super) async fn wait(
     Query(query): Query<WaitQuery>,
 ) -> Result<Response, ControlError> {
     served(&state, &id)?;
-    let timeout = Duration::from_secs(query.timeout.unwrap_or(30)).min(MAX_WAIT);
+    let timeout = query
+        .timeout
+        .map_or(MAX_WAIT, Duration::from_secs)
+        .min(MAX_WAIT);
     match state.shared.provisioning().wait_ready(&id, timeout).await {
         Ok(record) => Ok(axum::Json(view(&state, &id, &record)).into_response()),
         Err(NotReady::Failed(record)) => Err(ControlError::ProvisioningFailed {
