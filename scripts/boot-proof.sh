@@ -83,6 +83,21 @@ if [[ ! -f $WORK/rootfs.img ]]; then
     log "image built in $(since "$t")s: $WORK/rootfs.img"
 fi
 
+# Debian's walinuxagent.service has ConditionVirtualization=microsoft: systemd says
+# "microsoft" on Hyper-V, or on KVM with Hyper-V enlightenments (the CPUID signature "Microsoft
+# Hv"), but never under software emulation. For such a run the image gets a drop-in that clears
+# the condition — the one change to the distribution, and only to when the unit starts.
+if [[ $ACCEL != kvm ]] && ! debugfs -R "stat /etc/systemd/system/walinuxagent.service.d/azimds-proof.conf" \
+        "$WORK/rootfs.img" 2>/dev/null | grep -q Inode; then
+    printf '[Unit]\n# Not Hyper-V: see scripts/boot-proof.sh\nConditionVirtualization=\n' >"$WORK/dropin.conf"
+    debugfs -w -R "mkdir /etc/systemd/system/walinuxagent.service.d" "$WORK/rootfs.img" >/dev/null 2>&1
+    debugfs -w -R "write $WORK/dropin.conf /etc/systemd/system/walinuxagent.service.d/azimds-proof.conf" \
+        "$WORK/rootfs.img" >/dev/null 2>&1
+    debugfs -R "stat /etc/systemd/system/walinuxagent.service.d/azimds-proof.conf" "$WORK/rootfs.img" 2>/dev/null \
+        | grep -q Inode || die "cannot add the walinuxagent drop-in to the image"
+    log "image: walinuxagent.service may start without Hyper-V (drop-in added)"
+fi
+
 # ------------------------------------------------------------------ network and azimds
 rm -rf "$RUN"; mkdir -p "$RUN"
 cleanup() {
@@ -140,14 +155,15 @@ qemu-img create -q -f qcow2 -F raw -b "$WORK/rootfs.img" "$RUN/disk.qcow2"
 # ------------------------------------------------------------------ boot
 log "booting (accel $ACCEL); serial console in $RUN/serial.log"
 t0=$(now)
-cpu=max; [[ $ACCEL == kvm ]] && cpu=host
+# With KVM, Hyper-V enlightenments make systemd (and waagent's unit) see "microsoft".
+cpu=max; [[ $ACCEL == kvm ]] && cpu=host,hv-relaxed,hv-vapic,hv-time,hv-spinlocks=0x1fff
 ip netns exec "$NS" qemu-system-x86_64 -machine "pc,accel=$ACCEL" -cpu "$cpu" -m 2048 -smp 2 \
     -kernel "$WORK/vmlinuz" -initrd "$WORK/initrd.img" \
     -append "root=/dev/vda rw console=ttyS0 net.ifnames=0" \
     -drive "file=$RUN/disk.qcow2,if=virtio,format=qcow2" -cdrom "$RUN/ovf-env.iso" \
     -netdev tap,id=n0,ifname=tap0,script=no,downscript=no \
     -device "virtio-net-pci,netdev=n0,mac=$GUEST_MAC" \
-    -smbios "type=1,uuid=$VM_UUID" \
+    -smbios "type=1,manufacturer=Microsoft Corporation,product=Virtual Machine,uuid=$VM_UUID" \
     -smbios "type=3,manufacturer=Microsoft Corporation,asset=$ASSET_TAG" \
     -display none -serial "file:$RUN/serial.log" -monitor none &
 qemu=$!
