@@ -28,7 +28,16 @@ REQS=$REPO/tests/clients/requirements.txt
 # curl: the guests of tests/it/isolation.rs (ip netns exec NS curl ...).
 # openssl: the command line that verifies attested documents (tests/it/attested.rs, the
 # attested unit tests, Microsoft's IMDSSample.py in tests/clients).
-APT_PKGS=(cloud-init waagent iproute2 nftables curl openssl python3-venv python3-yaml)
+# dnsmasq-base (DHCP with options 121/245, no service), xorriso (`azimds ovf-env --iso`, and the
+# CD reader where the kernel has no ISO 9660 driver), isc-dhcp-client (cloud-init's DHCP):
+# tests/clients/test_provisioning.py.
+APT_PKGS=(cloud-init waagent iproute2 nftables curl openssl python3-venv python3-yaml
+          dnsmasq-base xorriso isc-dhcp-client)
+# azure-init for test_provisioning.py: its published release, built from crates.io.
+AZURE_INIT_VERSION=0.1.1
+AZURE_INIT_ROOT=${AZIMDS_AZURE_INIT_ROOT:-/var/cache/azimds-test-deps/azure-init-$AZURE_INIT_VERSION}
+# cloud-init 25.x for test_provisioning.py: Debian 13's package, unpacked (never installed).
+CLOUD_INIT_25_DIR=${AZIMDS_CLOUD_INIT_25:-/var/cache/azimds-test-deps/cloud-init-trixie}
 SYS_PY=/usr/bin/python3
 
 log() { printf '[install-test-deps] %s\n' "$*" >&2; }
@@ -119,6 +128,47 @@ if ((${#missing[@]})); then
     restore_policy; trap - EXIT
 else
     log "apt packages already installed: ${APT_PKGS[*]}"
+fi
+
+# ---------------------------------------------------------------- 1b. cloud-init 25
+# Debian 13 (trixie) ships cloud-init 25.1.x. It is fetched with apt from a private list
+# (this machine's sources stay as they are) and unpacked with dpkg -x; the provisioning
+# suite lays it over this root inside each guest's overlay.
+t=$(now)
+if [[ -d $CLOUD_INIT_25_DIR/usr/lib/python3/dist-packages/cloudinit ]]; then
+    log "Debian 13's cloud-init already unpacked at $CLOUD_INIT_25_DIR"
+else
+    apt_dir=$(mktemp -d)
+    chmod 755 "$apt_dir"  # apt fetches as _apt
+    mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
+    echo "deb http://deb.debian.org/debian trixie main" >"$apt_dir/sources.list"
+    apt_private=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/nonexistent
+                 -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache")
+    "${SUDO[@]}" apt-get -qq "${apt_private[@]}" update
+    (cd "$apt_dir" && "${SUDO[@]}" apt-get -qq "${apt_private[@]}" download cloud-init 2>/dev/null)
+    deb=$(ls "$apt_dir"/cloud-init_*_all.deb)
+    version=$(dpkg-deb -f "$deb" Version)
+    [[ $version == 25.* ]] || { log "Debian 13's cloud-init is $version, not 25.x"; exit 1; }
+    "${SUDO[@]}" mkdir -p "$CLOUD_INIT_25_DIR.partial"
+    "${SUDO[@]}" dpkg -x "$deb" "$CLOUD_INIT_25_DIR.partial"
+    "${SUDO[@]}" mv "$CLOUD_INIT_25_DIR.partial" "$CLOUD_INIT_25_DIR"
+    "${SUDO[@]}" rm -rf "$apt_dir"
+    log "cloud-init $version unpacked at $CLOUD_INIT_25_DIR: $(elapsed "$t")"
+fi
+
+# ---------------------------------------------------------------- 1c. azure-init
+# Not packaged for Debian; its release on crates.io is built with its own lock file (a few
+# minutes, once per machine).
+t=$(now)
+if [[ -x $AZURE_INIT_ROOT/bin/azure-init ]]; then
+    log "azure-init $AZURE_INIT_VERSION already built at $AZURE_INIT_ROOT"
+else
+    command -v cargo >/dev/null || { log "cargo not found (needed to build azure-init)"; exit 1; }
+    build_dir=$(mktemp -d)
+    CARGO_TARGET_DIR=$build_dir cargo install --quiet --locked azure-init --version "$AZURE_INIT_VERSION" \
+        --root "$AZURE_INIT_ROOT"
+    rm -rf "$build_dir"
+    log "azure-init $AZURE_INIT_VERSION built at $AZURE_INIT_ROOT: $(elapsed "$t")"
 fi
 
 # ---------------------------------------------------------------- 2. venv

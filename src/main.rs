@@ -10,7 +10,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use azimds::cli::{
     self, ClockCommand, ConnectArgs, EventsCommand, FaultsCommand, JournalArgs, KeysCommand,
-    VmCommand,
+    OvfEnvArgs, VmCommand,
 };
 use azimds::config::{LogFormat, LogSettings, ServeArgs, Settings};
 use azimds::server::Server;
@@ -31,7 +31,7 @@ enum Command {
     /// Start the metadata service (with no flags: a demo VM on 127.0.0.1:16925).
     ///
     /// Example: azimds serve --listen 169.254.169.254:80 --vms vms.yaml --callers source-address
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage the VMs of a running server through its control API.
     Vm {
         #[command(subcommand)]
@@ -82,6 +82,15 @@ enum Command {
         #[command(flatten)]
         connect: ConnectArgs,
     },
+    /// Write a VM's provisioning media: its ovf-env.xml, or with --iso a CD image holding it.
+    ///
+    /// Example: azimds ovf-env web-1 --iso /var/lib/libvirt/images/web-1-ovf.iso
+    OvfEnv {
+        #[command(flatten)]
+        args: OvfEnvArgs,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
     /// Show a running server's state: VMs, caller mode, refused callers, listeners.
     Status {
         #[command(flatten)]
@@ -100,7 +109,7 @@ fn main() -> ExitCode {
         });
     }
     match cli.command {
-        Command::Serve(args) => match serve(args) {
+        Command::Serve(args) => match serve(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
                 // Definition errors carry their own multi-line list of problems.
@@ -127,6 +136,9 @@ fn main() -> ExitCode {
         }),
         Command::Journal { args, connect } => client_command(|out| async move {
             cli::journal(args, &connect, default_data_dir, out).await
+        }),
+        Command::OvfEnv { args, connect } => client_command(|out| async move {
+            cli::ovf_env(args, &connect, default_data_dir, out).await
         }),
         Command::Status { connect } => {
             client_command(|out| async move { cli::status(&connect, default_data_dir, out).await })

@@ -203,12 +203,16 @@ impl Registry {
         Ok(())
     }
 
-    /// Takes deleted VMs out of their scheduled events. The VM deletion is already durable; a
-    /// failure here only leaves an event naming a VM no guest can be, so it is logged.
+    /// Takes deleted VMs out of their scheduled events and drops their provisioning records
+    /// (a VM created again under the same id provisions anew). The VM deletion is already
+    /// durable; a failure here only leaves state no guest can reach, so it is logged.
     fn forget_events_of(&self, ids: &[String]) {
         for id in ids {
             if let Err(error) = self.shared.events().forget_vm(id) {
                 tracing::error!(vm = %id, %error, "cannot remove a deleted VM from its scheduled events");
+            }
+            if let Err(error) = self.shared.provisioning().reset(id) {
+                tracing::error!(vm = %id, %error, "cannot drop a deleted VM's provisioning record");
             }
         }
     }

@@ -1,6 +1,7 @@
 //! What the guest and control planes share: the published snapshot, the clock, the token
 //! issuer with its per-VM limits, the attested-document signer with its own, the
-//! scheduled-events engine, the fault rules, and the guest plane's counters and metrics.
+//! scheduled-events engine, the provisioning engine (the WireServer's health reports), the
+//! fault rules, and the guest plane's counters and metrics.
 //!
 //! Built once, in one order (snapshot → engine → [`Shared`]), by `server` (or a test), and
 //! owned by neither plane: `guest` reads it to answer VMs, `control` and `registry` change
@@ -15,6 +16,7 @@ use crate::faults::FaultBook;
 use crate::identity::Issuer;
 use crate::identity::limits::{IdentityLimits, Limiters};
 use crate::maintenance::Maintenance;
+use crate::provisioning::Provisioning;
 use crate::snapshot::{Published, Snapshot};
 use crate::telemetry::{Telemetry, TelemetrySettings};
 
@@ -28,6 +30,7 @@ pub struct Parts {
     pub attested: Arc<AttestedSigner>,
     pub events: Arc<Maintenance>,
     pub telemetry: TelemetrySettings,
+    pub provisioning: Arc<Provisioning>,
 }
 
 /// Per-VM limits of `/metadata/attested/document`, on top of the general 5/s (spec §1.11 has
@@ -51,6 +54,7 @@ pub struct Shared {
     attested: Arc<AttestedSigner>,
     attested_limiters: Limiters,
     events: Arc<Maintenance>,
+    provisioning: Arc<Provisioning>,
     unknown_callers: AtomicU64,
     faults: FaultBook,
     telemetry: Telemetry,
@@ -66,6 +70,7 @@ impl Shared {
             attested: parts.attested,
             attested_limiters: Limiters::new(ATTESTED_LIMITS),
             events: parts.events,
+            provisioning: parts.provisioning,
             unknown_callers: AtomicU64::new(0),
             faults: FaultBook::default(),
             telemetry: Telemetry::new(parts.telemetry),
@@ -110,6 +115,11 @@ impl Shared {
     /// The scheduled-events engine.
     pub fn events(&self) -> &Arc<Maintenance> {
         &self.events
+    }
+
+    /// Each VM's provisioning state (WireServer health reports).
+    pub fn provisioning(&self) -> &Arc<Provisioning> {
+        &self.provisioning
     }
 
     /// Counts a connection or request from an address that belongs to no VM.

@@ -8,8 +8,9 @@
 //! each; `format.rs` prints.
 //!
 //! Exit codes scripts can rely on: 0 success; 1 other failure (server error, bad local file);
-//! 2 usage error; 3 not found; 4 conflict or precondition failed (409/412); 5 rejected as
-//! invalid (400/413/422); 6 cannot reach or authenticate to the server; 7 `events wait` timed out.
+//! 2 usage error; 3 not found; 4 conflict or precondition failed (409/412; also `vm wait-ready`
+//! when the guest reported a provisioning failure); 5 rejected as invalid (400/413/422); 6
+//! cannot reach or authenticate to the server; 7 `events wait` or `vm wait-ready` timed out.
 //! `clock advance` and `clock set` on a server without `--clock manual` exit 4 (409).
 
 mod clock;
@@ -18,6 +19,7 @@ mod faults;
 mod format;
 mod journal;
 mod keys;
+mod provisioning;
 mod status;
 mod vm;
 
@@ -35,6 +37,7 @@ pub use events::{EventsCommand, ScheduleArgs, events};
 pub use faults::{AddArgs, FaultsCommand, faults};
 pub use journal::{JournalArgs, journal};
 pub use keys::{Keys, KeysCommand, keys};
+pub use provisioning::{OvfEnvArgs, ovf_env};
 pub use status::status;
 pub use vm::{VmCommand, vm};
 

@@ -1,12 +1,15 @@
-//! `azimds vm …`: list, get, put, patch and delete VMs through `/v1/vms`.
+//! `azimds vm …`: list, get, put, patch and delete VMs through `/v1/vms`; a VM's provisioning
+//! and waiting until it is Ready (in `provisioning.rs`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use http::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::cli::format::{Column, Output, write_json_table};
+use crate::cli::provisioning;
 use crate::cli::{ConnectArgs, Failure, client, encode, fetch_json, json_body, send};
 use crate::client::{ControlClient, Reply};
 use crate::definition::Syntax;
@@ -55,6 +58,24 @@ pub enum VmCommand {
         id: String,
         #[arg(long, value_name = "ETAG")]
         if_match: Option<String>,
+    },
+    /// Show what a VM's guest agents reported to the WireServer: Ready, NotReady with its
+    /// reason, which agent, when.
+    Provisioning {
+        id: String,
+        /// Forget what was reported (the VM is to be provisioned again): it is Pending again.
+        #[arg(long)]
+        reset: bool,
+    },
+    /// Wait until a VM's guest reported Ready to the WireServer. Exit 7 on timeout, 4 if the
+    /// guest reported a provisioning failure.
+    ///
+    /// Example: azimds vm wait-ready web-1 --timeout 10m
+    WaitReady {
+        id: String,
+        /// How long to wait at most: seconds, or a number with s, m or h.
+        #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = crate::config::parse_duration)]
+        timeout: u64,
     },
 }
 
@@ -141,6 +162,12 @@ pub async fn vm(
             } else {
                 output.line(&format!("deleted VM {id}"))
             }
+        }
+        VmCommand::Provisioning { id, reset } => {
+            provisioning::show(&client, &mut output, &id, reset).await
+        }
+        VmCommand::WaitReady { id, timeout } => {
+            provisioning::wait_ready(&client, &mut output, &id, Duration::from_secs(timeout)).await
         }
     }
 }

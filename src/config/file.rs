@@ -17,6 +17,8 @@ use crate::snapshot::CallerMode;
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct FileConfig {
     pub(super) listen: Option<Vec<SocketAddr>>,
+    pub(super) wireserver_listen: Option<SocketAddr>,
+    pub(super) hgap_listen: Option<SocketAddr>,
     pub(super) vms: Option<PathBuf>,
     pub(super) data: Option<PathBuf>,
     pub(super) rate_limit: Option<u32>,

@@ -29,6 +29,17 @@ pub struct ServeArgs {
     )]
     pub listen: Vec<SocketAddr>,
 
+    /// WireServer address to listen on (e.g. 168.63.129.16:80): the goal state, health reports
+    /// and telemetry that Azure images' provisioning agents (cloud-init, waagent, azure-init)
+    /// need besides IMDS, for the same VMs and caller resolution. [default: off]
+    #[arg(long, env = "AZIMDS_WIRESERVER_LISTEN", value_name = "ADDR")]
+    pub wireserver_listen: Option<SocketAddr>,
+
+    /// Host GA Plugin address (waagent's status and vmSettings channel).
+    /// [default: the --wireserver-listen address on port 32526]
+    #[arg(long, env = "AZIMDS_HGAP_LISTEN", value_name = "ADDR")]
+    pub hgap_listen: Option<SocketAddr>,
+
     /// VM definitions (JSON or YAML; see README "VM definition file"). Without it, azimds
     /// serves a built-in demo VM.
     #[arg(long, env = "AZIMDS_VMS", value_name = "FILE")]
@@ -72,8 +83,9 @@ pub struct ServeArgs {
     #[arg(long, env = "AZIMDS_IDENTITY_CONCURRENCY", value_name = "N")]
     pub identity_concurrency: Option<u32>,
 
-    /// Where scheduled-event transitions (approved, started, completed, canceled) are reported:
-    /// an http:// URL (JSON POST) or a shell command (JSON on stdin). Retried, never blocking.
+    /// Where scheduled-event transitions (approved, started, completed, canceled) and WireServer
+    /// health reports are reported: an http:// URL (JSON POST) or a shell command (JSON on
+    /// stdin). Retried, never blocking.
     #[arg(long, env = "AZIMDS_EVENT_HOOK", value_name = "URL|COMMAND")]
     pub event_hook: Option<String>,
 

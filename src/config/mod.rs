@@ -39,6 +39,8 @@ pub const DEFAULT_RATE_LIMIT: u32 = 5;
 #[derive(Debug, PartialEq)]
 pub struct Settings {
     pub listen: Vec<SocketAddr>,
+    /// The WireServer and Host GA Plugin listeners; `None`: not served.
+    pub wireserver: Option<WireServerListen>,
     pub vms: Option<PathBuf>,
     pub data: PathBuf,
     pub rate_limit: RateLimit,
@@ -95,6 +97,34 @@ impl Default for AttestedSettings {
             operator: None,
             issuer_url: Some(DEFAULT_ATTESTED_ISSUER_URL.into()),
         }
+    }
+}
+
+/// The Host GA Plugin's port on Azure (wireserver.md §6.1).
+pub const HOST_PLUGIN_PORT: u16 = 32526;
+
+/// Where the WireServer companion listens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WireServerListen {
+    /// Port 80 on Azure (`--wireserver-listen`).
+    pub wireserver: SocketAddr,
+    /// Port 32526 on Azure (`--hgap-listen`).
+    pub host_plugin: SocketAddr,
+}
+
+impl WireServerListen {
+    /// The listeners for `--wireserver-listen` and `--hgap-listen`: the Host GA Plugin defaults
+    /// to the WireServer's address on port 32526, as on Azure.
+    pub fn resolve(
+        wireserver: Option<SocketAddr>,
+        host_plugin: Option<SocketAddr>,
+    ) -> Option<WireServerListen> {
+        let wireserver = wireserver?;
+        Some(WireServerListen {
+            wireserver,
+            host_plugin: host_plugin
+                .unwrap_or_else(|| SocketAddr::new(wireserver.ip(), HOST_PLUGIN_PORT)),
+        })
     }
 }
 
@@ -162,6 +192,10 @@ impl Settings {
         };
         Ok(Settings {
             listen,
+            wireserver: WireServerListen::resolve(
+                args.wireserver_listen.or(file.wireserver_listen),
+                args.hgap_listen.or(file.hgap_listen),
+            ),
             vms: args.vms.or_else(|| file.vms.map(|p| base.join(p))),
             data: args
                 .data
@@ -399,6 +433,26 @@ mod tests {
         for bad in ["ftp://x/ca.cer", "http://x/a b", "ca.cer", "http://é/"] {
             assert!(url(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_host_ga_plugin_defaults_to_the_wireserver_address_on_32526() {
+        let wireserver: SocketAddr = "168.63.129.16:80".parse().unwrap();
+        assert_eq!(WireServerListen::resolve(None, None), None);
+        assert_eq!(
+            WireServerListen::resolve(Some(wireserver), None),
+            Some(WireServerListen {
+                wireserver,
+                host_plugin: "168.63.129.16:32526".parse().unwrap(),
+            })
+        );
+        let elsewhere: SocketAddr = "10.0.0.1:9000".parse().unwrap();
+        assert_eq!(
+            WireServerListen::resolve(Some(wireserver), Some(elsewhere)).map(|w| w.host_plugin),
+            Some(elsewhere)
+        );
+        let settings = Settings::resolve(ServeArgs::default(), || PathBuf::from("/d")).unwrap();
+        assert_eq!(settings.wireserver, None, "off by default");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::problem::Problem;
-use crate::{attested, events, maintenance, registry};
+use crate::{attested, events, maintenance, provisioning, registry};
 
 /// A control request that cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +29,12 @@ pub enum ControlError {
     NotText,
     #[error("the VM has not fetched that incarnation yet (highest fetched: {fetched})")]
     WaitTimedOut { fetched: u64 },
+    #[error("the VM reported a provisioning failure: {description}")]
+    ProvisioningFailed { description: String },
+    #[error("the VM has not reported Ready yet (state: {state})")]
+    NotReadyYet { state: &'static str },
+    #[error(transparent)]
+    Provisioning(provisioning::Error),
     #[error("internal error")]
     Internal,
     /// A request body or query that parsed but does not hold up (422, with its problems).
@@ -77,7 +83,13 @@ impl IntoResponse for ControlError {
                 (StatusCode::CONFLICT, "conflict")
             }
             ControlError::Attested(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-            ControlError::WaitTimedOut { .. } => (StatusCode::REQUEST_TIMEOUT, "timeout"),
+            ControlError::WaitTimedOut { .. } | ControlError::NotReadyYet { .. } => {
+                (StatusCode::REQUEST_TIMEOUT, "timeout")
+            }
+            ControlError::ProvisioningFailed { .. } => {
+                (StatusCode::CONFLICT, "provisioning_failed")
+            }
+            ControlError::Provisioning(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ControlError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ControlError::Invalid(..) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             ControlError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),

@@ -20,6 +20,8 @@
 //! - `GET /v1/clock`, `POST /v1/clock/advance`, `POST /v1/clock/set` (with `--clock manual`)
 //! - `GET /v1/vms/{id}/journal` (the VM's last guest requests)
 //! - `GET /metrics` (Prometheus text; needs the token like `/v1`)
+//! - `GET|DELETE /v1/vms/{id}/provisioning` (WireServer health reports; reset),
+//!   `GET /v1/vms/{id}/provisioning/wait?timeout=S`, `GET /v1/vms/{id}/ovf-env` (XML)
 
 mod attested;
 mod clock;
@@ -29,6 +31,7 @@ mod events;
 mod faults;
 mod journal;
 mod metrics;
+mod provisioning;
 pub mod token;
 mod vms;
 
@@ -91,6 +94,12 @@ pub fn router(state: Arc<ControlState>, access: Access) -> Router {
         )
         .route("/v1/vms/{id}/events", get(events::vm_document))
         .route("/v1/vms/{id}/events/wait", get(events::wait))
+        .route(
+            "/v1/vms/{id}/provisioning",
+            get(provisioning::get).delete(provisioning::reset),
+        )
+        .route("/v1/vms/{id}/provisioning/wait", get(provisioning::wait))
+        .route("/v1/vms/{id}/ovf-env", get(provisioning::ovf_env))
         .route("/v1/identity/keys/rotate", post(rotate_keys))
         .route("/v1/attested/keys/rotate", post(attested::rotate))
         .route("/v1/events", get(events::list).post(events::schedule))

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use crate::definition::VmDefinition;
+use crate::definition::provisioning::{Password, ProvisioningDefinition};
 use crate::identity::definition::{Identities, Identity, Kind};
 use crate::metadata::document::InstanceDocument;
 use crate::metadata::loadbalancer::{Outage, Served};
@@ -23,7 +24,7 @@ use crate::metadata::schema;
 
 /// Bump whenever checking a VM may give a different result for the same entry (a new rule, a
 /// new default, a changed derivation), so forms checked by the old rules are not reused.
-pub const FORM_VERSION: u32 = 2;
+pub const FORM_VERSION: u32 = 3;
 
 const ENCODING: u8 = 1;
 
@@ -54,6 +55,7 @@ pub fn encode(vm: &VmDefinition) -> Vec<u8> {
         identities,
         load_balancer,
         reprovision_data,
+        provisioning,
         scheduled_events,
     } = vm;
     let mut out = Writer(Vec::with_capacity(instance.compact().len() + 512));
@@ -114,6 +116,19 @@ pub fn encode(vm: &VmDefinition) -> Vec<u8> {
         Some(xml) => {
             out.u8(1);
             out.bytes(xml);
+        }
+    }
+    match provisioning {
+        None => out.u8(0),
+        Some(ProvisioningDefinition {
+            custom_data,
+            admin_password,
+            provision_guest_agent,
+        }) => {
+            out.u8(1);
+            out.optional(custom_data.as_deref());
+            out.optional(admin_password.as_ref().map(Password::expose));
+            out.u8(u8::from(*provision_guest_agent));
         }
     }
     match scheduled_events {
@@ -183,6 +198,14 @@ pub fn decode(id: &str, bytes: &[u8]) -> Result<VmDefinition, String> {
         0 => None,
         _ => Some(Bytes::copy_from_slice(input.bytes()?)),
     };
+    let provisioning = match input.u8()? {
+        0 => None,
+        _ => Some(ProvisioningDefinition {
+            custom_data: input.optional()?,
+            admin_password: input.optional()?.map(Password::checked),
+            provision_guest_agent: input.u8()? != 0,
+        }),
+    };
     let scheduled_events = input.json()?;
     if !input.0.is_empty() {
         return Err("bytes after the checked VM".into());
@@ -194,6 +217,7 @@ pub fn decode(id: &str, bytes: &[u8]) -> Result<VmDefinition, String> {
         identities,
         load_balancer,
         reprovision_data,
+        provisioning,
         scheduled_events,
     })
 }
@@ -213,6 +237,16 @@ impl Writer {
     fn bytes(&mut self, bytes: &[u8]) {
         self.u32(bytes.len());
         self.0.extend_from_slice(bytes);
+    }
+
+    fn optional(&mut self, text: Option<&str>) {
+        match text {
+            None => self.u8(0),
+            Some(text) => {
+                self.u8(1);
+                self.bytes(text.as_bytes());
+            }
+        }
     }
 
     fn identity(&mut self, identity: &Identity) {
@@ -250,6 +284,13 @@ impl<'a> Reader<'a> {
 
     fn string(&mut self) -> Result<String, String> {
         String::from_utf8(self.bytes()?.to_vec()).map_err(|_| "a string is not UTF-8".into())
+    }
+
+    fn optional(&mut self) -> Result<Option<String>, String> {
+        match self.u8()? {
+            0 => Ok(None),
+            _ => self.string().map(Some),
+        }
     }
 
     fn identity(&mut self, kind: Kind) -> Result<Identity, String> {
@@ -305,6 +346,7 @@ mod tests {
                         {"frontendIpAddress": "51.0.0.1", "privateIpAddress": "10.1.0.4"}
                     ]},
                     "reprovisionData": "<Environment/>",
+                    "provisioning": {"customData": "I2Nsb3VkLWNvbmZpZwo=", "adminPassword": "s3cret!Pass"},
                 }),
                 "balanced",
             )

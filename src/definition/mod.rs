@@ -10,10 +10,12 @@
 //! - `checked.rs`: a checked VM as bytes, kept by the store so a restart need not check again.
 //! - `strict.rs`: JSON values read with every key given once ([`json_from_slice`]).
 //! - `yaml_depth.rs`: YAML nesting bounded before parsing (libyaml is quadratic in it).
+//! - `provisioning.rs`: an entry's `provisioning` member (custom data, password).
 //! - `demo.json`: the built-in demo VM, parsed by the same code.
 
 pub mod checked;
 mod file;
+pub mod provisioning;
 mod strict;
 mod vm;
 mod yaml_depth;

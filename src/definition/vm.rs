@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use crate::definition::provisioning::ProvisioningDefinition;
 use crate::identity::definition::{Identities, VmContext};
 use crate::metadata::document::InstanceDocument;
 use crate::metadata::loadbalancer;
@@ -29,6 +30,9 @@ pub struct VmDefinition {
     pub reprovision_data: Option<Bytes>,
     /// Scheduled events to seed, kept as written; the events engine imports each once.
     pub scheduled_events: Option<Value>,
+    /// What the provisioning media carries beyond the instance document (custom data, a
+    /// password); `None` when the entry has no `provisioning`.
+    pub provisioning: Option<ProvisioningDefinition>,
 }
 
 impl VmDefinition {
@@ -41,7 +45,7 @@ impl VmDefinition {
     }
 }
 
-const VM_MEMBERS: [&str; 7] = [
+const VM_MEMBERS: [&str; 8] = [
     "id",
     "callers",
     "instance",
@@ -49,6 +53,7 @@ const VM_MEMBERS: [&str; 7] = [
     "loadBalancer",
     "scheduledEvents",
     "reprovisionData",
+    "provisioning",
 ];
 
 /// Largest VM id: ids appear in URLs, logs and store keys.
@@ -91,6 +96,7 @@ pub fn vm_from_json(entry: &Value, default_id: &str) -> Result<VmDefinition, Vec
     let load_balancer = load_balancer(entry, &mut problems);
     let scheduled_events = scheduled_events(entry, &mut problems);
     let reprovision_data = reprovision_data(entry, &mut problems);
+    let provisioning = provisioning(entry, &mut problems);
     let Some(instance) = instance else {
         return Err(problems.into_vec());
     };
@@ -102,6 +108,7 @@ pub fn vm_from_json(entry: &Value, default_id: &str) -> Result<VmDefinition, Vec
         load_balancer,
         scheduled_events,
         reprovision_data,
+        provisioning,
     })
 }
 
@@ -282,4 +289,17 @@ fn scheduled_events(entry: &Map<String, Value>, problems: &mut Problems) -> Opti
         }
     }
     Some(Value::Array(events.clone()))
+}
+
+/// `provisioning`: custom data and a password for the OVF environment (see
+/// `definition::provisioning`).
+fn provisioning(
+    entry: &Map<String, Value>,
+    problems: &mut Problems,
+) -> Option<ProvisioningDefinition> {
+    let provisioning = member(entry, "provisioning")?;
+    problems.under(
+        "provisioning",
+        ProvisioningDefinition::from_json(provisioning),
+    )
 }

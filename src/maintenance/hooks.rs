@@ -1,6 +1,7 @@
 //! Hooks: every scheduled-event transition reported to the operator's system, as JSON POSTed
 //! to an `http://` URL or piped to a shell command, so a hypervisor can actually reboot,
-//! freeze or evict the VM.
+//! freeze or evict the VM. The provisioning engine reports WireServer health reports through
+//! the same queue ([`HookSender::send`]).
 //!
 //! The engine only enqueues (`HookSender::report` never blocks); [`HookDelivery::run`]
 //! delivers one message at a time with retries, off the request path.
@@ -18,9 +19,9 @@ const QUEUE: usize = 1024;
 const ATTEMPTS: u32 = 4;
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The engine's end of the queue.
+/// The sending end of the queue (the events engine's, and a clone for provisioning).
 #[derive(Debug, Clone)]
-pub(super) struct HookSender(mpsc::Sender<Value>);
+pub struct HookSender(mpsc::Sender<Value>);
 
 /// The delivering end: run it as a task until shutdown.
 #[derive(Debug)]
@@ -40,6 +41,14 @@ impl HookSender {
     pub(super) fn report(&self, transition: &Transition) {
         if self.0.try_send(hook_message(transition)).is_err() {
             tracing::warn!(event = %transition.event.id, "event hook queue is full; transition not reported");
+        }
+    }
+
+    /// Enqueues any message, never waiting: a full queue drops it with a warning.
+    pub fn send(&self, message: Value) {
+        let kind = message_kind(&message);
+        if self.0.try_send(message).is_err() {
+            tracing::warn!(transition = %kind, "hook queue is full; message not reported");
         }
     }
 }
@@ -65,6 +74,10 @@ impl HookDelivery {
             }
         }
     }
+}
+
+fn message_kind(message: &Value) -> String {
+    message["transition"].as_str().unwrap_or("").to_string()
 }
 
 /// The JSON a hook receives for one transition.

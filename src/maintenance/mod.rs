@@ -22,8 +22,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 pub use crate::maintenance::config::MaintenanceConfig;
-pub use crate::maintenance::hooks::HookDelivery;
-use crate::maintenance::hooks::HookSender;
+pub use crate::maintenance::hooks::{HookDelivery, HookSender};
 pub use crate::maintenance::schedule::ScheduleRequest;
 
 use crate::clock::Clock;
@@ -97,6 +96,11 @@ impl Maintenance {
             hooks,
         };
         Ok((engine, delivery))
+    }
+
+    /// The hook queue, for other reporters (provisioning) to share; `None` without a hook.
+    pub fn hook_sender(&self) -> Option<HookSender> {
+        self.hooks.clone()
     }
 
     /// A VM's document at `version`, and its incarnation.

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crate::definition::DefinitionError;
 use crate::identity::keys;
-use crate::{attested, maintenance, registry, store};
+use crate::{attested, maintenance, provisioning, registry, store};
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +39,8 @@ pub enum Error {
     Attested(attested::Error),
     #[error("cannot load the scheduled events in the store: {0}")]
     Events(maintenance::Error),
+    #[error("cannot load the provisioning records in the store: {0}")]
+    Provisioning(provisioning::Error),
     #[error("cannot apply {file}: {error}")]
     Apply {
         file: String,

@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, UnixListener};
 
-use crate::config::ControlAddress;
+use crate::config::{ControlAddress, WireServerListen};
 use crate::connections::{self, AcceptErrors, ConnectionPolicy, Listen, StallGuard, Tracker};
 use crate::control::token::{self, ControlToken};
 use crate::control::{self, Access, ControlState};
@@ -48,6 +48,35 @@ pub(super) async fn bind_guests(addresses: &[SocketAddr]) -> Result<Vec<TcpListe
         listeners.push(listener);
     }
     Ok(listeners)
+}
+
+/// The WireServer companion's two listeners, bound.
+#[derive(Debug)]
+pub(super) struct WireServerListeners {
+    pub(super) wireserver: TcpListener,
+    pub(super) host_plugin: TcpListener,
+}
+
+/// Binds the WireServer and Host GA Plugin listeners, when configured.
+pub(super) async fn bind_wireserver(
+    listen: Option<WireServerListen>,
+) -> Result<Option<WireServerListeners>, Error> {
+    let Some(listen) = listen else {
+        return Ok(None);
+    };
+    let bind = |what: &'static str, address: SocketAddr| async move {
+        TcpListener::bind(address)
+            .await
+            .map_err(|source| Error::Listen {
+                what,
+                address: address.to_string(),
+                source,
+            })
+    };
+    Ok(Some(WireServerListeners {
+        wireserver: bind("the WireServer", listen.wireserver).await?,
+        host_plugin: bind("the Host GA Plugin", listen.host_plugin).await?,
+    }))
 }
 
 /// Binds the control listener; a TCP one gets the data directory's token (made on first use).

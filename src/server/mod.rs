@@ -1,7 +1,7 @@
 //! The whole server, assembled in the library: [`Server::start`] opens the data directory,
 //! store and keys, builds the shared state and binds every listener; [`Server::serve`] runs the
-//! guest plane, the control API, the events timer, hook delivery and the definitions-file
-//! watcher until a shutdown future completes. `main.rs` only parses flags, installs logging
+//! guest plane, the WireServer companion, the control API, the events timer, hook delivery
+//! and the definitions-file watcher until a shutdown future completes. `main.rs` only parses flags, installs logging
 //! and maps errors to exit codes; tests and embedders start the same server in-process.
 
 mod data_dir;
@@ -30,9 +30,10 @@ use crate::maintenance::HookDelivery;
 use crate::registry::Registry;
 pub use crate::server::data_dir::{ATTESTED_KEYS_DIR, KEYS_DIR, STORE_FILE};
 pub use crate::server::error::Error;
-use crate::server::listeners::ControlListener;
+use crate::server::listeners::{ControlListener, WireServerListeners};
 use crate::snapshot::CallerMode;
 use crate::state::Shared;
+use crate::wireserver;
 
 /// What a server is started with besides its [`Settings`].
 #[derive(Debug)]
@@ -62,6 +63,7 @@ pub struct Server {
     registry: Arc<Registry>,
     state: Arc<ControlState>,
     guest: Vec<TcpListener>,
+    wireserver: Option<WireServerListeners>,
     control: ControlListener,
     hooks: Option<HookDelivery>,
     guest_policy: ConnectionPolicy,
@@ -129,6 +131,7 @@ impl Server {
         let opened = open::open(&settings, options.clock, options.definitions)?;
         let load_time = started.elapsed();
         let guest = listeners::bind_guests(&settings.listen).await?;
+        let wireserver = listeners::bind_wireserver(settings.wireserver).await?;
         let control = listeners::bind_control(&settings.control, &settings.data).await?;
         let state = Arc::new(ControlState {
             shared: Arc::clone(&opened.shared),
@@ -147,6 +150,7 @@ impl Server {
             registry: opened.registry,
             state,
             guest,
+            wireserver,
             control,
             hooks: opened.hooks,
             guest_policy,
@@ -163,6 +167,15 @@ impl Server {
     /// The bound control address: `host:port`, or `unix:/path`.
     pub fn control_address(&self) -> String {
         self.control.address()
+    }
+
+    /// The bound WireServer and Host GA Plugin addresses, when they are served.
+    pub fn wireserver_addresses(&self) -> Option<(SocketAddr, SocketAddr)> {
+        let listeners = self.wireserver.as_ref()?;
+        Some((
+            listeners.wireserver.local_addr().ok()?,
+            listeners.host_plugin.local_addr().ok()?,
+        ))
     }
 
     /// The state both planes share (snapshot, clock, issuer, events engine).
@@ -191,6 +204,7 @@ impl Server {
             .collect();
         let listen = listen.join(",");
         let control = self.control_address();
+        let wireserver = self.wireserver_addresses();
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(
             self.control
@@ -212,6 +226,22 @@ impl Server {
                 on_stop(),
             ));
         }
+        if let Some(listeners) = self.wireserver {
+            for (service, listener) in [
+                (wireserver::Service::WireServer, listeners.wireserver),
+                (wireserver::Service::HostPlugin, listeners.host_plugin),
+            ] {
+                // The same caps as the IMDS listeners: one VM's agents share its budget.
+                tasks.spawn(wireserver::serve(
+                    service,
+                    listener,
+                    Arc::clone(&self.shared),
+                    Arc::clone(&self.guest_connections),
+                    self.guest_policy,
+                    on_stop(),
+                ));
+            }
+        }
         if let (true, Some(path)) = (self.watch_file, self.settings.vms.clone()) {
             let registry = Arc::clone(&self.registry);
             tasks.spawn(watch::watch_definitions(path, registry, on_stop()));
@@ -227,6 +257,8 @@ impl Server {
             clock = if self.shared.clock().is_manual() { "manual" } else { "system" },
             max_connections = self.guest_policy.caps.total,
             max_connections_per_caller = self.guest_policy.caps.per_caller,
+            wireserver = %wireserver.map_or_else(|| "off".to_string(), |(w, _)| w.to_string()),
+            hgap = %wireserver.map_or_else(|| "off".to_string(), |(_, h)| h.to_string()),
             data = %self.settings.data.display(),
             load_ms = self.load_time.as_millis() as u64,
             "azimds guest plane listening"
@@ -242,6 +274,7 @@ impl Server {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let guest = self.guest_addresses();
         let control = self.control_address();
+        let wireserver = self.wireserver_addresses();
         let shared = Arc::clone(&self.shared);
         let registry = Arc::clone(&self.registry);
         let state = Arc::clone(&self.state);
@@ -251,6 +284,7 @@ impl Server {
         Running {
             guest,
             control,
+            wireserver,
             shared,
             registry,
             state,
@@ -265,6 +299,7 @@ impl Server {
 pub struct Running {
     guest: Vec<SocketAddr>,
     control: String,
+    wireserver: Option<(SocketAddr, SocketAddr)>,
     shared: Arc<Shared>,
     registry: Arc<Registry>,
     state: Arc<ControlState>,
@@ -279,6 +314,11 @@ impl Running {
 
     pub fn control_address(&self) -> &str {
         &self.control
+    }
+
+    /// The WireServer and Host GA Plugin addresses, when they are served.
+    pub fn wireserver_addresses(&self) -> Option<(SocketAddr, SocketAddr)> {
+        self.wireserver
     }
 
     pub fn shared(&self) -> &Arc<Shared> {

@@ -1,7 +1,7 @@
 //! Assembling a server's state, in one order and synchronously (store IO, key generation):
 //! data directory → definitions file → store → snapshot → issuer → attested signer → events
-//! engine → shared state → registry → the file (or given VMs) applied, or the demo VM seeded → definition
-//! events imported.
+//! engine → provisioning records → shared state → registry → the file (or given VMs) applied,
+//! or the demo VM seeded → definition events imported.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use crate::definition::Definitions;
 use crate::identity::Issuer;
 use crate::identity::keys::FileKeyStore;
 use crate::maintenance::{HookDelivery, Maintenance};
+use crate::provisioning::Provisioning;
 use crate::registry::Registry;
 use crate::server::error::Error;
 use crate::server::{data_dir, watch};
@@ -60,6 +61,9 @@ pub(super) fn open(
         settings.events.clone(),
     )
     .map_err(Error::Events)?;
+    let provisioning =
+        Provisioning::load(Arc::clone(&store), Arc::clone(&clock), events.hook_sender())
+            .map_err(Error::Provisioning)?;
     let shared = Arc::new(Shared::new(Parts {
         snapshot,
         clock,
@@ -68,6 +72,7 @@ pub(super) fn open(
         attested: Arc::new(attested),
         events: Arc::new(events),
         telemetry: settings.telemetry,
+        provisioning: Arc::new(provisioning),
     }));
     for spec in &settings.faults {
         let rule = shared

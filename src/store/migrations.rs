@@ -4,6 +4,7 @@
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
+use crate::store::provisioning::PROVISIONING;
 use crate::store::record::{self, Checked};
 use crate::store::{EVENTS, Error, IMPORTED_EVENTS, INCARNATIONS, META, Origin, VMS, db};
 
@@ -17,6 +18,7 @@ const MIGRATIONS: &[Migration] = &[
     create_event_tables,
     create_import_record,
     binary_vm_records,
+    create_provisioning_table,
 ];
 
 /// Brings the store to the newest schema; refuses a store written by a newer azimds.
@@ -107,5 +109,11 @@ fn binary_vm_records(write: &WriteTransaction) -> Result<(), Error> {
         let bytes = record::encode(old.revision, old.origin, &entry, Checked::NONE);
         table.insert(id.as_str(), bytes.as_slice()).map_err(db)?;
     }
+    Ok(())
+}
+
+/// Version 5: each VM's provisioning record (WireServer health reports).
+fn create_provisioning_table(write: &WriteTransaction) -> Result<(), Error> {
+    write.open_table(PROVISIONING).map_err(db)?;
     Ok(())
 }

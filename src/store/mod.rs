@@ -9,6 +9,7 @@
 //! Synchronous by design: callers run it on a blocking thread.
 
 mod migrations;
+mod provisioning;
 mod record;
 
 use std::path::Path;

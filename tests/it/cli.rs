@@ -75,6 +75,10 @@ fn help_explains_every_flag_and_its_environment_variable() {
         "--config",
         "--callers",
         "127.0.0.1:16925",
+        "--wireserver-listen",
+        "AZIMDS_WIRESERVER_LISTEN",
+        "--hgap-listen",
+        "port 32526",
     ] {
         assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
     }

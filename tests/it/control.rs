@@ -433,15 +433,17 @@ async fn openapi_document_matches_the_router() {
             concrete.push_str("?incarnation=0&timeout=1");
         }
         let reply = host.call(method, &concrete, Some(&json!({})), &[]).await;
-        // Not every route answers JSON (the attested certificates, /metrics).
-        let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
-        assert_ne!(
-            body["error"]["message"], "no such route",
-            "{method} {path} is documented but not routed"
-        );
+        // Every answer but a document (ovf-env is XML, the attested certificates, /metrics) is JSON; a route's miss is JSON too.
+        if reply.header("content-type") == Some("application/json") {
+            assert_ne!(
+                reply.json()["error"]["message"],
+                "no such route",
+                "{method} {path} is documented but not routed"
+            );
+        }
         assert_ne!(reply.status, 405, "{method} {path}");
     }
-    assert_eq!(documented.len(), 34, "{documented:?}");
+    assert_eq!(documented.len(), 38, "{documented:?}");
     let undocumented = host.call("POST", "/v1/vms", Some(&json!({})), &[]).await;
     assert_eq!(undocumented.status, 405);
 }

@@ -39,3 +39,5 @@ mod rules;
 mod scheduled;
 /// The secret-free-logs check every server of the suite runs when dropped.
 mod secrets;
+/// The WireServer companion: goal state, health reports per VM, the Host GA Plugin, isolation.
+mod wireserver;

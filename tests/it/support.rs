@@ -16,6 +16,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use azimds::clock::ManualClock;
 use azimds::config::{
     AttestedSettings, ClockMode, ConnectionSettings, ControlAddress, LogSettings, Settings,
+    WireServerListen,
 };
 use azimds::control::token::ControlToken;
 use azimds::definition::{self, Definitions};
@@ -76,6 +77,8 @@ pub(crate) struct TestConfig {
     pub(crate) attested: AttestedSettings,
     /// Fault rules in force from the start, as a config file gives them.
     pub(crate) faults: Vec<FaultSpec>,
+    /// The WireServer companion's listeners (`None`: not served).
+    pub(crate) wireserver: Option<WireServerListen>,
 }
 
 impl Default for TestConfig {
@@ -90,6 +93,7 @@ impl Default for TestConfig {
             token_lifetime: 86_400,
             attested: AttestedSettings::default(),
             faults: Vec::new(),
+            wireserver: None,
         }
     }
 }
@@ -117,6 +121,7 @@ impl TestServer {
         let data = dir.path().join("data");
         let settings = Settings {
             listen: vec!["127.0.0.1:0".parse().unwrap()],
+            wireserver: config.wireserver,
             vms: None,
             data: data.clone(),
             rate_limit: RateLimit(config.rate_limit),

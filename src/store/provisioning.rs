@@ -1,0 +1,79 @@
+//! Each VM's provisioning record (what its guest agents last reported to the WireServer),
+//! opaque bytes here: the provisioning engine owns their encoding, so the store does not depend
+//! on it. One record per VM id, written by `provisioning::Provisioning` only.
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::store::{Error, Store, db};
+
+/// VM id → the engine's encoded provisioning record.
+pub(super) const PROVISIONING: TableDefinition<&str, &[u8]> = TableDefinition::new("provisioning");
+
+impl Store {
+    /// Every VM's provisioning record, in VM id order.
+    pub fn provisioning_records(&self) -> Result<Vec<(String, Vec<u8>)>, Error> {
+        let read = self.db.begin_read().map_err(db)?;
+        let table = read.open_table(PROVISIONING).map_err(db)?;
+        let mut records = Vec::new();
+        for entry in table.iter().map_err(db)? {
+            let (key, value) = entry.map_err(db)?;
+            records.push((key.value().to_string(), value.value().to_vec()));
+        }
+        Ok(records)
+    }
+
+    /// Replaces VM `vm`'s record. Durable when it returns.
+    pub fn put_provisioning(&self, vm: &str, record: &[u8]) -> Result<(), Error> {
+        let write = self.db.begin_write().map_err(db)?;
+        write
+            .open_table(PROVISIONING)
+            .map_err(db)?
+            .insert(vm, record)
+            .map_err(db)?;
+        self.commit(write)
+    }
+
+    /// Removes VM `vm`'s record; `Ok(false)` if it had none.
+    pub fn delete_provisioning(&self, vm: &str) -> Result<bool, Error> {
+        let write = self.db.begin_write().map_err(db)?;
+        let existed = write
+            .open_table(PROVISIONING)
+            .map_err(db)?
+            .remove(vm)
+            .map_err(db)?
+            .is_some();
+        self.commit(write)?;
+        Ok(existed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_survive_reopening_and_deletes_remove_them() {
+        let dir = std::env::temp_dir().join(format!("azimds-store-prov-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("azimds.redb");
+        let store = Store::open(&path).unwrap();
+        assert!(store.provisioning_records().unwrap().is_empty());
+        store.put_provisioning("b", b"two").unwrap();
+        store.put_provisioning("a", b"one").unwrap();
+        store.put_provisioning("a", b"three").unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(
+            store.provisioning_records().unwrap(),
+            [
+                ("a".to_string(), b"three".to_vec()),
+                ("b".into(), b"two".to_vec())
+            ]
+        );
+        assert!(store.delete_provisioning("a").unwrap());
+        assert!(!store.delete_provisioning("a").unwrap());
+        assert_eq!(store.provisioning_records().unwrap().len(), 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
