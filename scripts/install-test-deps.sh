@@ -6,7 +6,8 @@
 #
 # What it does:
 #   1. apt: cloud-init, waagent (the unmodified clients under test), iproute2
-#      (ip netns), python3-venv and python3-yaml. Installed with
+#      (ip netns), python3-venv and python3-yaml, a JDK with BouncyCastle and Gson
+#      (the Java attested-document verifier). Installed with
 #      --no-install-recommends and with a policy-rc.d that forbids starting
 #      services, so no agent/daemon starts during the install. When this script
 #      is the one that installed cloud-init / waagent, it also disables them at
@@ -28,7 +29,11 @@ REQS=$REPO/tests/clients/requirements.txt
 # curl: the guests of tests/it/isolation.rs (ip netns exec NS curl ...).
 # openssl: the command line that verifies attested documents (tests/it/attested.rs, the
 # attested unit tests, Microsoft's IMDSSample.py in tests/clients).
-APT_PKGS=(cloud-init waagent iproute2 nftables curl openssl python3-venv python3-yaml)
+# A JDK, BouncyCastle (bcprov, bcpkix and its bcutil) and Gson: the Java relying party of
+# tests/clients/java/VerifyAttested.java (what Microsoft's imdssample.java builds on).
+APT_PKGS=(cloud-init waagent iproute2 nftables curl openssl python3-venv python3-yaml
+          openjdk-17-jdk-headless libbcprov-java libbcpkix-java libbcutil-java
+          libgoogle-gson-java)
 SYS_PY=/usr/bin/python3
 
 log() { printf '[install-test-deps] %s\n' "$*" >&2; }
@@ -173,4 +178,8 @@ print("[install-test-deps] python %s; cloud-init %s; WALinuxAgent %s; "
          pytest.__version__, md.version("azure-identity"), md.version("msal"),
          md.version("cryptography"), md.version("asn1crypto")), file=sys.stderr)
 EOF
+for jar in bcprov bcpkix bcutil gson; do
+    [[ -r /usr/share/java/$jar.jar ]] || { log "missing /usr/share/java/$jar.jar"; exit 1; }
+done
+log "$(javac -version 2>&1); BouncyCastle $(dpkg-query -W -f='${Version}' libbcprov-java); Gson $(dpkg-query -W -f='${Version}' libgoogle-gson-java)"
 log "total: $(elapsed "$T_ALL")"
