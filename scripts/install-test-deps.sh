@@ -6,7 +6,8 @@
 #
 # What it does:
 #   1. apt: cloud-init, waagent (the unmodified clients under test), iproute2
-#      (ip netns), python3-venv and python3-yaml. Installed with
+#      (ip netns), python3-venv and python3-yaml, a JDK with BouncyCastle and Gson
+#      (the Java attested-document verifier). Installed with
 #      --no-install-recommends and with a policy-rc.d that forbids starting
 #      services, so no agent/daemon starts during the install. When this script
 #      is the one that installed cloud-init / waagent, it also disables them at
@@ -31,8 +32,12 @@ REQS=$REPO/tests/clients/requirements.txt
 # dnsmasq-base (DHCP with options 121/245, no service), xorriso (`azimds ovf-env --iso`, and the
 # CD reader where the kernel has no ISO 9660 driver), isc-dhcp-client (cloud-init's DHCP):
 # tests/clients/test_provisioning.py.
+# A JDK, BouncyCastle (bcprov, bcpkix and its bcutil) and Gson: the Java relying party of
+# tests/clients/java/VerifyAttested.java (what Microsoft's imdssample.java builds on).
 APT_PKGS=(cloud-init waagent iproute2 nftables curl openssl python3-venv python3-yaml
-          dnsmasq-base xorriso isc-dhcp-client)
+          dnsmasq-base xorriso isc-dhcp-client
+          openjdk-17-jdk-headless libbcprov-java libbcpkix-java libbcutil-java
+          libgoogle-gson-java)
 # azure-init for test_provisioning.py: its published release, built from crates.io.
 AZURE_INIT_VERSION=0.1.1
 AZURE_INIT_ROOT=${AZIMDS_AZURE_INIT_ROOT:-/var/cache/azimds-test-deps/azure-init-$AZURE_INIT_VERSION}
@@ -223,4 +228,8 @@ print("[install-test-deps] python %s; cloud-init %s; WALinuxAgent %s; "
          pytest.__version__, md.version("azure-identity"), md.version("msal"),
          md.version("cryptography"), md.version("asn1crypto")), file=sys.stderr)
 EOF
+for jar in bcprov bcpkix bcutil gson; do
+    [[ -r /usr/share/java/$jar.jar ]] || { log "missing /usr/share/java/$jar.jar"; exit 1; }
+done
+log "$(javac -version 2>&1); BouncyCastle $(dpkg-query -W -f='${Version}' libbcprov-java); Gson $(dpkg-query -W -f='${Version}' libgoogle-gson-java)"
 log "total: $(elapsed "$T_ALL")"
