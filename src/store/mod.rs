@@ -7,12 +7,19 @@
 //! commit here. The guest plane never touches it: it serves from the in-memory snapshot.
 //!
 //! Synchronous by design: callers run it on a blocking thread.
+//!
+//! Failures (issue 13): a file that exists but is empty or not a redb file is refused at open
+//! (`file`); an I/O error such as a full disk makes writes [`Error::Unavailable`] (never
+//! acknowledged) and the store reopens itself, so writes work again once there is room
+//! (`health`).
 
+mod file;
+mod health;
 mod migrations;
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition};
 use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
@@ -33,12 +40,33 @@ const IMPORTED_EVENTS: TableDefinition<&str, u64> = TableDefinition::new("import
 
 const NEXT_REVISION: &str = "next_revision";
 
-/// Why a store operation failed.
+pub use crate::store::health::{StoreFailure, StoreHealth};
+
+/// Why a store operation failed. Messages do not repeat the store's path: whoever reports
+/// one (a start-up error, the log) names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("store: {0}")]
+    #[error("{0}")]
     Database(#[source] Box<redb::Error>),
-    #[error("store record {key:?} is unreadable: {message}")]
+    /// The store cannot commit (a full disk, an I/O error): nothing was changed or
+    /// acknowledged. It reopens itself and recovers once the cause is gone.
+    #[error("the store cannot write: {reason}")]
+    Unavailable { reason: String },
+    #[error(
+        "the file is empty (0 bytes), so it is not a store azimds wrote; starting on it would silently serve no VMs. Restore it from a backup, or delete it to start with an empty store"
+    )]
+    Empty,
+    #[error(
+        "the file is not an azimds store (it does not begin with redb's file signature). Restore the store from a backup, or move the file aside to start with an empty store"
+    )]
+    NotAStore,
+    #[error("the store file is gone")]
+    Missing,
+    #[error(
+        "the store file is corrupted ({0}). Restore it from a backup, or move it aside to start with an empty store"
+    )]
+    Damaged(String),
+    #[error("store record {key:?} is corrupted: {message}")]
     Corrupt { key: String, message: String },
     #[error("store schema version {found} is newer than this azimds understands ({supported})")]
     TooNew { found: u64, supported: u64 },
@@ -47,7 +75,10 @@ pub enum Error {
 }
 
 fn db<E: Into<redb::Error>>(error: E) -> Error {
-    Error::Database(Box::new(error.into()))
+    match error.into() {
+        redb::Error::Corrupted(detail) => Error::Damaged(detail),
+        other => Error::Database(Box::new(other)),
+    }
 }
 
 /// Scheduled-event state as stored.
@@ -107,19 +138,29 @@ pub enum Change {
 /// The opened store.
 #[derive(Debug)]
 pub struct Store {
-    db: Database,
+    db: health::Handle,
 }
 
 impl Store {
-    /// Opens (or creates) the store file and brings its schema up to date.
+    /// Opens the store file (creating it if it does not exist; refusing one that is empty or
+    /// not a redb file) and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store, Error> {
-        let database = Database::create(path).map_err(db)?;
-        // The store will hold identities and keys: owner-only, like the data directory.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| db(redb::StorageError::Io(e)))?;
+        let database = file::open_or_create(path)?;
         migrations::run(&database)?;
-        Ok(Store { db: database })
+        Ok(Store {
+            db: health::Handle::new(path, database),
+        })
+    }
+
+    /// Whether the store can commit now (the last commit, or reopening it, succeeded).
+    pub fn health(&self) -> StoreHealth {
+        self.db.health()
+    }
+
+    /// When the store is failing: reopens it and tries a commit, so it recovers when the cause
+    /// is gone even if nothing writes. Cheap when it is healthy. Returns the health after.
+    pub fn probe(&self) -> StoreHealth {
+        self.db.probe()
     }
 
     /// Every VM record, in id order.
@@ -132,21 +173,23 @@ impl Store {
     /// Hands every VM record to `visit`, in id order, one at a time (loading 100k VMs must not
     /// hold every decoded record at once).
     pub fn visit_vms(&self, mut visit: impl FnMut(StoredVm)) -> Result<(), Error> {
-        let read = self.db.begin_read().map_err(db)?;
-        let table = read.open_table(VMS).map_err(db)?;
-        for entry in table.iter().map_err(db)? {
-            let (key, value) = entry.map_err(db)?;
-            visit(decode(key.value(), value.value())?);
-        }
-        Ok(())
+        self.db.read(|read| {
+            let table = read.open_table(VMS).map_err(db)?;
+            for entry in table.iter().map_err(db)? {
+                let (key, value) = entry.map_err(db)?;
+                visit(decode(key.value(), value.value())?);
+            }
+            Ok(())
+        })
     }
 
     /// One VM record.
     pub fn vm(&self, id: &str) -> Result<Option<StoredVm>, Error> {
-        let read = self.db.begin_read().map_err(db)?;
-        let table = read.open_table(VMS).map_err(db)?;
-        let found = table.get(id).map_err(db)?;
-        found.map(|value| decode(id, value.value())).transpose()
+        self.db.read(|read| {
+            let table = read.open_table(VMS).map_err(db)?;
+            let found = table.get(id).map_err(db)?;
+            found.map(|value| decode(id, value.value())).transpose()
+        })
     }
 
     /// Writes one VM if `expect` holds; returns the new record and whether it was created.
@@ -158,115 +201,116 @@ impl Store {
         definition: &Value,
         expect: Expect,
     ) -> Result<(StoredVm, bool), Error> {
-        let write = self.db.begin_write().map_err(db)?;
-        let stored = {
-            let mut table = write.open_table(VMS).map_err(db)?;
-            let current = match table.get(id).map_err(db)? {
-                Some(value) => Some(decode(id, value.value())?.revision),
-                None => None,
+        self.db.write(|write| {
+            let stored = {
+                let mut table = write.open_table(VMS).map_err(db)?;
+                let current = match table.get(id).map_err(db)? {
+                    Some(value) => Some(decode(id, value.value())?.revision),
+                    None => None,
+                };
+                check(expect, current)?;
+                let revision = next_revision(write)?;
+                let stored = StoredVm {
+                    id: id.to_string(),
+                    revision,
+                    origin,
+                    definition: definition.clone(),
+                };
+                table.insert(id, encode(&stored).as_slice()).map_err(db)?;
+                (stored, current.is_none())
             };
-            check(expect, current)?;
-            let revision = next_revision(&write)?;
-            let stored = StoredVm {
-                id: id.to_string(),
-                revision,
-                origin,
-                definition: definition.clone(),
-            };
-            table.insert(id, encode(&stored).as_slice()).map_err(db)?;
-            (stored, current.is_none())
-        };
-        write.commit().map_err(db)?;
-        Ok(stored)
+            Ok(stored)
+        })
     }
 
     /// Deletes one VM if `expect` holds; `Ok(false)` if there was none (and none was expected).
     pub fn delete_vm(&self, id: &str, expect: Expect) -> Result<bool, Error> {
-        let write = self.db.begin_write().map_err(db)?;
-        let existed = {
-            let mut table = write.open_table(VMS).map_err(db)?;
-            let current = match table.get(id).map_err(db)? {
-                Some(value) => Some(decode(id, value.value())?.revision),
-                None => None,
+        self.db.write(|write| {
+            let existed = {
+                let mut table = write.open_table(VMS).map_err(db)?;
+                let current = match table.get(id).map_err(db)? {
+                    Some(value) => Some(decode(id, value.value())?.revision),
+                    None => None,
+                };
+                check(expect, current)?;
+                table.remove(id).map_err(db)?.is_some()
             };
-            check(expect, current)?;
-            table.remove(id).map_err(db)?.is_some()
-        };
-        write.commit().map_err(db)?;
-        Ok(existed)
+            Ok(existed)
+        })
     }
 
     /// Applies every change in one transaction: all of them are durable, or none.
     pub fn apply(&self, changes: &[Change]) -> Result<Vec<StoredVm>, Error> {
-        let write = self.db.begin_write().map_err(db)?;
-        let mut written = Vec::new();
-        {
-            let mut table = write.open_table(VMS).map_err(db)?;
-            for change in changes {
-                match change {
-                    Change::Put {
-                        id,
-                        origin,
-                        definition,
-                    } => {
-                        let stored = StoredVm {
-                            id: id.clone(),
-                            revision: next_revision(&write)?,
-                            origin: *origin,
-                            definition: definition.clone(),
-                        };
-                        table
-                            .insert(id.as_str(), encode(&stored).as_slice())
-                            .map_err(db)?;
-                        written.push(stored);
-                    }
-                    Change::Delete { id } => {
-                        table.remove(id.as_str()).map_err(db)?;
+        self.db.write(|write| {
+            let mut written = Vec::new();
+            {
+                let mut table = write.open_table(VMS).map_err(db)?;
+                for change in changes {
+                    match change {
+                        Change::Put {
+                            id,
+                            origin,
+                            definition,
+                        } => {
+                            let stored = StoredVm {
+                                id: id.clone(),
+                                revision: next_revision(write)?,
+                                origin: *origin,
+                                definition: definition.clone(),
+                            };
+                            table
+                                .insert(id.as_str(), encode(&stored).as_slice())
+                                .map_err(db)?;
+                            written.push(stored);
+                        }
+                        Change::Delete { id } => {
+                            table.remove(id.as_str()).map_err(db)?;
+                        }
                     }
                 }
             }
-        }
-        write.commit().map_err(db)?;
-        Ok(written)
+            Ok(written)
+        })
     }
 }
 
 impl Store {
     /// Every stored scheduled event, every VM's DocumentIncarnation, and the import record.
     pub fn events(&self) -> Result<StoredEvents, Error> {
-        let read = self.db.begin_read().map_err(db)?;
-        let mut events = Vec::new();
-        for entry in read.open_table(EVENTS).map_err(db)?.iter().map_err(db)? {
-            let (key, value) = entry.map_err(db)?;
-            let event = serde_json::from_slice(value.value()).map_err(|e| Error::Corrupt {
-                key: key.value().to_string(),
-                message: e.to_string(),
-            })?;
-            events.push(event);
-        }
-        let mut incarnations = HashMap::new();
-        for entry in read
-            .open_table(INCARNATIONS)
-            .map_err(db)?
-            .iter()
-            .map_err(db)?
-        {
-            let (key, value) = entry.map_err(db)?;
-            incarnations.insert(key.value().to_string(), value.value());
-        }
-        let mut imported = BTreeSet::new();
-        for entry in read
-            .open_table(IMPORTED_EVENTS)
-            .map_err(db)?
-            .iter()
-            .map_err(db)?
-        {
-            imported.insert(entry.map_err(db)?.0.value().to_string());
-        }
-        Ok(StoredEvents {
-            events,
-            incarnations,
-            imported,
+        self.db.read(|read| {
+            let mut events = Vec::new();
+            for entry in read.open_table(EVENTS).map_err(db)?.iter().map_err(db)? {
+                let (key, value) = entry.map_err(db)?;
+                let event = serde_json::from_slice(value.value()).map_err(|e| Error::Corrupt {
+                    key: key.value().to_string(),
+                    message: e.to_string(),
+                })?;
+                events.push(event);
+            }
+            let mut incarnations = HashMap::new();
+            for entry in read
+                .open_table(INCARNATIONS)
+                .map_err(db)?
+                .iter()
+                .map_err(db)?
+            {
+                let (key, value) = entry.map_err(db)?;
+                incarnations.insert(key.value().to_string(), value.value());
+            }
+            let mut imported = BTreeSet::new();
+            for entry in read
+                .open_table(IMPORTED_EVENTS)
+                .map_err(db)?
+                .iter()
+                .map_err(db)?
+            {
+                imported.insert(entry.map_err(db)?.0.value().to_string());
+            }
+            Ok(StoredEvents {
+                events,
+                incarnations,
+                imported,
+            })
         })
     }
 
@@ -279,29 +323,29 @@ impl Store {
         incarnations: &[(&str, u64)],
         imported: &[&str],
     ) -> Result<(), Error> {
-        let write = self.db.begin_write().map_err(db)?;
-        {
-            let mut events = write.open_table(EVENTS).map_err(db)?;
-            for event in written {
-                let bytes = serde_json::to_vec(event).expect("an Event serializes");
-                events
-                    .insert(event.id.as_str(), bytes.as_slice())
-                    .map_err(db)?;
+        self.db.write(|write| {
+            {
+                let mut events = write.open_table(EVENTS).map_err(db)?;
+                for event in written {
+                    let bytes = serde_json::to_vec(event).expect("an Event serializes");
+                    events
+                        .insert(event.id.as_str(), bytes.as_slice())
+                        .map_err(db)?;
+                }
+                for id in removed {
+                    events.remove(*id).map_err(db)?;
+                }
+                let mut table = write.open_table(INCARNATIONS).map_err(db)?;
+                for (vm, incarnation) in incarnations {
+                    table.insert(*vm, *incarnation).map_err(db)?;
+                }
+                let mut table = write.open_table(IMPORTED_EVENTS).map_err(db)?;
+                for key in imported {
+                    table.insert(*key, 1).map_err(db)?;
+                }
             }
-            for id in removed {
-                events.remove(*id).map_err(db)?;
-            }
-            let mut table = write.open_table(INCARNATIONS).map_err(db)?;
-            for (vm, incarnation) in incarnations {
-                table.insert(*vm, *incarnation).map_err(db)?;
-            }
-            let mut table = write.open_table(IMPORTED_EVENTS).map_err(db)?;
-            for key in imported {
-                table.insert(*key, 1).map_err(db)?;
-            }
-        }
-        write.commit().map_err(db)?;
-        Ok(())
+            Ok(())
+        })
     }
 }
 
