@@ -11,8 +11,12 @@ mod bad_input;
 mod cli;
 /// The control API in-process: every route, auth, validation, ETags, isolation from guests.
 mod control;
+/// Issue 13: the data directory's owner and modes, the control token, the store file, the socket.
+mod data_dir;
 /// Crash durability: SIGKILL mid-write at random moments, restart, every acknowledged write kept.
 mod durability;
+/// Issue 13: connection floods, slow clients, descriptor limits, the control API's shape.
+mod hardening;
 /// Managed identity: tokens verified with the published JWKS, exact error bodies, cache, limits.
 mod identity;
 /// `/metadata/instance` bodies against the spec's real captures, and per-version goldens.
@@ -25,3 +29,5 @@ mod properties;
 mod rules;
 /// Scheduled events: every rule of spec §6 on a paused clock, restart, hooks, definitions.
 mod scheduled;
+/// Issue 13: a full disk refuses writes with 503 and heals without a restart (tmpfs, root).
+mod store_failure;
