@@ -186,6 +186,15 @@ async fn event_status(control: &ControlApi, event: &str) -> String {
     reply.json()["status"].as_str().unwrap().to_string()
 }
 
+async fn guest_name(server: &Spawned) -> String {
+    let reply = server
+        .imds()
+        .get("/metadata/instance/compute/name?api-version=2021-02-01&format=text")
+        .await;
+    assert_eq!(reply.status, 200);
+    reply.text().to_string()
+}
+
 async fn readiness(control: &ControlApi) -> (u16, Value) {
     let reply = control
         .anonymous()
@@ -333,8 +342,15 @@ async fn a_full_disk_refuses_writes_with_503_and_heals_without_a_restart() {
     drop(tmpfs);
 }
 
+/// What the events timer and the definitions-file watcher log when the store refuses them.
+const TRANSIENT_FAILURES: [&str; 2] = [
+    "applying due scheduled-event transitions failed",
+    "keeping the previous VMs and retrying every second",
+];
+
 /// Nobody writes: the server's own probe finds that the store can commit again. And the
-/// events timer, whose due transition failed while the disk was full, catches up by itself.
+/// events timer, whose due transition failed while the disk was full, and an edit of the
+/// definitions file made meanwhile, are applied by themselves once there is room.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_and_the_events_timer_recover_by_themselves() {
     let dir = TempDir::new("disk-full-probe");
@@ -354,36 +370,44 @@ async fn the_store_and_the_events_timer_recover_by_themselves() {
         );
         assert_eq!(readiness(&control).await.0, 200);
 
-        // A transition that comes due while the disk is full.
+        // A transition that comes due, and a file edit, while the disk is full.
         let event = schedule_large_event(&control, 2).await;
         let filler = tmpfs.fill();
         exhaust(&control, "timer").await;
-        assert!(
-            server.wait_for_log(
-                "applying due scheduled-event transitions failed",
-                1,
-                Duration::from_secs(15)
-            ),
-            "{:?}",
-            server.log.lock().unwrap()
+        let edited = format!(
+            "vms:\n  - id: a\n    callers: [127.0.0.1]\n    instance: {{compute: {{name: vm-a-edited, userData: {}}}}}\n",
+            "A".repeat(150_000)
         );
+        std::fs::write(dir.path().join("vms.yaml"), edited).unwrap();
+        for failure in TRANSIENT_FAILURES {
+            assert!(
+                server.wait_for_log(failure, 1, Duration::from_secs(15)),
+                "{failure}: {:?}",
+                server.log.lock().unwrap()
+            );
+        }
         assert_eq!(event_status(&control, &event).await, "Scheduled");
+        assert_eq!(guest_name(&server).await, "vm-a");
         std::fs::remove_file(filler).unwrap();
-        assert!(
-            server.wait_for_log(
-                "due scheduled-event transitions applied again",
-                1,
-                Duration::from_secs(15)
-            ),
-            "{:?}",
-            server.log.lock().unwrap()
-        );
+        for recovered in [
+            "due scheduled-event transitions applied again",
+            "VM definitions file changed and was applied",
+        ] {
+            assert!(
+                server.wait_for_log(recovered, 1, Duration::from_secs(15)),
+                "{recovered}: {:?}",
+                server.log.lock().unwrap()
+            );
+        }
         assert_eq!(event_status(&control, &event).await, "Started");
-        assert_eq!(
-            server.log_count("applying due scheduled-event transitions failed"),
-            1,
-            "the retries, once a second, are not each logged"
-        );
+        assert_eq!(guest_name(&server).await, "vm-a-edited");
+        for failure in TRANSIENT_FAILURES {
+            assert_eq!(
+                server.log_count(failure),
+                1,
+                "retried once a second, logged once: {failure}"
+            );
+        }
     };
     tokio::time::timeout(Duration::from_secs(120), run)
         .await
