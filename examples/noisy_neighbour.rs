@@ -69,7 +69,11 @@ fn args() -> Args {
     let (mut kind, mut guest) = (None, None);
     let mut given = std::env::args().skip(1);
     while let Some(flag) = given.next() {
-        let mut value = || given.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        let mut value = || {
+            given
+                .next()
+                .unwrap_or_else(|| panic!("{flag} needs a value"))
+        };
         match flag.as_str() {
             "--azimds" => args.azimds = value().into(),
             "--requests" => args.requests = value().parse().expect("--requests N"),
@@ -141,7 +145,13 @@ fn start(args: &Args, phase: &str) -> Server {
         .arg(format!("--nofile=1024:{hard}"))
         .arg("--")
         .arg(&args.azimds)
-        .args(["serve", "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--control",
+            "127.0.0.1:0",
+        ])
         .args(["--rate-limit", "0", "--callers", "source-address", "--vms"])
         .arg(dir.join("vms.yaml"))
         .arg("--data")
@@ -173,9 +183,9 @@ fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after_name = stat.rsplit(')').next().unwrap_or("");
     let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: f64 = fields
-        .get(11..13)
-        .map_or(0.0, |f| f.iter().filter_map(|t| t.parse::<f64>().ok()).sum());
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
+        f.iter().filter_map(|t| t.parse::<f64>().ok()).sum()
+    });
     ticks / 100.0
 }
 
@@ -297,7 +307,9 @@ async fn victim(guest: SocketAddr, requests: usize) -> (Vec<Duration>, usize) {
             std::io::Result::Ok(answer)
         };
         match tokio::time::timeout(Duration::from_secs(2), exchange).await {
-            Ok(Ok(answer)) if answer.starts_with(b"HTTP/1.1 200") && answer.ends_with(b"victim") => {
+            Ok(Ok(answer))
+                if answer.starts_with(b"HTTP/1.1 200") && answer.ends_with(b"victim") =>
+            {
                 latencies.push(started.elapsed());
             }
             _ => failed += 1,
@@ -362,8 +374,8 @@ async fn main() {
         let attacker = (phase != "quiet").then(|| spawn_attacker(&args, phase, server.guest));
         let (cpu_before, started) = (cpu_seconds(server.process.0.id()), Instant::now());
         let (latencies, failed) = victim(server.guest, args.requests).await;
-        let server_cpu = (cpu_seconds(server.process.0.id()) - cpu_before)
-            / started.elapsed().as_secs_f64();
+        let server_cpu =
+            (cpu_seconds(server.process.0.id()) - cpu_before) / started.elapsed().as_secs_f64();
         let status = status(server.control, &server.dir.join("data")).await;
         drop(attacker);
         println!(
