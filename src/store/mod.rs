@@ -40,7 +40,7 @@ const IMPORTED_EVENTS: TableDefinition<&str, u64> = TableDefinition::new("import
 
 const NEXT_REVISION: &str = "next_revision";
 
-pub use crate::store::health::{StoreFailure, StoreHealth};
+pub use health::{StoreFailure, StoreHealth};
 
 /// Why a store operation failed. Messages do not repeat the store's path: whoever reports
 /// one (a start-up error, the log) names the file.
