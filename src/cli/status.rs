@@ -28,10 +28,35 @@ fn write_status(out: &mut dyn Write, body: &Value) -> std::io::Result<()> {
         ("vms", text(&body["vms"])),
         ("callers", text(&body["callers"])),
         ("unknown callers", text(&body["unknownCallers"])),
+        ("connections", connections(&body["connections"])),
+        ("store", store(&body["store"])),
         ("guest listeners", joined(&body["guestListeners"], ", ")),
     ];
     for (name, value) in rows {
         writeln!(out, "{name:<16} {value}")?;
     }
     Ok(())
+}
+
+/// `open/max (per caller max), refused n`.
+fn connections(connections: &Value) -> String {
+    format!(
+        "{} open of {} ({} per caller), {} refused",
+        text(&connections["open"]),
+        text(&connections["max"]),
+        text(&connections["maxPerCaller"]),
+        text(&connections["refused"]),
+    )
+}
+
+/// `writable`, or why the store cannot commit and since when.
+fn store(store: &Value) -> String {
+    if store["writable"].as_bool().unwrap_or(true) {
+        return "writable".into();
+    }
+    format!(
+        "cannot write since {}: {}",
+        text(&store["failingSince"]),
+        text(&store["error"])
+    )
 }

@@ -70,14 +70,21 @@ pub trait Listen {
     fn accept_one(
         &self,
     ) -> impl Future<Output = std::io::Result<(Self::Stream, Option<SocketAddr>)>> + Send;
+
+    /// Readies an admitted connection for serving (not done for refused ones: a flood of
+    /// them costs an accept and a close each, nothing more).
+    fn prepare(_stream: &Self::Stream) {}
 }
 
 impl Listen for TcpListener {
     type Stream = TcpStream;
     async fn accept_one(&self) -> std::io::Result<(TcpStream, Option<SocketAddr>)> {
         let (stream, peer) = self.accept().await?;
-        let _ = stream.set_nodelay(true);
         Ok((stream, Some(peer)))
+    }
+
+    fn prepare(stream: &TcpStream) {
+        let _ = stream.set_nodelay(true);
     }
 }
 
@@ -111,7 +118,10 @@ pub async fn next_admitted<L: Listen>(
             continue;
         }
         match tracker.admit(peer.map(|p| p.ip())) {
-            Ok(permit) => return (stream, peer, permit),
+            Ok(permit) => {
+                L::prepare(&stream);
+                return (stream, peer, permit);
+            }
             Err(refused) => {
                 let peer = peer.map_or_else(|| "unix".to_string(), |p| p.to_string());
                 log_refused(name, &peer, refused);

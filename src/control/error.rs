@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::problem::Problem;
-use crate::{attested, events, maintenance, provisioning, registry};
+use crate::{attested, events, maintenance, provisioning, registry, store};
 
 /// A control request that cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +27,12 @@ pub enum ControlError {
     Attested(attested::Error),
     #[error("the request body is not UTF-8 text")]
     NotText,
+    #[error("the request body is larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("the route does not take this method")]
+    MethodNotAllowed,
+    #[error("{1}")]
+    Rejected(StatusCode, String),
     #[error("the VM has not fetched that incarnation yet (highest fetched: {fetched})")]
     WaitTimedOut { fetched: u64 },
     #[error("the VM reported a provisioning failure: {description}")]
@@ -50,6 +56,10 @@ pub enum ControlError {
     BadQuery(String),
 }
 
+/// A write the store could not commit (a full disk): not acknowledged, worth retrying.
+const STORE_UNAVAILABLE: (StatusCode, &str) =
+    (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable");
+
 impl IntoResponse for ControlError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
@@ -58,6 +68,11 @@ impl IntoResponse for ControlError {
             ControlError::MalformedJson(_) | ControlError::BadHeader(_) | ControlError::NotText => {
                 (StatusCode::BAD_REQUEST, "bad_request")
             }
+            ControlError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ControlError::MethodNotAllowed => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+            }
+            ControlError::Rejected(status, _) => (*status, "bad_request"),
             ControlError::Registry(error) => match error {
                 registry::Error::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
                 registry::Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
@@ -66,6 +81,7 @@ impl IntoResponse for ControlError {
                 }
                 registry::Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
                 registry::Error::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+                registry::Error::Store(store::Error::Unavailable { .. }) => STORE_UNAVAILABLE,
                 registry::Error::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             },
             ControlError::Events(error) => match error {
@@ -77,6 +93,7 @@ impl IntoResponse for ControlError {
                 }
                 maintenance::Error::Events(events::Error::Invalid(_))
                 | maintenance::Error::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+                maintenance::Error::Store(store::Error::Unavailable { .. }) => STORE_UNAVAILABLE,
                 maintenance::Error::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             },
             ControlError::Attested(attested::Error::OperatorRotation) => {
@@ -96,7 +113,13 @@ impl IntoResponse for ControlError {
             ControlError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ControlError::BadQuery(_) => (StatusCode::BAD_REQUEST, "bad_request"),
         };
-        let message = if status.is_server_error() {
+        let message = if code == STORE_UNAVAILABLE.1 {
+            // The operator's own API: the reason (a full disk) is what they need to act on.
+            tracing::warn!(error = %self, "control write refused: the store cannot write");
+            format!(
+                "{self}. Nothing was changed; retry once the store can write again (GET /readyz reports it)"
+            )
+        } else if status.is_server_error() {
             // Logged once, here; the client gets a generic message.
             tracing::error!(error = %self, "control request failed");
             "internal error; see the server log".to_string()
@@ -118,6 +141,11 @@ impl IntoResponse for ControlError {
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
+            _ if code == STORE_UNAVAILABLE.1 => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
             ControlError::Registry(registry::Error::PreconditionFailed {
                 current: Some(revision),
             }) => {
@@ -129,4 +157,34 @@ impl IntoResponse for ControlError {
         }
         response
     }
+}
+
+/// Gives axum's own rejections our error shape: they answer in plain text (a body over the
+/// limit: 413; an extractor that could not parse the request: 400) or with no body at all
+/// (a known path with another method: 405, whose `Allow` header is kept).
+pub(super) async fn framework_rejection(response: Response) -> Response {
+    let status = response.status();
+    let ours = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+    if ours || !status.is_client_error() {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let error = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ControlError::BodyTooLarge {
+            limit: super::MAX_BODY_BYTES,
+        },
+        StatusCode::METHOD_NOT_ALLOWED => ControlError::MethodNotAllowed,
+        _ => {
+            let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+            ControlError::Rejected(status, String::from_utf8_lossy(&text).trim().to_string())
+        }
+    };
+    let mut converted = error.into_response();
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        converted.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    converted
 }

@@ -3,7 +3,8 @@
 //! token, or a unix socket protected by file permissions), never on a guest listener.
 //!
 //! Routes (all JSON):
-//! - `GET /healthz`, `GET /readyz` (unauthenticated; ready once the snapshot is loaded)
+//! - `GET /healthz`, `GET /readyz` (unauthenticated; ready once the snapshot is loaded, and
+//!   503 while the store cannot write)
 //! - `GET /openapi.json` (unauthenticated)
 //! - `GET /{tenant}/.well-known/openid-configuration`, `GET /common/discovery/keys`
 //!   (unauthenticated: what relying parties fetch to validate managed-identity tokens)
@@ -48,6 +49,10 @@ use axum::routing::{get, post};
 pub use crate::control::error::ControlError;
 use crate::registry::{MAX_VM_BYTES, Registry};
 use crate::state::Shared;
+use crate::store::{Store, StoreHealth};
+
+/// Largest request body read: a VM entry at its limit, plus room for the JSON around it.
+pub const MAX_BODY_BYTES: usize = MAX_VM_BYTES + 4096;
 
 /// The checked-in OpenAPI description of this API (kept in step by a test).
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -65,6 +70,8 @@ pub struct ControlState {
     pub guest_listeners: Vec<String>,
     /// The guest plane's open connections and refusals, for `status`.
     pub guest_connections: Arc<crate::connections::Tracker>,
+    /// For readiness and `status`: whether the store can commit.
+    pub store: Arc<Store>,
 }
 
 /// How a control listener authenticates callers.
@@ -116,6 +123,9 @@ pub fn router(state: Arc<ControlState>, access: Access) -> Router {
         .route("/v1/clock/set", post(clock::set))
         .route("/v1/vms/{id}/journal", get(journal::get))
         .route("/metrics", get(metrics::get))
+        // Every path that is not public needs the token, known or not: an unauthenticated
+        // caller cannot tell which routes exist (the fallback is behind the check too).
+        .fallback(|| async { ControlError::NoRoute })
         .layer(middleware::from_fn_with_state(access, authenticate));
     Router::new()
         .route(
@@ -132,9 +142,10 @@ pub fn router(state: Arc<ControlState>, access: Access) -> Router {
         .route("/attested/ca.pem", get(attested::ca_pem))
         .route("/attested/ca.cer", get(attested::ca_der))
         .merge(api)
-        .fallback(|| async { ControlError::NoRoute })
         // Bodies are parsed by the handlers; this bounds what they will buffer.
-        .layer(DefaultBodyLimit::max(MAX_VM_BYTES + 4096))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // axum's own rejections (a body over the limit, a wrong method) get our error shape.
+        .layer(middleware::map_response(error::framework_rejection))
         .with_state(state)
 }
 
@@ -146,7 +157,7 @@ async fn authenticate(State(access): State<Access>, request: Request, next: Next
                 .headers()
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
+                .and_then(bearer_token);
             match presented {
                 Some(presented) if expected.matches(presented) => next.run(request).await,
                 _ => ControlError::Unauthorized.into_response(),
@@ -155,16 +166,46 @@ async fn authenticate(State(access): State<Access>, request: Request, next: Next
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` value. The scheme is case-insensitive
+/// (RFC 7235 §2.1), so `bearer` and `BEARER` work as well.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
+}
+
+/// 200 once serving; 503 while loading, or while the store cannot write (the guest plane
+/// still serves then, but no change can be made).
 async fn readyz(State(state): State<Arc<ControlState>>) -> Response {
-    if state.ready.load(Ordering::Acquire) {
-        axum::Json(serde_json::json!({"status": "ready"})).into_response()
-    } else {
-        (
+    if !state.ready.load(Ordering::Acquire) {
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(serde_json::json!({"status": "loading"})),
         )
-            .into_response()
+            .into_response();
     }
+    let health = state.store.health();
+    if health.writable() {
+        return axum::Json(serde_json::json!({"status": "ready"})).into_response();
+    }
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(
+            serde_json::json!({"status": "store-unavailable", "store": store_json(&health)}),
+        ),
+    )
+        .into_response()
+}
+
+/// `{"writable", "error", "failingSince"}` of the store.
+fn store_json(health: &StoreHealth) -> serde_json::Value {
+    let failure = health.failure.as_ref();
+    serde_json::json!({
+        "writable": health.writable(),
+        "error": failure.map(|f| f.reason.as_str()),
+        "failingSince": failure.map(|f| crate::maintenance::hooks::rfc3339(f.since)),
+    })
 }
 
 /// Entra's OpenID discovery document for `tenant`, pointing at this listener's keys. The base
@@ -235,6 +276,7 @@ async fn status(State(state): State<Arc<ControlState>>) -> Response {
             "max": state.guest_connections.caps().total,
             "maxPerCaller": state.guest_connections.caps().per_caller,
         },
+        "store": store_json(&state.store.health()),
         "guestListeners": state.guest_listeners,
     }))
     .into_response()

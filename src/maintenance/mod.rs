@@ -330,6 +330,8 @@ impl Maintenance {
     /// clock: who moves it calls [`Maintenance::advance`].
     pub async fn run_timer(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        // A failing store fails every retry (once a second): logged once, and its recovery.
+        let mut failing = false;
         loop {
             let wait = self
                 .book
@@ -346,9 +348,15 @@ impl Maintenance {
             }
             let engine = Arc::clone(&self);
             match tokio::task::spawn_blocking(move || engine.advance()).await {
-                Ok(Ok(_)) => {}
+                Ok(Ok(_)) => {
+                    if std::mem::take(&mut failing) {
+                        tracing::info!("due scheduled-event transitions applied again");
+                    }
+                }
                 Ok(Err(error)) => {
-                    tracing::error!(%error, "applying due scheduled-event transitions failed")
+                    if !std::mem::replace(&mut failing, true) {
+                        tracing::error!(%error, "applying due scheduled-event transitions failed; retrying every second")
+                    }
                 }
                 Err(error) => tracing::error!(%error, "the scheduled-events timer task failed"),
             }

@@ -34,17 +34,20 @@ pub(super) enum ControlListener {
     },
 }
 
+/// The guest listeners' accept queue. Larger than tokio's 1024 so a burst of connections
+/// from one VM (which are refused at accept) is less likely to fill it and make another VM's
+/// connection wait for a SYN retransmission; the kernel caps it at `net.core.somaxconn`.
+const GUEST_BACKLOG: u32 = 4096;
+
 /// Binds every guest address, in order.
 pub(super) async fn bind_guests(addresses: &[SocketAddr]) -> Result<Vec<TcpListener>, Error> {
     let mut listeners = Vec::with_capacity(addresses.len());
     for address in addresses {
-        let listener = TcpListener::bind(address)
-            .await
-            .map_err(|source| Error::Listen {
-                what: "the guest plane",
-                address: address.to_string(),
-                source,
-            })?;
+        let listener = bind_tcp(*address, GUEST_BACKLOG).map_err(|source| Error::Listen {
+            what: "the guest plane",
+            address: address.to_string(),
+            source,
+        })?;
         listeners.push(listener);
     }
     Ok(listeners)
@@ -77,6 +80,18 @@ pub(super) async fn bind_wireserver(
         wireserver: bind("the WireServer", listen.wireserver).await?,
         host_plugin: bind("the Host GA Plugin", listen.host_plugin).await?,
     }))
+}
+
+/// A TCP listener on `address` with an accept queue of `backlog`, reusing the address as
+/// `TcpListener::bind` does.
+fn bind_tcp(address: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(backlog)
 }
 
 /// Binds the control listener; a TCP one gets the data directory's token (made on first use).

@@ -9,6 +9,7 @@ mod error;
 mod fd_limit;
 mod listeners;
 mod open;
+mod recovery;
 mod watch;
 
 use std::future::Future;
@@ -138,6 +139,7 @@ impl Server {
             registry: Arc::clone(&opened.registry),
             ready: AtomicBool::new(false),
             guest_connections: Arc::clone(&guest_connections),
+            store: Arc::clone(&opened.store),
             guest_listeners: local_addresses(&guest)
                 .iter()
                 .map(SocketAddr::to_string)
@@ -217,6 +219,10 @@ impl Server {
         if let Some(hooks) = self.hooks {
             tasks.spawn(hooks.run(on_stop()));
         }
+        tasks.spawn(recovery::watch_store(
+            Arc::clone(&self.state.store),
+            on_stop(),
+        ));
         for listener in self.guest {
             tasks.spawn(guest::serve(
                 listener,

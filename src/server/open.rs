@@ -24,6 +24,7 @@ use crate::store::Store;
 /// Everything a server serves from, before any listener is bound.
 pub(super) struct Opened {
     pub(super) shared: Arc<Shared>,
+    pub(super) store: Arc<Store>,
     pub(super) registry: Arc<Registry>,
     pub(super) hooks: Option<HookDelivery>,
 }
@@ -81,11 +82,12 @@ pub(super) fn open(
             .map_err(Error::Faults)?;
         tracing::info!(rule = %rule.id, action = rule.action.name(), "fault rule from the config file");
     }
-    let registry = Arc::new(Registry::new(store, Arc::clone(&shared)));
+    let registry = Arc::new(Registry::new(Arc::clone(&store), Arc::clone(&shared)));
     apply(settings, &registry, definitions)?;
     registry.import_all_events();
     Ok(Opened {
         shared,
+        store,
         registry,
         hooks,
     })

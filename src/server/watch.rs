@@ -1,5 +1,6 @@
 //! `--vms FILE`: read and parsed at start, then re-applied whenever the file changes (checked
-//! every second). A bad edit is logged and ignored: the previous state keeps being served.
+//! every second). A bad edit is logged and ignored: the previous state keeps being served. An
+//! edit the store cannot commit (a full disk) is retried every second until it can.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::definition::{self, Definitions, Syntax};
-use crate::registry::Registry;
+use crate::registry::{self, Registry};
 use crate::server::error::Error;
 
 /// How often the file's size and modification time are compared.
@@ -39,6 +40,8 @@ pub(super) async fn watch_definitions(
             .map(|m| (m.modified().ok(), m.len()))
     };
     let mut last = fingerprint(&path);
+    // Set while an edit waits for the store to commit again: logged once, retried each poll.
+    let mut waiting_for_store = false;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -46,7 +49,7 @@ pub(super) async fn watch_definitions(
             () = tokio::time::sleep(POLL) => {}
         }
         let current = fingerprint(&path);
-        if current == last || current.is_none() {
+        if (current == last && !waiting_for_store) || current.is_none() {
             continue;
         }
         last = current;
@@ -59,14 +62,23 @@ pub(super) async fn watch_definitions(
         };
         let writer = Arc::clone(&registry);
         match tokio::task::spawn_blocking(move || writer.reconcile(definitions)).await {
-            Ok(Ok(report)) => tracing::info!(
-                file = %path.display(),
-                written = report.written.len(),
-                deleted = report.deleted.len(),
-                unchanged = report.unchanged,
-                "VM definitions file changed and was applied"
-            ),
+            Ok(Ok(report)) => {
+                waiting_for_store = false;
+                tracing::info!(
+                    file = %path.display(),
+                    written = report.written.len(),
+                    deleted = report.deleted.len(),
+                    unchanged = report.unchanged,
+                    "VM definitions file changed and was applied"
+                )
+            }
+            Ok(Err(error @ registry::Error::Store(crate::store::Error::Unavailable { .. }))) => {
+                if !std::mem::replace(&mut waiting_for_store, true) {
+                    tracing::error!(file = %path.display(), "{error}; keeping the previous VMs and retrying every second");
+                }
+            }
             Ok(Err(error)) => {
+                waiting_for_store = false;
                 tracing::error!(file = %path.display(), "{error}; keeping the previous VMs")
             }
             Err(error) => tracing::error!(%error, "applying the definitions file failed"),

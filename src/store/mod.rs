@@ -7,22 +7,30 @@
 //! commit here. The guest plane never touches it: it serves from the in-memory snapshot.
 //!
 //! Synchronous by design: callers run it on a blocking thread.
+//!
+//! Failures (issue 13): a file that exists but is empty or not a redb file is refused at open
+//! (`file`); an I/O error such as a full disk makes writes [`Error::Unavailable`] (never
+//! acknowledged) and the store reopens itself, so writes work again once there is room
+//! (`health`).
 
+mod file;
+mod health;
 mod migrations;
 mod provisioning;
 mod record;
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::events::Event;
-use crate::telemetry::histogram::{self, Histogram};
+use crate::telemetry::histogram::Histogram;
 
+pub use health::{StoreFailure, StoreHealth};
 pub use record::{Checked, RecordView};
 
 /// VM id → the VM record (`record.rs`: checksum, revision, origin, entry, checked form).
@@ -44,21 +52,46 @@ const NEXT_REVISION: &str = "next_revision";
 /// kernel's page cache still holds the file.
 const CACHE_BYTES: usize = 32 * 1024 * 1024;
 
-/// Why a store operation failed.
+/// Why a store operation failed. Messages do not repeat the store's path: whoever reports
+/// one (a start-up error, the log) names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("store: {0}")]
+    #[error("{0}")]
     Database(#[source] Box<redb::Error>),
-    #[error("store record {key:?} is unreadable: {message}")]
+    /// The store cannot commit (a full disk, an I/O error): nothing was changed or
+    /// acknowledged. It reopens itself and recovers once the cause is gone.
+    #[error("the store cannot write: {reason}")]
+    Unavailable { reason: String },
+    #[error(
+        "the file is empty (0 bytes), so it is not a store azimds wrote; starting on it would silently serve no VMs. Restore it from a backup, or delete it to start with an empty store"
+    )]
+    Empty,
+    #[error(
+        "the file is not an azimds store (it does not begin with redb's file signature). Restore the store from a backup, or move the file aside to start with an empty store"
+    )]
+    NotAStore,
+    #[error("the store file is gone")]
+    Missing,
+    #[error(
+        "the store file is corrupted ({0}). Restore it from a backup, or move it aside to start with an empty store"
+    )]
+    Damaged(String),
+    #[error("store record {key:?} is corrupted: {message}")]
     Corrupt { key: String, message: String },
     #[error("store schema version {found} is newer than this azimds understands ({supported})")]
     TooNew { found: u64, supported: u64 },
     #[error("precondition failed")]
     PreconditionFailed { current: Option<u64> },
+    /// A batch its caller gave up (its own error is returned instead); never returned.
+    #[error("the batch was abandoned")]
+    Abandoned,
 }
 
 fn db<E: Into<redb::Error>>(error: E) -> Error {
-    Error::Database(Box::new(error.into()))
+    match error.into() {
+        redb::Error::Corrupted(detail) => Error::Damaged(detail),
+        other => Error::Database(Box::new(other)),
+    }
 }
 
 /// Scheduled-event state as stored.
@@ -133,40 +166,33 @@ impl Batch<'_> {
 /// The opened store.
 #[derive(Debug)]
 pub struct Store {
-    db: Database,
-    /// How long durable commits take (metrics).
-    commits: Histogram,
+    db: health::Handle,
 }
 
 impl Store {
     /// Opens (or creates) the store file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store, Error> {
-        let database = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)
-            .map_err(db)?;
-        // The store will hold identities and keys: owner-only, like the data directory.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| db(redb::StorageError::Io(e)))?;
+        let database = file::open_or_create(path)?;
         migrations::run(&database)?;
         Ok(Store {
-            db: database,
-            commits: Histogram::new(histogram::COMMIT_BOUNDS),
+            db: health::Handle::new(path, database),
         })
-    }
-
-    /// Commits `write` (durable when it returns), timing it.
-    fn commit(&self, write: redb::WriteTransaction) -> Result<(), Error> {
-        let started = std::time::Instant::now();
-        let committed = write.commit().map_err(db);
-        self.commits.observe(started.elapsed());
-        committed
     }
 
     /// How long commits have taken.
     pub fn commit_times(&self) -> &Histogram {
-        &self.commits
+        self.db.commit_times()
+    }
+
+    /// Whether the store can commit now (the last commit, or reopening it, succeeded).
+    pub fn health(&self) -> StoreHealth {
+        self.db.health()
+    }
+
+    /// When the store is failing: reopens it and tries a commit, so it recovers when the cause
+    /// is gone even if nothing writes. Cheap when it is healthy. Returns the health after.
+    pub fn probe(&self) -> StoreHealth {
+        self.db.probe()
     }
 
     /// Every VM record, in id order.
@@ -183,24 +209,26 @@ impl Store {
     /// Hands every VM record to `visit`, in id order, borrowed from the table: loading 100k VMs
     /// holds no record longer than `visit` does. A damaged record stops the visit.
     pub fn visit_records(&self, mut visit: impl FnMut(&str, RecordView<'_>)) -> Result<(), Error> {
-        let read = self.db.begin_read().map_err(db)?;
-        let table = read.open_table(VMS).map_err(db)?;
-        for entry in table.iter().map_err(db)? {
-            let (key, value) = entry.map_err(db)?;
-            let id = key.value();
-            visit(id, record::decode(id, value.value())?);
-        }
-        Ok(())
+        self.db.read(|read| {
+            let table = read.open_table(VMS).map_err(db)?;
+            for entry in table.iter().map_err(db)? {
+                let (key, value) = entry.map_err(db)?;
+                let id = key.value();
+                visit(id, record::decode(id, value.value())?);
+            }
+            Ok(())
+        })
     }
 
     /// One VM record.
     pub fn vm(&self, id: &str) -> Result<Option<StoredVm>, Error> {
-        let read = self.db.begin_read().map_err(db)?;
-        let table = read.open_table(VMS).map_err(db)?;
-        let found = table.get(id).map_err(db)?;
-        found
-            .map(|value| stored_vm(id, &record::decode(id, value.value())?))
-            .transpose()
+        self.db.read(|read| {
+            let table = read.open_table(VMS).map_err(db)?;
+            let found = table.get(id).map_err(db)?;
+            found
+                .map(|value| stored_vm(id, &record::decode(id, value.value())?))
+                .transpose()
+        })
     }
 
     /// Writes one VM if `expect` holds; returns the new record and whether it was created.
@@ -230,8 +258,8 @@ impl Store {
 
     /// How many VMs the store holds.
     pub fn vm_count(&self) -> Result<u64, Error> {
-        let read = self.db.begin_read().map_err(db)?;
-        read.open_table(VMS).map_err(db)?.len().map_err(db)
+        self.db
+            .read(|read| read.open_table(VMS).map_err(db)?.len().map_err(db))
     }
 
     /// Deletes one VM if `expect` holds; `Ok(false)` if there was none (and none was expected).
@@ -249,8 +277,9 @@ impl Store {
         &self,
         fill: impl FnOnce(&mut Batch<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let write = self.db.begin_write().map_err(db)?;
-        let value = {
+        // `fill`'s own error is kept aside: the store's health only judges its own errors.
+        let mut refused = None;
+        let committed = self.db.write(|write| {
             let mut meta = write.open_table(META).map_err(db)?;
             let next_revision = meta
                 .get(NEXT_REVISION)
@@ -260,20 +289,28 @@ impl Store {
                 table: write.open_table(VMS).map_err(db)?,
                 next_revision,
             };
-            let value = fill(&mut batch)?;
-            meta.insert(NEXT_REVISION, batch.next_revision)
-                .map_err(db)?;
-            value
-        };
-        self.commit(write)?;
-        Ok(value)
+            match fill(&mut batch) {
+                Ok(value) => {
+                    meta.insert(NEXT_REVISION, batch.next_revision)
+                        .map_err(db)?;
+                    Ok(value)
+                }
+                Err(error) => {
+                    refused = Some(error);
+                    Err(Error::Abandoned)
+                }
+            }
+        });
+        match (committed, refused) {
+            (_, Some(error)) => Err(error),
+            (committed, None) => committed.map_err(E::from),
+        }
     }
 
     /// Replaces the checked forms of VMs whose entries were checked again (by a newer azimds),
     /// keeping each record's revision, origin and entry. Records that changed meanwhile are left.
     pub fn refresh_checked(&self, forms: &[(String, Vec<u8>)], by: u64) -> Result<(), Error> {
-        let write = self.db.begin_write().map_err(db)?;
-        {
+        self.db.write(|write| {
             let mut table = write.open_table(VMS).map_err(db)?;
             for (id, form) in forms {
                 let updated = match table.get(id.as_str()).map_err(db)? {
@@ -292,9 +329,8 @@ impl Store {
                     table.insert(id.as_str(), bytes.as_slice()).map_err(db)?;
                 }
             }
-        }
-        self.commit(write)?;
-        Ok(())
+            Ok(())
+        })
     }
 }
 
@@ -325,39 +361,40 @@ fn stored_vm(id: &str, record: &RecordView<'_>) -> Result<StoredVm, Error> {
 impl Store {
     /// Every stored scheduled event, every VM's DocumentIncarnation, and the import record.
     pub fn events(&self) -> Result<StoredEvents, Error> {
-        let read = self.db.begin_read().map_err(db)?;
-        let mut events = Vec::new();
-        for entry in read.open_table(EVENTS).map_err(db)?.iter().map_err(db)? {
-            let (key, value) = entry.map_err(db)?;
-            let event = serde_json::from_slice(value.value()).map_err(|e| Error::Corrupt {
-                key: key.value().to_string(),
-                message: e.to_string(),
-            })?;
-            events.push(event);
-        }
-        let mut incarnations = HashMap::new();
-        for entry in read
-            .open_table(INCARNATIONS)
-            .map_err(db)?
-            .iter()
-            .map_err(db)?
-        {
-            let (key, value) = entry.map_err(db)?;
-            incarnations.insert(key.value().to_string(), value.value());
-        }
-        let mut imported = BTreeSet::new();
-        for entry in read
-            .open_table(IMPORTED_EVENTS)
-            .map_err(db)?
-            .iter()
-            .map_err(db)?
-        {
-            imported.insert(entry.map_err(db)?.0.value().to_string());
-        }
-        Ok(StoredEvents {
-            events,
-            incarnations,
-            imported,
+        self.db.read(|read| {
+            let mut events = Vec::new();
+            for entry in read.open_table(EVENTS).map_err(db)?.iter().map_err(db)? {
+                let (key, value) = entry.map_err(db)?;
+                let event = serde_json::from_slice(value.value()).map_err(|e| Error::Corrupt {
+                    key: key.value().to_string(),
+                    message: e.to_string(),
+                })?;
+                events.push(event);
+            }
+            let mut incarnations = HashMap::new();
+            for entry in read
+                .open_table(INCARNATIONS)
+                .map_err(db)?
+                .iter()
+                .map_err(db)?
+            {
+                let (key, value) = entry.map_err(db)?;
+                incarnations.insert(key.value().to_string(), value.value());
+            }
+            let mut imported = BTreeSet::new();
+            for entry in read
+                .open_table(IMPORTED_EVENTS)
+                .map_err(db)?
+                .iter()
+                .map_err(db)?
+            {
+                imported.insert(entry.map_err(db)?.0.value().to_string());
+            }
+            Ok(StoredEvents {
+                events,
+                incarnations,
+                imported,
+            })
         })
     }
 
@@ -370,29 +407,29 @@ impl Store {
         incarnations: &[(&str, u64)],
         imported: &[&str],
     ) -> Result<(), Error> {
-        let write = self.db.begin_write().map_err(db)?;
-        {
-            let mut events = write.open_table(EVENTS).map_err(db)?;
-            for event in written {
-                let bytes = serde_json::to_vec(event).expect("an Event serializes");
-                events
-                    .insert(event.id.as_str(), bytes.as_slice())
-                    .map_err(db)?;
+        self.db.write(|write| {
+            {
+                let mut events = write.open_table(EVENTS).map_err(db)?;
+                for event in written {
+                    let bytes = serde_json::to_vec(event).expect("an Event serializes");
+                    events
+                        .insert(event.id.as_str(), bytes.as_slice())
+                        .map_err(db)?;
+                }
+                for id in removed {
+                    events.remove(*id).map_err(db)?;
+                }
+                let mut table = write.open_table(INCARNATIONS).map_err(db)?;
+                for (vm, incarnation) in incarnations {
+                    table.insert(*vm, *incarnation).map_err(db)?;
+                }
+                let mut table = write.open_table(IMPORTED_EVENTS).map_err(db)?;
+                for key in imported {
+                    table.insert(*key, 1).map_err(db)?;
+                }
             }
-            for id in removed {
-                events.remove(*id).map_err(db)?;
-            }
-            let mut table = write.open_table(INCARNATIONS).map_err(db)?;
-            for (vm, incarnation) in incarnations {
-                table.insert(*vm, *incarnation).map_err(db)?;
-            }
-            let mut table = write.open_table(IMPORTED_EVENTS).map_err(db)?;
-            for key in imported {
-                table.insert(*key, 1).map_err(db)?;
-            }
-        }
-        self.commit(write)?;
-        Ok(())
+            Ok(())
+        })
     }
 }
 
@@ -540,6 +577,7 @@ mod tests {
     /// VM keeps its revision, origin and entry; the revision counter goes on.
     #[test]
     fn a_version_3_store_upgrades() {
+        use redb::Database;
         let dir = std::env::temp_dir().join(format!("azimds-store-v3-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();

@@ -2,7 +2,7 @@
 //! opaque bytes here: the provisioning engine owns their encoding, so the store does not depend
 //! on it. One record per VM id, written by `provisioning::Provisioning` only.
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition};
 
 use crate::store::{Error, Store, db};
 
@@ -12,38 +12,40 @@ pub(super) const PROVISIONING: TableDefinition<&str, &[u8]> = TableDefinition::n
 impl Store {
     /// Every VM's provisioning record, in VM id order.
     pub fn provisioning_records(&self) -> Result<Vec<(String, Vec<u8>)>, Error> {
-        let read = self.db.begin_read().map_err(db)?;
-        let table = read.open_table(PROVISIONING).map_err(db)?;
-        let mut records = Vec::new();
-        for entry in table.iter().map_err(db)? {
-            let (key, value) = entry.map_err(db)?;
-            records.push((key.value().to_string(), value.value().to_vec()));
-        }
-        Ok(records)
+        self.db.read(|read| {
+            let table = read.open_table(PROVISIONING).map_err(db)?;
+            let mut records = Vec::new();
+            for entry in table.iter().map_err(db)? {
+                let (key, value) = entry.map_err(db)?;
+                records.push((key.value().to_string(), value.value().to_vec()));
+            }
+            Ok(records)
+        })
     }
 
     /// Replaces VM `vm`'s record. Durable when it returns.
     pub fn put_provisioning(&self, vm: &str, record: &[u8]) -> Result<(), Error> {
-        let write = self.db.begin_write().map_err(db)?;
-        write
-            .open_table(PROVISIONING)
-            .map_err(db)?
-            .insert(vm, record)
-            .map_err(db)?;
-        self.commit(write)
+        self.db.write(|write| {
+            write
+                .open_table(PROVISIONING)
+                .map_err(db)?
+                .insert(vm, record)
+                .map_err(db)?;
+            Ok(())
+        })
     }
 
     /// Removes VM `vm`'s record; `Ok(false)` if it had none.
     pub fn delete_provisioning(&self, vm: &str) -> Result<bool, Error> {
-        let write = self.db.begin_write().map_err(db)?;
-        let existed = write
-            .open_table(PROVISIONING)
-            .map_err(db)?
-            .remove(vm)
-            .map_err(db)?
-            .is_some();
-        self.commit(write)?;
-        Ok(existed)
+        self.db.write(|write| {
+            let existed = write
+                .open_table(PROVISIONING)
+                .map_err(db)?
+                .remove(vm)
+                .map_err(db)?
+                .is_some();
+            Ok(existed)
+        })
     }
 }
 

@@ -214,7 +214,7 @@ fn a_record_changed_on_disk_is_refused_not_served() {
     ]);
     assert_ne!(code, 0, "{stderr}");
     assert!(
-        stderr.contains(r#"store record "web" is unreadable: its checksum does not match"#),
+        stderr.contains(r#"store record "web" is corrupted: its checksum does not match"#),
         "{stderr}"
     );
 }

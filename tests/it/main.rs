@@ -13,12 +13,16 @@ mod bad_input;
 mod cli;
 /// The control API in-process: every route, auth, validation, ETags, isolation from guests.
 mod control;
+/// Issue 13: the data directory's owner and modes, the control token, the store file, the socket.
+mod data_dir;
 /// Definition input that costs too much or means two things; records changed on disk.
 mod definitions;
 /// Crash durability: SIGKILL mid-write at random moments, restart, every acknowledged write kept.
 mod durability;
 /// Fault rules: every action and limit over HTTP, presets, isolation between VMs.
 mod faults;
+/// Issue 13: connection floods, slow clients, descriptor limits, the control API's shape.
+mod hardening;
 /// Managed identity: tokens verified with the published JWKS, exact error bodies, cache, limits.
 mod identity;
 /// `/metadata/instance` bodies against the spec's real captures, and per-version goldens.
@@ -39,5 +43,7 @@ mod rules;
 mod scheduled;
 /// The secret-free-logs check every server of the suite runs when dropped.
 mod secrets;
+/// Issue 13: a full disk refuses writes with 503 and heals without a restart (tmpfs, root).
+mod store_failure;
 /// The WireServer companion: goal state, health reports per VM, the Host GA Plugin, isolation.
 mod wireserver;

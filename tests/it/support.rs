@@ -495,6 +495,33 @@ impl Spawned {
         TestImds { addr: self.guest }
     }
 
+    /// Sends SIGTERM and waits for the exit, which must come within `within`.
+    pub(crate) fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let signalled = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            let waited = signalled.elapsed();
+            assert!(waited < within, "still running {waited:?} after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A control client for this server (TCP), with the token from its data directory.
+    pub(crate) fn control_api(&self, data: &Path) -> ControlApi {
+        ControlApi {
+            addr: self.control.parse().unwrap(),
+            token: Some(ControlToken::read(data).unwrap().expose().to_string()),
+        }
+    }
+
     /// A `name=value` field of the "listening" log line (`listen`, `control`, `vms`, …).
     pub(crate) fn field(&self, name: &str) -> &str {
         log_field(&self.listening, name)
@@ -508,30 +535,92 @@ fn log_field<'l>(line: &'l str, name: &str) -> &'l str {
         .unwrap_or_else(|| panic!("no {name}= in {line:?}"))
 }
 
-/// Starts the real binary on ephemeral guest and control ports with `--data data` plus
-/// `extra`, and returns once it logs where it listens. Its stderr keeps being collected, so the
-/// server never blocks on a full pipe.
-pub(crate) fn spawn_azimds(data: &Path, extra: &[&str]) -> Spawned {
-    use std::io::{BufRead, BufReader};
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_azimds"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--control",
-            "127.0.0.1:0",
-            "--rate-limit",
-            "0",
-            "--data",
-        ])
+/// The `azimds` binary the tests run: this build's, or the one `AZIMDS_TEST_BIN` names (to
+/// check that a test fails against an older build).
+pub(crate) fn azimds_binary() -> PathBuf {
+    std::env::var_os("AZIMDS_TEST_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_azimds")),
+        PathBuf::from,
+    )
+}
+
+/// `azimds serve` on ephemeral guest and control ports, unthrottled, with `--data data` and
+/// `extra` (which may set `--listen`, `--control` or `--rate-limit` instead), run through
+/// `prlimit` with `nofile` (soft, hard) if given.
+fn serve_command(data: &Path, extra: &[&str], nofile: Option<(u64, u64)>) -> std::process::Command {
+    let mut command = match nofile {
+        None => std::process::Command::new(azimds_binary()),
+        Some((soft, hard)) => {
+            let mut command = std::process::Command::new("prlimit");
+            command
+                .arg(format!("--nofile={soft}:{hard}"))
+                .arg("--")
+                .arg(azimds_binary());
+            command
+        }
+    };
+    command.arg("serve");
+    for (flag, value) in [
+        ("--listen", "127.0.0.1:0"),
+        ("--control", "127.0.0.1:0"),
+        ("--rate-limit", "0"),
+    ] {
+        if !extra.contains(&flag) {
+            command.args([flag, value]);
+        }
+    }
+    command
+        .arg("--data")
         .arg(data)
         .args(extra)
         // The most verbose level, for the secret-free-logs check.
         .args(["--access-log", "--journal-size", "64"])
         .env("AZIMDS_LOG", "trace")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(std::process::Stdio::piped());
+    command
+}
+
+/// Starts the real binary on ephemeral guest and control ports with `--data data` plus
+/// `extra`, and returns once it logs where it listens. Its stderr keeps being collected, so the
+/// server never blocks on a full pipe.
+pub(crate) fn spawn_azimds(data: &Path, extra: &[&str]) -> Spawned {
+    spawn_serving(data, extra, None)
+}
+
+/// [`spawn_azimds`] under a file-descriptor limit (soft, hard), as systemd sets one.
+pub(crate) fn spawn_azimds_limited(data: &Path, extra: &[&str], nofile: (u64, u64)) -> Spawned {
+    spawn_serving(data, extra, Some(nofile))
+}
+
+/// Runs `azimds serve` expecting it to refuse to start: its exit code and stderr, or `None`
+/// (after killing it) if it was still running `within` later.
+pub(crate) fn serve_refused(
+    data: &Path,
+    extra: &[&str],
+    within: Duration,
+) -> Option<(i32, String)> {
+    let mut child = serve_command(data, extra, None).spawn().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    // stderr reaches its end when the process exits.
+    let (done, ended) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        let _ = done.send(text);
+    });
+    match ended.recv_timeout(within) {
+        Ok(stderr) => Some((child.wait().unwrap().code().unwrap_or(-1), stderr)),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            None
+        }
+    }
+}
+
+fn spawn_serving(data: &Path, extra: &[&str], nofile: Option<(u64, u64)>) -> Spawned {
+    use std::io::{BufRead, BufReader};
+    let mut child = serve_command(data, extra, nofile).spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let log = Arc::new(std::sync::Mutex::new(Vec::new()));
     let line = loop {
