@@ -23,4 +23,6 @@ pub mod server;
 pub mod snapshot;
 pub mod state;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod throttle;

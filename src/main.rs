@@ -10,7 +10,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use azimds::cli::{self, ConnectArgs, EventsCommand, KeysCommand, VmCommand};
 use azimds::config::{ServeArgs, Settings};
-use azimds::server::Server;
+use azimds::server::{Ready, Server, ready};
 
 /// An Azure-compatible Instance Metadata Service.
 ///
@@ -137,17 +137,44 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         // must find the handler installed, not kill the process by default.
         let mut terminate = signal(SignalKind::terminate())
             .map_err(|e| format!("cannot install the SIGTERM handler: {e}"))?;
+        let ready_file = settings.ready_file.clone();
+        if let Some(path) = &ready_file {
+            ready::remove_stale(path)
+                .map_err(|e| format!("cannot remove the old ready file {}: {e}", path.display()))?;
+        }
         let server = Server::start(settings).await.map_err(|e| e.to_string())?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        };
         server
-            .serve(async move {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
-                }
-            })
-            .await;
+            .serve_announcing(shutdown, |ready| announce(ready, ready_file.as_deref()))
+            .await
+            .map_err(|e| format!("cannot announce readiness: {e}"))?;
+        if let Some(path) = &ready_file {
+            let _ = ready::remove_stale(path);
+        }
         Ok(())
     })
+}
+
+/// The ready line on stdout (a closed stdout is not an error: nobody is reading it), the
+/// `--ready-file`, and systemd's `READY=1` when started as a `Type=notify` service.
+fn announce(ready: &Ready, ready_file: Option<&std::path::Path>) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{}", ready.to_line()).and_then(|()| stdout.flush());
+    if let Some(path) = ready_file {
+        ready
+            .write_file(path)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    }
+    if let Some(socket) = std::env::var_os("NOTIFY_SOCKET") {
+        ready::notify_systemd(&socket)?;
+    }
+    Ok(())
 }
 
 /// `$XDG_STATE_HOME/azimds`, else `~/.local/state/azimds`, else `./azimds-data`.

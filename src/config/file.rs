@@ -32,6 +32,7 @@ pub(super) struct FileConfig {
     pub(super) max_connections: Option<u32>,
     pub(super) max_connections_per_caller: Option<u32>,
     pub(super) idle_timeout: Option<u64>,
+    pub(super) ready_file: Option<PathBuf>,
 }
 
 fn deserialize_control<'de, D: serde::Deserializer<'de>>(

@@ -105,4 +105,9 @@ pub struct ServeArgs {
     /// connection, or a client that stops mid-request, is closed after it. [default: 30s]
     #[arg(long, env = "AZIMDS_IDLE_TIMEOUT", value_name = "DURATION", value_parser = parse_timeout)]
     pub idle_timeout: Option<u64>,
+
+    /// When ready, also write the ready line (the JSON printed on stdout: bound guest and
+    /// control addresses, pid, …) to this file, atomically; a stale one is removed at start.
+    #[arg(long, env = "AZIMDS_READY_FILE", value_name = "FILE")]
+    pub ready_file: Option<PathBuf>,
 }

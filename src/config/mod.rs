@@ -47,6 +47,8 @@ pub struct Settings {
     pub identity_limits: IdentityLimits,
     pub events: MaintenanceConfig,
     pub connections: ConnectionSettings,
+    /// `--ready-file`: where the ready line is also written.
+    pub ready_file: Option<PathBuf>,
 }
 
 /// Limits on guest connections (issue 13: one VM must not take the service from the others).
@@ -172,6 +174,9 @@ impl Settings {
                     .or(file.idle_timeout)
                     .map_or(DEFAULT_IDLE_TIMEOUT, Duration::from_secs),
             },
+            ready_file: args
+                .ready_file
+                .or_else(|| file.ready_file.map(|p| base.join(p))),
         })
     }
 }

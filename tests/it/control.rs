@@ -218,7 +218,8 @@ async fn authentication() {
         );
     }
     host.server
-        .running
+        .server
+        .running()
         .control_state()
         .ready
         .store(false, Ordering::Release);

@@ -51,7 +51,7 @@ fn control_of(server: &Spawned) -> SocketAddr {
 }
 
 fn vms_of(server: &Spawned) -> usize {
-    server.field("vms").parse().unwrap()
+    server.ready.vms
 }
 
 /// What the store must hold for one VM id.

@@ -21,6 +21,8 @@ mod instance;
 mod isolation;
 /// Property tests: version monotonicity, arbitrary paths.
 mod properties;
+/// The ready line, `--ready-file` and `READY=1` for systemd: starting azimds on port 0.
+mod ready;
 /// Request rules: headers, api-version, query parameters, methods, paths, throttling.
 mod rules;
 /// Scheduled events: every rule of spec §6 on a paused clock, restart, hooks, definitions.

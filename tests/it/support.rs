@@ -14,15 +14,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use azimds::clock::ManualClock;
-use azimds::config::{ConnectionSettings, ControlAddress, Settings};
-use azimds::control::token::ControlToken;
-use azimds::definition::{self, Definitions};
 use azimds::identity::limits::IdentityLimits;
 use azimds::maintenance::MaintenanceConfig;
-use azimds::server::{Options, Running, Server};
+use azimds::server::Ready;
 use azimds::snapshot::CallerMode;
 use azimds::state::Shared;
-use azimds::throttle::RateLimit;
+use azimds::testing;
 
 /// A directory under the system temp dir, unique per process and call, removed on drop.
 pub(crate) struct TempDir(PathBuf);
@@ -86,12 +83,12 @@ impl Default for TestConfig {
 }
 
 /// A whole server in-process on ephemeral loopback ports, on a manual clock; stopped on drop.
+/// The public `azimds::testing::TestServer` with this suite's raw clients beside it.
 pub(crate) struct TestServer {
     pub(crate) guest: TestImds,
     pub(crate) control: ControlApi,
     pub(crate) clock: Arc<ManualClock>,
-    pub(crate) running: Running,
-    _dir: TempDir,
+    pub(crate) server: testing::TestServer,
 }
 
 impl std::ops::Deref for TestServer {
@@ -103,54 +100,34 @@ impl std::ops::Deref for TestServer {
 
 impl TestServer {
     pub(crate) async fn start(config: TestConfig) -> TestServer {
-        let dir = TempDir::new("server");
-        let data = dir.path().join("data");
-        let settings = Settings {
-            listen: vec!["127.0.0.1:0".parse().unwrap()],
-            vms: None,
-            data: data.clone(),
-            rate_limit: RateLimit(config.rate_limit),
-            callers: config.callers,
-            control: ControlAddress::Tcp("127.0.0.1:0".parse().unwrap()),
-            workers: None,
-            token_lifetime: config.token_lifetime,
-            identity_limits: config.identity_limits,
-            events: config.events,
-            connections: ConnectionSettings::default(),
+        let builder = testing::TestServer::builder()
+            .callers(config.callers)
+            .rate_limit(config.rate_limit)
+            .identity_limits(config.identity_limits)
+            .events(config.events)
+            .clock_at(config.start)
+            .token_lifetime(config.token_lifetime);
+        let builder = match config.vms {
+            Vms::Demo => builder,
+            Vms::Empty => builder.no_vms(),
+            Vms::Text(text) => builder.definitions(&text),
         };
-        let clock = Arc::new(ManualClock::new(config.start));
-        let definitions = match config.vms {
-            Vms::Demo => None,
-            Vms::Empty => Some(Definitions { vms: Vec::new() }),
-            Vms::Text(text) => Some(
-                definition::parse(&text, None, "test definitions").expect("valid test definitions"),
-            ),
-        };
-        let options = Options {
-            clock: clock.clone(),
-            definitions,
-        };
-        let server = Server::start_with(settings, options)
-            .await
-            .expect("the test server starts");
-        let running = server.spawn();
-        let token = ControlToken::read(&data).unwrap().expose().to_string();
+        let server = builder.start().await.expect("the test server starts");
         TestServer {
             guest: TestImds {
-                addr: running.guest_addresses()[0],
+                addr: server.guest_address(),
             },
             control: ControlApi {
-                addr: running.control_address().parse().unwrap(),
-                token: Some(token),
+                addr: server.control_address(),
+                token: Some(server.control_token().to_string()),
             },
-            clock,
-            running,
-            _dir: dir,
+            clock: Arc::clone(server.clock().expect("a manual clock")),
+            server,
         }
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
-        self.running.shared()
+        self.server.running().shared()
     }
 }
 
@@ -381,12 +358,12 @@ pub(crate) fn parse_reply(answer: &[u8]) -> Reply {
 pub(crate) struct Spawned {
     pub(crate) child: std::process::Child,
     pub(crate) guest: SocketAddr,
-    /// The control listener as the log line gives it (`127.0.0.1:PORT` or `unix:PATH`).
+    /// The control listener as the ready line gives it (`127.0.0.1:PORT` or `unix:PATH`).
     pub(crate) control: String,
+    /// The ready line the server printed on stdout.
+    pub(crate) ready: Ready,
     pub(crate) log: Arc<std::sync::Mutex<Vec<String>>>,
     log_grew: Arc<std::sync::Condvar>,
-    /// The "listening" log line.
-    listening: String,
 }
 
 impl Drop for Spawned {
@@ -432,23 +409,12 @@ impl Spawned {
     pub(crate) fn imds(&self) -> TestImds {
         TestImds { addr: self.guest }
     }
-
-    /// A `name=value` field of the "listening" log line (`listen`, `control`, `vms`, …).
-    pub(crate) fn field(&self, name: &str) -> &str {
-        log_field(&self.listening, name)
-    }
-}
-
-fn log_field<'l>(line: &'l str, name: &str) -> &'l str {
-    line.split(&format!(" {name}="))
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no {name}= in {line:?}"))
 }
 
 /// Starts the real binary on ephemeral guest and control ports with `--data data` plus
-/// `extra`, and returns once it logs where it listens. Its stderr keeps being collected, so the
-/// server never blocks on a full pipe.
+/// `extra`, and returns once it prints its ready line (stdout) with the bound addresses. Its
+/// stderr keeps being collected, so the server never blocks on a full pipe; everything it
+/// logged before it was ready is in [`Spawned::log`] on return.
 pub(crate) fn spawn_azimds(data: &Path, extra: &[&str]) -> Spawned {
     use std::io::{BufRead, BufReader};
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_azimds"))
@@ -465,37 +431,48 @@ pub(crate) fn spawn_azimds(data: &Path, extra: &[&str]) -> Spawned {
         .arg(data)
         .args(extra)
         .env("AZIMDS_LOG", "info")
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let log = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let line = loop {
-        let Some(Ok(line)) = lines.next() else {
-            panic!(
-                "the server exited before listening:\n{}",
-                log.lock().unwrap().join("\n")
-            );
-        };
-        log.lock().unwrap().push(line.clone());
-        if line.contains("listen=") {
-            break line;
-        }
-    };
     let log_grew = Arc::new(std::sync::Condvar::new());
     let (kept, grew) = (Arc::clone(&log), Arc::clone(&log_grew));
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let collector = std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
             kept.lock().unwrap().push(line);
             grew.notify_all();
         }
     });
-    Spawned {
-        guest: log_field(&line, "listen").parse().unwrap(),
-        control: log_field(&line, "control").to_string(),
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    if stdout.read_line(&mut line).unwrap_or(0) == 0 {
+        let _ = child.wait();
+        let _ = collector.join();
+        panic!(
+            "the server exited before it was ready:\n{}",
+            log.lock().unwrap().join("\n")
+        );
+    }
+    let ready: Ready = serde_json::from_str(&line)
+        .unwrap_or_else(|e| panic!("the ready line {line:?} is not the documented JSON: {e}"));
+    // Nothing more is printed on stdout (tests/it/ready.rs checks); drained all the same so
+    // the child can never block on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let server = Spawned {
+        guest: ready.guest[0].parse().unwrap(),
+        control: ready.control.clone(),
+        ready,
         child,
         log,
         log_grew,
-        listening: line,
-    }
+    };
+    // The "listening" log line precedes the ready line: once it is collected, so is
+    // everything logged during start-up.
+    assert!(
+        server.wait_for_log("azimds guest plane listening", 1, Duration::from_secs(10)),
+        "no listening log line"
+    );
+    server
 }
