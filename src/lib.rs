@@ -4,6 +4,7 @@
 //! installs logging and signal handling, and runs a [`server::Server`]. See ARCHITECTURE.md for
 //! the map.
 
+pub mod capture;
 pub mod cli;
 pub mod client;
 pub mod clock;
@@ -19,6 +20,7 @@ pub mod metadata;
 pub mod outbound;
 pub mod problem;
 pub mod registry;
+pub mod replay;
 pub mod server;
 pub mod snapshot;
 pub mod state;

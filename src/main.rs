@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 
-use azimds::cli::{self, ConnectArgs, EventsCommand, KeysCommand, VmCommand};
+use azimds::cli::{
+    self, CaptureArgs, ConnectArgs, EventsCommand, KeysCommand, ReplayArgs, VmCommand,
+};
 use azimds::config::{ServeArgs, Settings};
 use azimds::server::{Ready, Server, ready};
 
@@ -55,6 +57,15 @@ enum Command {
         #[command(flatten)]
         connect: ConnectArgs,
     },
+    /// Record every endpoint and api-version of an IMDS (inside an Azure VM: the real one)
+    /// into a fixture pack and a VM definition.
+    ///
+    /// Example: azimds capture --out my-vm && azimds serve --vms my-vm/vms.yaml
+    Capture(CaptureArgs),
+    /// Serve a fixture pack written by `azimds capture`, byte for byte.
+    ///
+    /// Prints one JSON line on stdout when listening: {"guest":["ADDR:PORT"],…}.
+    Replay(ReplayArgs),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +94,10 @@ fn main() -> ExitCode {
         Command::Status { connect } => {
             client_command(|out| async move { cli::status(&connect, default_data_dir, out).await })
         }
+        Command::Capture(args) => {
+            client_command(|out| async move { cli::capture(args, out).await })
+        }
+        Command::Replay(args) => client_command(|_| replay(args)),
     }
 }
 
@@ -158,6 +173,35 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         }
         Ok(())
     })
+}
+
+/// `azimds replay`: serves until SIGTERM or Ctrl-C; its ready line names the bound addresses.
+async fn replay(args: ReplayArgs) -> Result<(), cli::Failure> {
+    let dir = args.dir.clone();
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| cli::Failure {
+        code: 1,
+        message: format!("cannot install the SIGTERM handler: {e}"),
+    })?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    };
+    let ready = |guest: &[std::net::SocketAddr], responses: usize| {
+        use std::io::Write;
+        let line = serde_json::json!({
+            "guest": guest.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "pack": dir,
+            "responses": responses,
+            "pid": std::process::id(),
+            "version": env!("CARGO_PKG_VERSION"),
+        });
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+        Ok(())
+    };
+    cli::replay(args, ready, shutdown).await
 }
 
 /// The ready line on stdout (a closed stdout is not an error: nobody is reading it), the

@@ -73,7 +73,8 @@ enum Vms {
 }
 
 /// How to start a [`TestServer`]. Every setting has a default for tests: the demo VM, caller
-/// mode `single`, no throttling, a manual clock at the current time.
+/// mode `single`, no throttling (neither Azure's 5 requests per second nor the identity
+/// limits), a manual clock at the current time.
 #[derive(Clone, Debug)]
 #[must_use = "a builder does nothing until `start`"]
 pub struct Builder {
@@ -99,7 +100,10 @@ impl Default for Builder {
             vms: Vms::Demo,
             callers: CallerMode::Single,
             rate_limit: 0,
-            identity_limits: IdentityLimits::default(),
+            identity_limits: IdentityLimits {
+                per_second: 0,
+                concurrent: 0,
+            },
             events: MaintenanceConfig::default(),
             clock: ClockChoice::Manual(SystemTime::now()),
             token_lifetime: DEFAULT_LIFETIME,
@@ -149,7 +153,8 @@ impl Builder {
         self
     }
 
-    /// The managed-identity limits (default: Azure's 20 per second, 5 concurrent).
+    /// The managed-identity limits (Azure's: `IdentityLimits::default()`, 20 per second and 5
+    /// concurrent; default here: off).
     pub fn identity_limits(mut self, limits: IdentityLimits) -> Builder {
         self.identity_limits = limits;
         self

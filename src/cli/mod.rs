@@ -9,6 +9,7 @@
 //! 2 usage error; 3 not found; 4 conflict or precondition failed (409/412); 5 rejected as
 //! invalid (400/413/422); 6 cannot reach or authenticate to the server; 7 `events wait` timed out.
 
+mod capture;
 mod events;
 mod format;
 mod keys;
@@ -24,6 +25,7 @@ use crate::client::{ControlClient, Reply};
 use crate::config::{ControlAddress, DEFAULT_CONTROL, parse_control};
 use crate::control::token::ControlToken;
 
+pub use capture::{CaptureArgs, ReplayArgs, capture, replay};
 pub use events::{EventsCommand, ScheduleArgs, events};
 pub use keys::{KeysCommand, keys};
 pub use status::status;

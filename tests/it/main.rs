@@ -7,6 +7,8 @@ mod support;
 mod antispoof;
 /// Malformed and hostile input never panics and never gets a 5xx.
 mod bad_input;
+/// `azimds capture` and `azimds replay`: round trips byte for byte, scrubbing, the spec's captures.
+mod capture;
 /// The `azimds` binary: start-up, definition-file errors, `--help`.
 mod cli;
 /// The control API in-process: every route, auth, validation, ETags, isolation from guests.
