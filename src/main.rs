@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 
 use azimds::cli::{
@@ -66,6 +66,18 @@ enum Command {
     ///
     /// Prints one JSON line on stdout when listening: {"guest":["ADDR:PORT"],…}.
     Replay(ReplayArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// Example: azimds completions bash > /usr/share/bash-completion/completions/azimds
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: cli::Shell,
+    },
+    /// Write the man pages (azimds.1 and one per command) into DIR, or print azimds(1).
+    Man {
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -98,6 +110,15 @@ fn main() -> ExitCode {
             client_command(|out| async move { cli::capture(args, out).await })
         }
         Command::Replay(args) => client_command(|_| replay(args)),
+        Command::Completions { shell } => {
+            client_command(|out| async move { cli::completions(Cli::command(), shell, out) })
+        }
+        Command::Man { out: dir } => client_command(|out| async move {
+            for page in cli::man_pages(Cli::command(), dir.as_deref(), out)? {
+                let _ = writeln!(out, "{}", page.display());
+            }
+            Ok(())
+        }),
     }
 }
 

@@ -12,6 +12,7 @@
 mod capture;
 mod events;
 mod format;
+mod generate;
 mod keys;
 mod status;
 mod vm;
@@ -27,6 +28,7 @@ use crate::control::token::ControlToken;
 
 pub use capture::{CaptureArgs, ReplayArgs, capture, replay};
 pub use events::{EventsCommand, ScheduleArgs, events};
+pub use generate::{Shell, completions, man_pages};
 pub use keys::{KeysCommand, keys};
 pub use status::status;
 pub use vm::{VmCommand, vm};
