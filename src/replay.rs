@@ -1,7 +1,10 @@
 //! `azimds replay DIR`: serves a fixture pack ([`crate::capture::pack`]) byte for byte. A
 //! request gets the recorded answer of the same method, path, query parameters (in any order)
 //! and `Metadata: true` presence: the recorded status, headers (but `Date` and
-//! `Content-Length`, computed per answer) and body bytes. Anything else gets what the service
+//! `Content-Length`, computed per answer) and body bytes. A sub-path of a recorded instance
+//! document (`/metadata/instance/compute?api-version=…`, a leaf with `format=text`) is cut
+//! from that document as Azure cuts it (spec §1.7: the compact sub-tree, a leaf's raw value).
+//! Anything else gets what the service
 //! answered to the same kind of mistake when it was captured: a request without the
 //! `Metadata` header the recorded "no metadata header" answer (identity's own for
 //! `/metadata/identity/…`), any other the recorded "not found" answer, else a plain 404.
@@ -19,6 +22,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+use crate::capture::json::Json;
 use crate::capture::pack::{COMPUTED_HEADERS, Pack};
 
 /// How long a connection may take to send a request head.
@@ -105,6 +109,12 @@ impl Replay {
                 .iter()
                 .position(|r| r.name == name)
         };
+        if exact.is_none()
+            && metadata
+            && let Some(answer) = self.sub_path(method, target)
+        {
+            return answer;
+        }
         match exact.copied().or_else(fallback) {
             Some(index) => self.recorded(index),
             None => {
@@ -118,6 +128,66 @@ impl Replay {
                 response
             }
         }
+    }
+
+    /// A sub-path of a recorded instance document, if the request names one (GET, an
+    /// api-version whose document was recorded with a 200).
+    fn sub_path(&self, method: &str, target: &str) -> Option<Response<Full<Bytes>>> {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let rest = path.strip_prefix("/metadata/instance/")?;
+        if method != "GET" {
+            return None;
+        }
+        let parameter = |name: &str| {
+            query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+        };
+        let version = parameter("api-version")?;
+        let suffix = if parameter("extended") == Some("true") {
+            "-extended"
+        } else {
+            ""
+        };
+        let name = format!("instance/{version}{suffix}");
+        let index = self
+            .pack
+            .manifest
+            .responses
+            .iter()
+            .position(|r| r.name == name && r.status == 200)?;
+        let mut node = Json::parse(&self.pack.bodies[index])?;
+        for segment in rest.trim_end_matches('/').split('/') {
+            let segment = percent_encoding::percent_decode_str(segment)
+                .decode_utf8()
+                .ok()?;
+            node = match node {
+                Json::Object(members) => members.into_iter().find(|(k, _)| *k == segment)?.1,
+                Json::Array(items) => items.into_iter().nth(segment.parse().ok()?)?,
+                _ => return None,
+            };
+        }
+        let text = parameter("format") == Some("text");
+        let body = match (&node, text) {
+            (Json::Object(_) | Json::Array(_), false) => node.to_bytes(),
+            (Json::Object(_) | Json::Array(_), true) => return None,
+            (Json::String(value), true) => value.clone().into_bytes(),
+            (_, true) => node.to_bytes(),
+            (_, false) => {
+                // A leaf needs format=text: the service's own refusal, as recorded.
+                let refusal = self.pack.get_index("errors/leaf-without-format")?;
+                return Some(self.recorded(refusal));
+            }
+        };
+        let mut response = self.recorded(index);
+        *response.body_mut() = Full::new(Bytes::from(body));
+        if text {
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+        }
+        Some(response)
     }
 
     fn recorded(&self, index: usize) -> Response<Full<Bytes>> {

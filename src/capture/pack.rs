@@ -147,6 +147,11 @@ impl Pack {
         std::fs::write(&path, text).map_err(io(&path))
     }
 
+    /// The position of the recorded response named `name`.
+    pub fn get_index(&self, name: &str) -> Option<usize> {
+        self.manifest.responses.iter().position(|r| r.name == name)
+    }
+
     /// The recorded response named `name`, with its body.
     pub fn get(&self, name: &str) -> Option<(&Recorded, &Bytes)> {
         self.manifest
