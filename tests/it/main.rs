@@ -15,6 +15,8 @@ mod cli;
 mod control;
 /// Crash durability: SIGKILL mid-write at random moments, restart, every acknowledged write kept.
 mod durability;
+/// docs/testing.md's Rust example: `azimds::testing` in another crate's tests.
+mod embedding;
 /// Shell completions and man pages from the clap definitions, with real bash and man.
 mod generated;
 /// Managed identity: tokens verified with the published JWKS, exact error bodies, cache, limits.

@@ -1,0 +1,147 @@
+"""The static binary (scripts/build-static.sh) runs in an empty root, and the container file
+(packaging/Containerfile, FROM scratch) describes an image that works: the image is laid out
+as its COPY lines say and its ENTRYPOINT + CMD run as its USER in a network namespace set up
+as Docker sets one up (unprivileged ports allowed)."""
+
+import json
+import re
+import shutil
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import jwt
+
+from conftest import REPO, which
+
+CONTAINERFILE = REPO / "packaging" / "Containerfile"
+
+
+def get(url: str, headers=None) -> tuple:
+    request = urllib.request.Request(url, headers=headers or {})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_the_binary_needs_no_shared_library(static_bin):
+    dynamic = subprocess.run(["readelf", "-d", str(static_bin)], capture_output=True, text=True).stdout
+    assert "NEEDED" not in dynamic, dynamic
+    headers = subprocess.run(["readelf", "-l", str(static_bin)], capture_output=True, text=True).stdout
+    assert "INTERP" not in headers, "a static binary has no program interpreter"
+
+
+def test_it_serves_metadata_and_signed_tokens_from_an_empty_root(static_bin, tmp_path, start):
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copy(static_bin, root / "azimds")
+    server = start(["chroot", str(root), "/azimds", "serve", "--listen", "127.0.0.1:0",
+                    "--control", "127.0.0.1:0", "--data", "/data"],
+                   env={"PATH": "/nonexistent"})
+    guest = "http://" + server.ready["guest"][0]
+    status, body = get(f"{guest}/metadata/instance/compute/name?api-version=2021-02-01&format=text",
+                       {"Metadata": "true"})
+    assert (status, body) == (200, b"azimds-demo")
+    # RS256 signing with the statically linked OpenSSL, verified against the published keys.
+    status, body = get(f"{guest}/metadata/identity/oauth2/token?api-version=2018-02-01"
+                       "&resource=https%3A%2F%2Fmanagement.azure.com%2F", {"Metadata": "true"})
+    assert status == 200, body
+    token = json.loads(body)["access_token"]
+    status, keys = get(f"http://{server.ready['control']}/common/discovery/keys")
+    assert status == 200
+    kid = jwt.get_unverified_header(token)["kid"]
+    key = next(k for k in json.loads(keys)["keys"] if k["kid"] == kid)
+    claims = jwt.decode(token, jwt.PyJWK(key).key, algorithms=["RS256"],
+                        audience="https://management.azure.com/")
+    assert claims["idtyp"] == "app"
+    assert server.close() == 0
+    # Nothing but the binary and the state it made: no /etc, /lib, /tmp or /dev needed.
+    assert sorted(p.name for p in root.iterdir()) == ["azimds", "data"]
+
+
+def test_host_names_resolve_from_hosts_files_only_where_they_exist(static_bin, tmp_path, start):
+    """glibc's static resolver: a hook URL naming a host works where /etc/hosts says where it is
+    (a container's usual files), an IP address works everywhere (README "Static binary")."""
+    for with_hosts in (False, True):
+        root = tmp_path / f"root-{with_hosts}"
+        (root / "etc").mkdir(parents=True)
+        shutil.copy(static_bin, root / "azimds")
+        if with_hosts:
+            (root / "etc" / "hosts").write_text("127.0.0.1 hook.example\n")
+        server = start(["chroot", str(root), "/azimds", "serve", "--listen", "127.0.0.1:0",
+                        "--control", "127.0.0.1:0", "--data", "/data",
+                        "--event-hook", "http://hook.example:9/events"], env={})
+        assert server.close() == 0
+
+
+def parse_containerfile(text: str) -> dict:
+    image = {"copy": [], "user": None, "entrypoint": None, "cmd": None, "expose": [], "volume": []}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        word, _, rest = line.partition(" ")
+        if word == "FROM":
+            assert rest == "scratch", "an empty image"
+        elif word == "COPY":
+            options = dict(re.findall(r"--(\w+)=(\S+)", rest))
+            source, target = re.sub(r"--\w+=\S+\s*", "", rest).split()
+            image["copy"].append((source, target, options))
+        elif word == "USER":
+            image["user"] = rest
+        elif word in ("ENTRYPOINT", "CMD"):
+            image[word.lower()] = json.loads(rest)
+        elif word == "EXPOSE":
+            image["expose"].append(rest)
+        elif word == "VOLUME":
+            image["volume"].append(rest)
+        else:
+            raise AssertionError(f"unexpected instruction {word} (extend this test's reader)")
+    return image
+
+
+def test_the_container_image_serves_on_its_documented_port_and_volume(static_bin, tmp_path, netns, start):
+    image = parse_containerfile(CONTAINERFILE.read_text())
+    assert image["expose"] == ["80"] and image["volume"] == ["/var/lib/azimds"]
+    # The build context as the file's header describes it.
+    context = tmp_path / "context"
+    (context / "empty").mkdir(parents=True)
+    shutil.copy(static_bin, context / "azimds")
+    root = tmp_path / "rootfs"
+    root.mkdir()
+    uid, gid = (int(n) for n in image["user"].split(":"))
+    for source, target, options in image["copy"]:
+        destination = root / target.lstrip("/")
+        if (context / source).is_dir():
+            destination.mkdir(parents=True, exist_ok=True)
+        else:
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(context / source, destination)
+        if "chown" in options:
+            owner, group = (int(n) for n in options["chown"].split(":"))
+            shutil.chown(destination, owner, group)
+        if "chmod" in options:
+            destination.chmod(int(options["chmod"], 8))
+    # Docker's network namespace lets any user bind port 80.
+    netns.run("sysctl", "-qw", "net.ipv4.ip_unprivileged_port_start=0")
+    which("chroot")
+    server = start(netns.command("chroot", f"--userspec={uid}:{gid}", str(root),
+                                 *image["entrypoint"], *image["cmd"]), env={})
+    assert server.ready["guest"] == ["0.0.0.0:80"]
+    assert server.ready["control"] == "unix:/var/lib/azimds/control.sock"
+    status, body = netns.curl("http://169.254.169.254/metadata/instance/compute/name"
+                              "?api-version=2021-02-01&format=text", "Metadata: true")
+    assert (status, body) == (200, "azimds-demo")
+    # The control API on the socket in the volume, as `docker exec … /azimds status` uses it.
+    status = subprocess.run(netns.command("chroot", f"--userspec={uid}:{gid}", str(root),
+                                          "/azimds", "status", "--control",
+                                          "unix:/var/lib/azimds/control.sock", "--json"),
+                            capture_output=True, text=True, timeout=30)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["vms"] == 1
+    assert server.close() == 0
+    state = root / "var" / "lib" / "azimds"
+    assert (state / "azimds.redb").stat().st_uid == uid
