@@ -1,5 +1,5 @@
 """Packaging tests (issue 12): the static binary in an empty root, the container file, the
-Debian package installed on this machine. Run by scripts/test-packages.sh (from
+Debian package installed on this machine, the conformance kit run as other projects run it. Run by scripts/test-packages.sh (from
 scripts/test.sh) as root: they chroot, create network namespaces and install a .deb.
 
 Environment:
@@ -116,6 +116,22 @@ class Started:
                             pytrace=False)
             line += chunk
         return json.loads(line)
+
+    def wait_for_stderr(self, needle: str, timeout: float) -> bool:
+        """Reads stderr until a line contains `needle` (True) or `timeout` passes (False)."""
+        deadline = time.monotonic() + timeout
+        buffered = b""
+        while time.monotonic() < deadline:
+            readable, _, _ = select.select([self.proc.stderr], [], [], deadline - time.monotonic())
+            if not readable:
+                break
+            chunk = os.read(self.proc.stderr.fileno(), 4096)
+            if not chunk:
+                break
+            buffered += chunk
+            if needle.encode() in buffered:
+                return True
+        return False
 
     def stderr(self) -> str:
         if self.proc.poll() is None:
