@@ -322,6 +322,7 @@ def imds(tmp_path_factory) -> Imds:
 
 # ------------------------------------------------------------------ hooks
 _LINES = os.environ.get("AZIMDS_CT_LINES") == "1"
+_LINES_FD = int(os.environ.get("AZIMDS_CT_LINES_FD", "1"))
 _COUNTS = {"passed": 0, "failed": 0}
 
 
@@ -340,7 +341,7 @@ def pytest_collection_modifyitems(config, items):
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
         if _LINES:
-            os.write(1, f"not run against this server (need azimds' control API or vm.yaml): "
+            os.write(_LINES_FD, f"not run against this server (need azimds' control API or vm.yaml): "
                         f"{len(dropped)} checks\n".encode())
 
 
@@ -359,12 +360,12 @@ def pytest_runtest_logreport(report):
         lines = [line for line in str(report.longrepr).strip().splitlines() if line.strip()]
         reason = ": " + (lines[-1].strip()[:200] if lines else "failed")
     verdict = "PASS" if report.passed else "FAIL"
-    os.write(1, f"{verdict} {report.nodeid}{reason}\n".encode())
+    os.write(_LINES_FD, f"{verdict} {report.nodeid}{reason}\n".encode())
 
 
 def pytest_sessionfinish(session, exitstatus):
     if _LINES:
-        os.write(1, f"{_COUNTS['passed']} passed, {_COUNTS['failed']} failed\n".encode())
+        os.write(_LINES_FD, f"{_COUNTS['passed']} passed, {_COUNTS['failed']} failed\n".encode())
 
 
 def pytest_configure(config):
