@@ -6,7 +6,8 @@
 #
 # What it does:
 #   1. apt: cloud-init, waagent (the unmodified clients under test), iproute2
-#      (ip netns), python3-venv and python3-yaml. Installed with
+#      (ip netns), python3-venv and python3-yaml, and what the packaging tests
+#      use (libssl-dev, binutils, systemd, man-db, adduser). Installed with
 #      --no-install-recommends and with a policy-rc.d that forbids starting
 #      services, so no agent/daemon starts during the install. When this script
 #      is the one that installed cloud-init / waagent, it also disables them at
@@ -26,7 +27,11 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${AZIMDS_CLIENTS_VENV:-$REPO/.venv-clients}
 REQS=$REPO/tests/clients/requirements.txt
 # curl: the guests of tests/it/isolation.rs (ip netns exec NS curl ...).
-APT_PKGS=(cloud-init waagent iproute2 nftables curl python3-venv python3-yaml)
+# The packaging tests (scripts/test-packages.sh): libssl-dev's static libraries for the
+# static binary, binutils' readelf, systemd's systemd-analyze, man-db's man, adduser for the
+# .deb's postinst.
+APT_PKGS=(cloud-init waagent iproute2 nftables curl python3-venv python3-yaml
+          libssl-dev binutils systemd man-db adduser)
 SYS_PY=/usr/bin/python3
 
 log() { printf '[install-test-deps] %s\n' "$*" >&2; }
