@@ -7,7 +7,7 @@
 # What it does:
 #   1. apt: cloud-init, waagent (the unmodified clients under test), iproute2
 #      (ip netns), python3-venv and python3-yaml, and what the packaging tests
-#      use (libssl-dev, binutils, systemd, man-db, adduser). Installed with
+#      use (libssl-dev, binutils, systemd, man-db, adduser, buildah). Installed with
 #      --no-install-recommends and with a policy-rc.d that forbids starting
 #      services, so no agent/daemon starts during the install. When this script
 #      is the one that installed cloud-init / waagent, it also disables them at
@@ -29,9 +29,9 @@ REQS=$REPO/tests/clients/requirements.txt
 # curl: the guests of tests/it/isolation.rs (ip netns exec NS curl ...).
 # The packaging tests (scripts/test-packages.sh): libssl-dev's static libraries for the
 # static binary, binutils' readelf, systemd's systemd-analyze, man-db's man, adduser for the
-# .deb's postinst.
+# .deb's postinst, buildah to build the container image without a daemon.
 APT_PKGS=(cloud-init waagent iproute2 nftables curl python3-venv python3-yaml
-          libssl-dev binutils systemd man-db adduser)
+          libssl-dev binutils systemd man-db adduser buildah)
 SYS_PY=/usr/bin/python3
 
 log() { printf '[install-test-deps] %s\n' "$*" >&2; }
