@@ -43,13 +43,15 @@ CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target} cargo build --quiet --locked 
     --manifest-path "$REPO/tests/clients/rust/Cargo.toml" >&2 \
     || die "building tests/clients/rust (the azure_identity probe) failed"
 
-LOG=$(mktemp -d)/pytest.log
+# The run's directory: pytest's output, and each probe's work and stderr (tmp/).
+RUN=$(mktemp -d)
+LOG=$RUN/pytest.log
 printf 'conformance: %s (full pytest output: %s)\n' "${AZIMDS_CT_TARGET:-$AZIMDS_CT_SERVER}" "$LOG" >&2
 set +e
 # The check lines come on fd 3 (this script's stdout); pytest's own output goes to the log.
 AZIMDS_CT_NETNS=$NS AZIMDS_CT_LINES=1 AZIMDS_CT_LINES_FD=3 PYTHONDONTWRITEBYTECODE=1 \
     "$VENV/bin/python" -m pytest -c "$REPO/tests/clients/pytest.ini" \
-    --rootdir "$REPO/tests/clients" "$REPO/tests/clients" 3>&1 >"$LOG" 2>&1
+    --basetemp "$RUN/tmp" --rootdir "$REPO/tests/clients" "$REPO/tests/clients" 3>&1 >"$LOG" 2>&1
 rc=$?
 set -e
 # pytest's exit status 2-4 is not a verdict on the server: say so.
