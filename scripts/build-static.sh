@@ -19,7 +19,10 @@ PROFILE=${PROFILE:-release}
 TARGET=x86_64-unknown-linux-gnu
 case $PROFILE in
     release) DIR=release ;;
-    dev) DIR=debug ;;
+    # Without debug info: the tests copy it into every root they make, and it builds from
+    # scratch in about half the time (measured on 2 cores: 173 s against 361 s; 32 MB
+    # against 131 MB; target/static 0.4 GB against 1.9 GB).
+    dev) DIR=debug; export CARGO_PROFILE_DEV_DEBUG=0 CARGO_PROFILE_DEV_STRIP=debuginfo ;;
     *) echo "build-static: PROFILE must be release or dev" >&2; exit 2 ;;
 esac
 [[ -e /usr/lib/x86_64-linux-gnu/libssl.a ]] || {

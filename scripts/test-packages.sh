@@ -6,7 +6,7 @@
 #
 #   scripts/test-packages.sh [pytest args...]
 #
-# Needs root and scripts/install-test-deps.sh (the venv, libssl-dev, systemd, man-db).
+# Needs root and scripts/install-test-deps.sh (the venv, libssl-dev, systemd, man-db, buildah).
 # The binaries are unoptimized builds (PROFILE=dev, the debug binary for the .deb): the
 # tests check packaging, not speed, and a release build would double the CI time.
 # Installs azimds from the .deb for the run: fails if azimds is already installed here.
@@ -27,14 +27,16 @@ t=$(now)
 cargo build --quiet --locked --bin azimds --manifest-path "$REPO/Cargo.toml"
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
-# gzip: xz takes three times as long and the package is thrown away after the test.
+# gzip: xz takes three times as long and the package is thrown away after the test. The
+# tests' own directories (copies of the binary, an image store) go with it.
 DEB=$(COMPRESS=gzip bash "$REPO/scripts/package-deb.sh" --binary "$REPO/target/debug/azimds" --out "$OUT")
 printf 'test-packages: .deb built in %s\n' "$(took "$t")" >&2
 
 t=$(now)
 set +e
 AZIMDS_STATIC_BIN=$STATIC AZIMDS_DEB=$DEB PYTHONDONTWRITEBYTECODE=1 \
-    "$VENV/bin/python" -m pytest -p no:cacheprovider --rootdir "$REPO/tests/packaging" \
+    "$VENV/bin/python" -m pytest -p no:cacheprovider --basetemp "$OUT/pytest" \
+    --rootdir "$REPO/tests/packaging" \
     "$REPO/tests/packaging" "$@"
 rc=$?
 set -e
