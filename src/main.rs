@@ -225,17 +225,18 @@ async fn replay(args: ReplayArgs) -> Result<(), cli::Failure> {
     cli::replay(args, ready, shutdown).await
 }
 
-/// The ready line on stdout (a closed stdout is not an error: nobody is reading it), the
-/// `--ready-file`, and systemd's `READY=1` when started as a `Type=notify` service.
+/// The `--ready-file`, the ready line on stdout (a closed stdout is not an error: nobody is
+/// reading it), and systemd's `READY=1` when started as a `Type=notify` service. The file
+/// comes first, so that whoever has read the line finds the file too.
 fn announce(ready: &Ready, ready_file: Option<&std::path::Path>) -> std::io::Result<()> {
     use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "{}", ready.to_line()).and_then(|()| stdout.flush());
     if let Some(path) = ready_file {
         ready
             .write_file(path)
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
     }
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{}", ready.to_line()).and_then(|()| stdout.flush());
     if let Some(socket) = std::env::var_os("NOTIFY_SOCKET") {
         ready::notify_systemd(&socket)?;
     }
