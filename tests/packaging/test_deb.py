@@ -5,7 +5,6 @@ run as the unit says: its user, its ExecStart, its capabilities, no new privileg
 
 import configparser
 import grp
-import json
 import os
 import pwd
 import shlex
