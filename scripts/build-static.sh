@@ -3,6 +3,7 @@
 # linked in, so the binary runs in an empty root (a `FROM scratch` container, a chroot).
 #
 #   scripts/build-static.sh            # release: target/static/x86_64-unknown-linux-gnu/release/azimds
+#                                      # (16 MB; 14 min from scratch on 2 busy cores)
 #   PROFILE=dev scripts/build-static.sh   # unoptimized, faster to build (what scripts/test.sh tests)
 #
 # Prints the binary's path last. Needs: libssl-dev (apt), the x86_64-unknown-linux-gnu target
