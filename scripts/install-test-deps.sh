@@ -7,7 +7,8 @@
 # What it does:
 #   1. apt: cloud-init, waagent (the unmodified clients under test), iproute2
 #      (ip netns), python3-venv and python3-yaml, a JDK with BouncyCastle and Gson
-#      (the Java attested-document verifier). Installed with
+#      (the Java attested-document verifier), and what the packaging tests use
+#      (libssl-dev, binutils, systemd, man-db, adduser, buildah). Installed with
 #      --no-install-recommends and with a policy-rc.d that forbids starting
 #      services, so no agent/daemon starts during the install. When this script
 #      is the one that installed cloud-init / waagent, it also disables them at
@@ -34,10 +35,14 @@ REQS=$REPO/tests/clients/requirements.txt
 # tests/clients/test_provisioning.py.
 # A JDK, BouncyCastle (bcprov, bcpkix and its bcutil) and Gson: the Java relying party of
 # tests/clients/java/VerifyAttested.java (what Microsoft's imdssample.java builds on).
+# The packaging tests (scripts/test-packages.sh): libssl-dev's static libraries for the
+# static binary, binutils' readelf, systemd's systemd-analyze, man-db's man, adduser for the
+# .deb's postinst, buildah to build the container image without a daemon.
 APT_PKGS=(cloud-init waagent iproute2 nftables curl openssl python3-venv python3-yaml
           dnsmasq-base xorriso isc-dhcp-client
           openjdk-17-jdk-headless libbcprov-java libbcpkix-java libbcutil-java
-          libgoogle-gson-java)
+          libgoogle-gson-java
+          libssl-dev binutils systemd man-db adduser buildah)
 # azure-init for test_provisioning.py: its published release, built from crates.io.
 AZURE_INIT_VERSION=0.1.1
 AZURE_INIT_ROOT=${AZIMDS_AZURE_INIT_ROOT:-/var/cache/azimds-test-deps/azure-init-$AZURE_INIT_VERSION}

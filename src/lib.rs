@@ -5,6 +5,7 @@
 //! the map.
 
 pub mod attested;
+pub mod capture;
 pub mod cli;
 pub mod client;
 pub mod clock;
@@ -23,11 +24,14 @@ pub mod ovf;
 pub mod problem;
 pub mod provisioning;
 pub mod registry;
+pub mod replay;
 pub mod server;
 pub mod snapshot;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod throttle;
 pub mod vm_runtime;
 pub mod wireserver;

@@ -5,15 +5,15 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 
 use azimds::cli::{
-    self, ClockCommand, ConnectArgs, EventsCommand, FaultsCommand, JournalArgs, KeysCommand,
-    OvfEnvArgs, VmCommand,
+    self, CaptureArgs, ClockCommand, ConnectArgs, EventsCommand, FaultsCommand, JournalArgs,
+    KeysCommand, OvfEnvArgs, ReplayArgs, VmCommand,
 };
 use azimds::config::{LogFormat, LogSettings, ServeArgs, Settings};
-use azimds::server::Server;
+use azimds::server::{Ready, Server, ready};
 
 /// An Azure-compatible Instance Metadata Service.
 ///
@@ -96,6 +96,27 @@ enum Command {
         #[command(flatten)]
         connect: ConnectArgs,
     },
+    /// Record every endpoint and api-version of an IMDS (inside an Azure VM: the real one)
+    /// into a fixture pack and a VM definition.
+    ///
+    /// Example: azimds capture --out my-vm && azimds serve --vms my-vm/vms.yaml
+    Capture(CaptureArgs),
+    /// Serve a fixture pack written by `azimds capture`, byte for byte.
+    ///
+    /// Prints one JSON line on stdout when listening: {"guest":["ADDR:PORT"],…}.
+    Replay(ReplayArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// Example: azimds completions bash > /usr/share/bash-completion/completions/azimds
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: cli::Shell,
+    },
+    /// Write the man pages (azimds.1 and one per command) into DIR, or print azimds(1).
+    Man {
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -143,6 +164,19 @@ fn main() -> ExitCode {
         Command::Status { connect } => {
             client_command(|out| async move { cli::status(&connect, default_data_dir, out).await })
         }
+        Command::Capture(args) => {
+            client_command(|out| async move { cli::capture(args, out).await })
+        }
+        Command::Replay(args) => client_command(|_| replay(args)),
+        Command::Completions { shell } => {
+            client_command(|out| async move { cli::completions(Cli::command(), shell, out) })
+        }
+        Command::Man { out: dir } => client_command(|out| async move {
+            for page in cli::man_pages(Cli::command(), dir.as_deref(), out)? {
+                let _ = writeln!(out, "{}", page.display());
+            }
+            Ok(())
+        }),
     }
 }
 
@@ -201,17 +235,74 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         // must find the handler installed, not kill the process by default.
         let mut terminate = signal(SignalKind::terminate())
             .map_err(|e| format!("cannot install the SIGTERM handler: {e}"))?;
+        let ready_file = settings.ready_file.clone();
+        if let Some(path) = &ready_file {
+            ready::remove_stale(path)
+                .map_err(|e| format!("cannot remove the old ready file {}: {e}", path.display()))?;
+        }
         let server = Server::start(settings).await.map_err(|e| e.to_string())?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        };
         server
-            .serve(async move {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
-                }
-            })
-            .await;
+            .serve_announcing(shutdown, |ready| announce(ready, ready_file.as_deref()))
+            .await
+            .map_err(|e| format!("cannot announce readiness: {e}"))?;
+        if let Some(path) = &ready_file {
+            let _ = ready::remove_stale(path);
+        }
         Ok(())
     })
+}
+
+/// `azimds replay`: serves until SIGTERM or Ctrl-C; its ready line names the bound addresses.
+async fn replay(args: ReplayArgs) -> Result<(), cli::Failure> {
+    let dir = args.dir.clone();
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| cli::Failure {
+        code: 1,
+        message: format!("cannot install the SIGTERM handler: {e}"),
+    })?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    };
+    let ready = |guest: &[std::net::SocketAddr], responses: usize| {
+        use std::io::Write;
+        let line = serde_json::json!({
+            "guest": guest.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "pack": dir,
+            "responses": responses,
+            "pid": std::process::id(),
+            "version": env!("CARGO_PKG_VERSION"),
+        });
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+        Ok(())
+    };
+    cli::replay(args, ready, shutdown).await
+}
+
+/// The `--ready-file`, the ready line on stdout (a closed stdout is not an error: nobody is
+/// reading it), and systemd's `READY=1` when started as a `Type=notify` service. The file
+/// comes first, so that whoever has read the line finds the file too.
+fn announce(ready: &Ready, ready_file: Option<&std::path::Path>) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(path) = ready_file {
+        ready
+            .write_file(path)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    }
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{}", ready.to_line()).and_then(|()| stdout.flush());
+    if let Some(socket) = std::env::var_os("NOTIFY_SOCKET") {
+        ready::notify_systemd(&socket)?;
+    }
+    Ok(())
 }
 
 /// `$XDG_STATE_HOME/azimds`, else `~/.local/state/azimds`, else `./azimds-data`.

@@ -13,10 +13,12 @@
 //! cannot reach or authenticate to the server; 7 `events wait` or `vm wait-ready` timed out.
 //! `clock advance` and `clock set` on a server without `--clock manual` exit 4 (409).
 
+mod capture;
 mod clock;
 mod events;
 mod faults;
 mod format;
+mod generate;
 mod journal;
 mod keys;
 mod provisioning;
@@ -32,9 +34,11 @@ use crate::client::{ControlClient, Reply};
 use crate::config::{ControlAddress, DEFAULT_CONTROL, parse_control};
 use crate::control::token::ControlToken;
 
+pub use capture::{CaptureArgs, ReplayArgs, capture, replay};
 pub use clock::{ClockCommand, clock};
 pub use events::{EventsCommand, ScheduleArgs, events};
 pub use faults::{AddArgs, FaultsCommand, faults};
+pub use generate::{Shell, completions, man_pages};
 pub use journal::{JournalArgs, journal};
 pub use keys::{Keys, KeysCommand, keys};
 pub use provisioning::{OvfEnvArgs, ovf_env};

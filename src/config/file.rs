@@ -56,6 +56,7 @@ pub(super) struct FileConfig {
     /// API: preset, vm, endpoint, status, duration, …).
     #[serde(default)]
     pub(super) faults: Vec<FaultSpec>,
+    pub(super) ready_file: Option<PathBuf>,
 }
 
 /// A string member read with `parse`.

@@ -185,4 +185,9 @@ pub struct ServeArgs {
     /// `info,azimds::access=off`. [default: info]
     #[arg(long, env = "AZIMDS_LOG", value_name = "LEVEL", value_parser = parse_log_level)]
     pub log_level: Option<String>,
+
+    /// When ready, also write the ready line (the JSON printed on stdout: bound guest and
+    /// control addresses, pid, …) to this file, atomically; a stale one is removed at start.
+    #[arg(long, env = "AZIMDS_READY_FILE", value_name = "FILE")]
+    pub ready_file: Option<PathBuf>,
 }

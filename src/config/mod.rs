@@ -58,6 +58,8 @@ pub struct Settings {
     pub faults: Vec<FaultSpec>,
     pub telemetry: TelemetrySettings,
     pub log: LogSettings,
+    /// `--ready-file`: where the ready line is also written.
+    pub ready_file: Option<PathBuf>,
 }
 
 /// How the binary logs (installed by `main.rs` once settings are resolved).
@@ -279,6 +281,9 @@ impl Settings {
                 format: args.log_format.or(file.log_format).unwrap_or_default(),
                 level: args.log_level.or(file.log_level),
             },
+            ready_file: args
+                .ready_file
+                .or_else(|| file.ready_file.map(|p| base.join(p))),
         })
     }
 }

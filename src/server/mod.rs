@@ -9,6 +9,7 @@ mod error;
 mod fd_limit;
 mod listeners;
 mod open;
+pub mod ready;
 mod recovery;
 mod watch;
 
@@ -22,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch as signal;
 
 use crate::clock::{Clock, ManualClock, SystemClock};
-use crate::config::{ClockMode, Settings};
+use crate::config::{ClockMode, ControlAddress, Settings};
 use crate::connections::{Caps, ConnectionPolicy, StallLimits, Tracker};
 use crate::control::ControlState;
 use crate::definition::Definitions;
@@ -32,6 +33,7 @@ use crate::registry::Registry;
 pub use crate::server::data_dir::{ATTESTED_KEYS_DIR, KEYS_DIR, STORE_FILE};
 pub use crate::server::error::Error;
 use crate::server::listeners::{ControlListener, WireServerListeners};
+pub use crate::server::ready::Ready;
 use crate::snapshot::CallerMode;
 use crate::state::Shared;
 use crate::wireserver;
@@ -192,6 +194,18 @@ impl Server {
 
     /// Serves until `shutdown` completes, then stops every task and returns.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let announced = self.serve_announcing(shutdown, |_| Ok(())).await;
+        announced.expect("announcing nothing cannot fail");
+    }
+
+    /// [`Server::serve`], calling `announce` once when the server is ready: every listener
+    /// accepts and the control API answers `/readyz` with 200. If `announce` fails, the
+    /// server stops at once and returns its error.
+    pub async fn serve_announcing(
+        self,
+        shutdown: impl Future<Output = ()>,
+        announce: impl FnOnce(&Ready) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
         let (stop, stopped) = signal::channel(false);
         let on_stop = move || {
             let mut stopped = stopped.clone();
@@ -199,12 +213,12 @@ impl Server {
                 let _ = stopped.wait_for(|stop| *stop).await;
             }
         };
-        let listen: Vec<String> = self
+        let guest: Vec<String> = self
             .guest_addresses()
             .iter()
             .map(SocketAddr::to_string)
             .collect();
-        let listen = listen.join(",");
+        let listen = guest.join(",");
         let control = self.control_address();
         let wireserver = self.wireserver_addresses();
         let mut tasks = tokio::task::JoinSet::new();
@@ -269,10 +283,26 @@ impl Server {
             load_ms = self.load_time.as_millis() as u64,
             "azimds guest plane listening"
         );
-        shutdown.await;
-        tracing::info!("shutting down");
+        let ready = Ready {
+            guest,
+            control,
+            token_file: matches!(self.settings.control, ControlAddress::Tcp(_))
+                .then(|| crate::control::token::path(&self.settings.data)),
+            vms: snapshot.vm_count(),
+            callers: snapshot.mode().as_str().to_string(),
+            data: self.settings.data.clone(),
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        drop(snapshot);
+        let announced = announce(&ready);
+        if announced.is_ok() {
+            shutdown.await;
+            tracing::info!("shutting down");
+        }
         let _ = stop.send(true);
         while tasks.join_next().await.is_some() {}
+        announced
     }
 
     /// Serves on the current runtime in the background until [`Running::stop`] or drop.

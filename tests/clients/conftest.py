@@ -10,6 +10,17 @@ Needs root (ip netns). Environment:
   AZIMDS_BIN       azimds binary (default: <repo>/target/release/azimds)
   AZIMDS_CT_NETNS  namespace name (default: azimds-ct-<pid>); the runner
                    script sets it so that its own trap can clean up too.
+The conformance kit (scripts/conformance.sh, docs/conformance.md) runs the same
+suite against another IMDS:
+  AZIMDS_CT_SERVER  a shell command started in the namespace instead of azimds;
+                    it must serve 169.254.169.254:80 there
+  AZIMDS_CT_TARGET  an http://HOST:PORT reached from the namespace's
+                    169.254.169.254:80 through a forwarder (forward.py)
+  AZIMDS_CT_LINES   1: one "PASS|FAIL check" line per check on stdout and a
+                    closing "N passed, N failed" line
+With either of the first two, what the clients parse is compared with the
+server's own document instead of vm.yaml, and checks marked `azimds_only`
+(they drive azimds' control API or use vm.yaml's identities) are not run.
 Nothing is ever skipped: a missing dependency fails the run.
 """
 
@@ -28,6 +39,9 @@ import yaml
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 VM_FILE = HERE / "vm.yaml"
+FOREIGN_SERVER = os.environ.get("AZIMDS_CT_SERVER") or None
+FOREIGN_TARGET = os.environ.get("AZIMDS_CT_TARGET") or None
+FOREIGN = bool(FOREIGN_SERVER or FOREIGN_TARGET)
 PROBES = HERE / "probes"
 IMDS_IP = "169.254.169.254"
 IMDS_PORT = 80
@@ -113,13 +127,35 @@ class Imds:
             capture_output=True, text=True, timeout=timeout, env=_probe_env(),
         )
 
+    def server_command(self) -> list:
+        """What serves 169.254.169.254:80 in the namespace: azimds, a foreign server's own
+        command (AZIMDS_CT_SERVER), or a forwarder to AZIMDS_CT_TARGET."""
+        if FOREIGN_SERVER:
+            return ["bash", "-c", FOREIGN_SERVER]
+        if FOREIGN_TARGET:
+            return [sys.executable, str(HERE / "forward.py"), "listen",
+                    f"{IMDS_IP}:{IMDS_PORT}", str(self.workroot / "forward.sock")]
+        return [str(self.binary), "serve", "--listen", f"{IMDS_IP}:{IMDS_PORT}",
+                "--vms", str(VM_FILE), "--rate-limit", "0"]
+
     def start(self) -> None:
+        if FOREIGN_TARGET:
+            # The host side of the forwarder: the namespace's connections arrive on a unix
+            # socket (file system, not network) and go on to the target from here.
+            self.forwarder = subprocess.Popen(
+                [sys.executable, str(HERE / "forward.py"), "connect",
+                 str(self.workroot / "forward.sock"), FOREIGN_TARGET],
+                stdin=subprocess.DEVNULL, start_new_session=True)
+            socket_path = self.workroot / "forward.sock"
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            while not socket_path.exists():
+                if self.forwarder.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the forwarder to {FOREIGN_TARGET} did not start")
+                time.sleep(0.05)
         logf = open(self.log_path, "wb")
         try:
             self.proc = subprocess.Popen(
-                ["ip", "netns", "exec", self.ns, str(self.binary), "serve",
-                 "--listen", f"{IMDS_IP}:{IMDS_PORT}", "--vms", str(VM_FILE),
-                 "--rate-limit", "0"],
+                ["ip", "netns", "exec", self.ns, *self.server_command()],
                 stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                 start_new_session=True,
                 # keep any state azimds writes (default ~/.local/state) in the run's temp dir
@@ -147,6 +183,10 @@ class Imds:
             time.sleep(0.1)
 
     def stop(self) -> None:
+        forwarder = getattr(self, "forwarder", None)
+        if forwarder is not None and forwarder.poll() is None:
+            forwarder.terminate()
+            forwarder.wait(timeout=5)
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.terminate()
@@ -216,9 +256,27 @@ class Imds:
 
 
 # ------------------------------------------------------------------ fixtures
+def _server_document(server: "Imds") -> dict:
+    """The server's own instance document at the newest api-version it lists."""
+    script = (
+        "import json, urllib.request\n"
+        "o = urllib.request.build_opener(urllib.request.ProxyHandler({}))\n"
+        "get = lambda p: json.load(o.open(urllib.request.Request("
+        "'http://169.254.169.254' + p, headers={'Metadata': 'true'}), timeout=30))\n"
+        "newest = get('/metadata/versions')['apiVersions'][-1]\n"
+        "print(json.dumps(get('/metadata/instance?api-version=' + newest)))\n"
+    )
+    proc = server.exec_in_ns(sys.executable, "-c", script)
+    assert proc.returncode == 0, f"cannot read the server's instance document: {proc.stderr}"
+    return json.loads(proc.stdout)
+
+
 @pytest.fixture(scope="session")
-def vm() -> dict:
-    """The `instance` document of the single VM in vm.yaml."""
+def vm(request) -> dict:
+    """The `instance` document of the single VM in vm.yaml; against a foreign server
+    (conformance kit), the server's own document."""
+    if FOREIGN:
+        return _server_document(request.getfixturevalue("imds"))
     with open(VM_FILE, encoding="utf-8") as fh:
         doc = yaml.safe_load(fh)
     vms = doc["vms"]
@@ -233,7 +291,7 @@ def imds(tmp_path_factory) -> Imds:
     if shutil.which("ip") is None:
         pytest.fail("`ip` (iproute2) not found; run scripts/install-test-deps.sh", pytrace=False)
     binary = Path(os.environ.get("AZIMDS_BIN") or REPO / "target" / "release" / "azimds").resolve()
-    if not (binary.is_file() and os.access(binary, os.X_OK)):
+    if not FOREIGN and not (binary.is_file() and os.access(binary, os.X_OK)):
         pytest.fail(f"azimds binary not found or not executable: {binary} (set AZIMDS_BIN)", pytrace=False)
 
     ns = os.environ.get("AZIMDS_CT_NETNS") or f"azimds-ct-{os.getpid()}"
@@ -264,7 +322,57 @@ def imds(tmp_path_factory) -> Imds:
 
 
 # ------------------------------------------------------------------ hooks
+_LINES = os.environ.get("AZIMDS_CT_LINES") == "1"
+_LINES_FD = int(os.environ.get("AZIMDS_CT_LINES_FD", "1"))
+_COUNTS = {"passed": 0, "failed": 0}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Against a foreign server, checks that need azimds itself are not run (and said so)."""
+    if not FOREIGN:
+        return
+    def azimds_only(item) -> bool:
+        # The embedding examples and endpoint overrides start azimds themselves.
+        return (item.get_closest_marker("azimds_only") is not None
+                or "examples" in item.path.parts or item.path.name == "test_endpoint_overrides.py")
+
+    kept = [item for item in items if not azimds_only(item)]
+    dropped = [item for item in items if azimds_only(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+        if _LINES:
+            os.write(_LINES_FD, f"not run against this server (need azimds' control API or vm.yaml): "
+                        f"{len(dropped)} checks\n".encode())
+
+
+def pytest_runtest_logreport(report):
+    """One line per check: its call's outcome, or a failed set-up (a probe that did not run)."""
+    if not _LINES:
+        return
+    counted = report.when == "call" or (report.failed and report.when == "setup")
+    if report.failed and report.when == "teardown":
+        counted = True
+    if not counted:
+        return
+    _COUNTS["passed" if report.passed else "failed"] += 1
+    reason = ""
+    if report.failed:
+        lines = [line for line in str(report.longrepr).strip().splitlines() if line.strip()]
+        reason = ": " + (lines[-1].strip()[:200] if lines else "failed")
+    verdict = "PASS" if report.passed else "FAIL"
+    os.write(_LINES_FD, f"{verdict} {report.nodeid}{reason}\n".encode())
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _LINES:
+        os.write(_LINES_FD, f"{_COUNTS['passed']} passed, {_COUNTS['failed']} failed\n".encode())
+
+
 def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "azimds_only: drives azimds' control API or relies on vm.yaml; not run "
+        "against other servers by the conformance kit")
     # Turn SIGTERM into KeyboardInterrupt so that session fixtures (server,
     # namespace) are torn down when the run is terminated.
     def _on_term(signum, frame):

@@ -122,24 +122,28 @@ PY_CASES = ["system", "client_id", "object_id", "resource_id", "default_credenti
 USER_CASES = ["system", "client_id", "object_id", "resource_id"]
 
 
+@pytest.mark.azimds_only  # vm.yaml's identities, azimds' JWKS
 @pytest.mark.parametrize("case", PY_CASES)
 def test_azure_identity_python(imds, jwks, identities, python_sdk, case):
     check_token(imds, jwks, identities, case, python_sdk[case]["token"])
     assert python_sdk[case]["expires_on"] > 0
 
 
+@pytest.mark.azimds_only  # vm.yaml's identities, azimds' JWKS
 @pytest.mark.parametrize("case", USER_CASES)
 def test_msal_python(imds, jwks, identities, msal_python, case):
     check_token(imds, jwks, identities, case, msal_python[case]["token"])
     assert int(msal_python[case]["expires_in"]) > 3600
 
 
+@pytest.mark.azimds_only  # vm.yaml's identities, azimds' JWKS
 @pytest.mark.parametrize("case", USER_CASES + ["default_credential"])
 def test_azure_identity_js(imds, jwks, identities, js_sdk, case):
     check_token(imds, jwks, identities, case, js_sdk[case]["token"])
     assert js_sdk[case]["expiresOnTimestamp"] > 0
 
 
+@pytest.mark.azimds_only  # vm.yaml's identities, azimds' JWKS
 @pytest.mark.parametrize("case", USER_CASES)
 def test_azure_identity_rust(imds, jwks, identities, rust_sdk, case):
     check_token(imds, jwks, identities, case, rust_sdk[case]["token"])

@@ -21,7 +21,12 @@ import time
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
+import pytest
+
 from conftest import PROBES, _probe_env, _tail
+
+# Schedules events through azimds' control API.
+pytestmark = pytest.mark.azimds_only
 
 # §6.2: key order is fixed.
 EVENT_KEYS = [

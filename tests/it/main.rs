@@ -9,6 +9,8 @@ mod antispoof;
 mod attested;
 /// Malformed and hostile input never panics and never gets a 5xx.
 mod bad_input;
+/// `azimds capture` and `azimds replay`: round trips byte for byte, scrubbing, the spec's captures.
+mod capture;
 /// The `azimds` binary: start-up, definition-file errors, `--help`.
 mod cli;
 /// The control API in-process: every route, auth, validation, ETags, isolation from guests.
@@ -19,8 +21,12 @@ mod data_dir;
 mod definitions;
 /// Crash durability: SIGKILL mid-write at random moments, restart, every acknowledged write kept.
 mod durability;
+/// docs/testing.md's Rust example: `azimds::testing` in another crate's tests.
+mod embedding;
 /// Fault rules: every action and limit over HTTP, presets, isolation between VMs.
 mod faults;
+/// Shell completions and man pages from the clap definitions, with real bash and man.
+mod generated;
 /// Issue 13: connection floods, slow clients, descriptor limits, the control API's shape.
 mod hardening;
 /// Managed identity: tokens verified with the published JWKS, exact error bodies, cache, limits.
@@ -35,6 +41,8 @@ mod loadbalancer;
 mod observe;
 /// Property tests: version monotonicity, arbitrary paths.
 mod properties;
+/// The ready line, `--ready-file` and `READY=1` for systemd: starting azimds on port 0.
+mod ready;
 /// `/metadata/reprovisiondata` and the assign action (control API and CLI).
 mod reprovision;
 /// Request rules: headers, api-version, query parameters, methods, paths, throttling.

@@ -143,6 +143,7 @@ impl TestServer {
                 ..TelemetrySettings::default()
             },
             log: LogSettings::default(),
+            ready_file: None,
         };
         let clock = Arc::new(ManualClock::new(config.start));
         let definitions = match config.vms {
@@ -576,6 +577,8 @@ fn serve_command(data: &Path, extra: &[&str], nofile: Option<(u64, u64)>) -> std
         // The most verbose level, for the secret-free-logs check.
         .args(["--access-log", "--journal-size", "64"])
         .env("AZIMDS_LOG", "trace")
+        // The ready line (tests/it/ready.rs reads it itself).
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
     command
 }

@@ -21,6 +21,9 @@ def first_user_assigned() -> dict:
 
 
 def scrub_azure_env() -> None:
+    """Removes Azure SDK variables, but those named in AZIMDS_PROBE_KEEP_ENV (comma-separated:
+    the endpoint override under test, test_endpoint_overrides.py)."""
+    keep = set(filter(None, os.environ.get("AZIMDS_PROBE_KEEP_ENV", "").split(",")))
     for name in list(os.environ):
-        if name.startswith(("AZURE_", "IDENTITY_", "MSI_", "IMDS_")):
+        if name.startswith(("AZURE_", "IDENTITY_", "MSI_", "IMDS_")) and name not in keep:
             del os.environ[name]
