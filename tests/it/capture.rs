@@ -16,6 +16,8 @@ use crate::support::{TempDir, TestImds, fixture};
 
 /// Runs `azimds capture --url URL --out OUT --rate 0 extra…`; returns its stdout. Async: the
 /// in-process servers it captures run on the test's runtime meanwhile.
+/// Captures from a server on the system clock: a capture walks the service in real time, and a
+/// manual clock that never moves would never refill the attested documents' 5-per-second limit.
 async fn capture(url: &str, out: &Path, extra: &[&str]) -> String {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_azimds"))
         .args(["capture", "--url", url, "--rate", "0", "--out"])
@@ -101,7 +103,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 #[tokio::test]
 async fn a_capture_of_azimds_served_again_answers_byte_for_byte() {
     let temp = TempDir::new("capture-round-trip");
-    let first = TestServer::start().await.unwrap();
+    let first = TestServer::builder().system_clock().start().await.unwrap();
     let (one, two) = (temp.path().join("one"), temp.path().join("two"));
     let said = capture(&first.url(), &one, &[]).await;
     assert!(
@@ -112,6 +114,7 @@ async fn a_capture_of_azimds_served_again_answers_byte_for_byte() {
     // The capture's vms.yaml, loaded as-is by a second server, and captured in turn.
     let vms = std::fs::read_to_string(one.join("vms.yaml")).unwrap();
     let second = TestServer::builder()
+        .system_clock()
         .definitions(&vms)
         .start()
         .await
@@ -189,7 +192,7 @@ async fn secrets_and_personal_values_are_scrubbed_unless_asked_for() {
         .as_str()
         .unwrap();
     let key = key.split_whitespace().nth(1).unwrap().to_string();
-    let server = TestServer::start().await.unwrap();
+    let server = TestServer::builder().system_clock().start().await.unwrap();
     let temp = TempDir::new("capture-scrub");
     let (scrubbed, kept) = (temp.path().join("scrubbed"), temp.path().join("kept"));
     let said = capture(&server.url(), &scrubbed, &[]).await;
@@ -234,7 +237,7 @@ async fn secrets_and_personal_values_are_scrubbed_unless_asked_for() {
 
 #[tokio::test]
 async fn a_replayed_pack_is_captured_back_identical_and_answers_like_the_service() {
-    let server = TestServer::start().await.unwrap();
+    let server = TestServer::builder().system_clock().start().await.unwrap();
     let temp = TempDir::new("capture-replay");
     let (pack_dir, again) = (temp.path().join("pack"), temp.path().join("again"));
     // Kept whole, so the replay's sub-paths can be compared with azimds' own.
