@@ -26,10 +26,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use http::{Method, Request, Response};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::connections::{self, AcceptErrors, ConnectionPolicy, Permit, StallGuard, Tracker};
+use crate::connections::{
+    self, AcceptErrors, ConnectionPolicy, HeadTimer, Permit, StallGuard, Tracker,
+};
 pub use crate::guest::error::{GuestError, IdentityError, LB_LIMITS, LoadBalancerError};
 use crate::guest::exchange::Exchange;
 use crate::guest::faults::{Aborted, ResetOnDrop};
@@ -114,7 +116,7 @@ async fn serve_connection(
     let io = StallGuard::new(ResetOnDrop::new(stream, reset), policy.stall);
     let connection = http1::Builder::new()
         .max_buf_size(MAX_REQUEST_HEAD)
-        .timer(TokioTimer::new())
+        .timer(HeadTimer)
         .header_read_timeout(policy.head_timeout)
         .serve_connection(TokioIo::new(io), service);
     if let Err(error) = connection.await {
