@@ -152,17 +152,18 @@ where
     // Only a scheduled-events POST reads its body; everything else works on the head.
     let (parts, body) = request.into_parts();
     let head = Request::from_parts(parts, ());
-    let mut exchange = Exchange::begin();
+    let mut exchange = Exchange::begin(&head);
     let Some(vm) = resolve(shared, peer.ip()) else {
         return Ok(exchange.finish(shared, &head, Err(GuestError::NotFound)));
     };
     let injected = exchange.inject(shared, &vm, &head);
     exchange.vm = Some(vm);
     let vm = exchange.vm.as_ref().expect("just set");
+    let metadata_header = exchange.metadata_header;
     let stalled = || exchange.record_unanswered(shared, &head);
     let answered = match faults::before(injected, &head, stalled).await {
         Some(early) => early,
-        None => route(shared, vm, &head, body).await,
+        None => route(shared, vm, &head, metadata_header, body).await,
     };
     exchange.conclude(shared, &head, answered)
 }
@@ -181,6 +182,7 @@ async fn route<B>(
     shared: &Shared,
     vm: &Arc<ServedVm>,
     request: &Request<()>,
+    metadata_header: bool,
     body: B,
 ) -> Result<Response<Body>, GuestError>
 where
@@ -202,7 +204,7 @@ where
         // Certificate tooling fetches AIA URLs with no Metadata header and no api-version.
         return Ok(attested::issuer(shared));
     }
-    if let Err(error) = request::check_headers(request.headers()) {
+    if let Err(error) = request::check_headers_given(request.headers(), metadata_header) {
         // The scheduled-events preview did not enforce the Metadata header (§6.1).
         let preview = matches!(endpoint, Endpoint::ScheduledEvents)
             && error == GuestError::MissingMetadataHeader
