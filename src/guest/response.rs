@@ -111,21 +111,23 @@ pub(super) fn with_body(
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-request-id");
 
 /// A random (v4) GUID, lower case and hyphenated as Azure prints them. Not a secret: fastrand
-/// is enough. Formatted here, straight into the header's bytes.
+/// is enough. Formatted here a byte at a time, straight into the header's bytes.
 fn request_id() -> HeaderValue {
     // RFC 4122 §4.4: version 4 in the high nibble of byte 6, variant 10 in the top bits of
-    // byte 8 (bytes counted from the most significant).
-    let random = fastrand::u128(..);
-    let bits = (random & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
+    // byte 8.
+    let mut bytes = fastrand::u128(..).to_be_bytes();
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut text = [b'-'; 36];
-    let mut nibble = 0;
-    for (at, byte) in text.iter_mut().enumerate() {
-        if matches!(at, 8 | 13 | 18 | 23) {
-            continue;
+    let mut at = 0;
+    for (i, byte) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            at += 1;
         }
-        *byte = HEX[(bits >> (124 - 4 * nibble)) as usize & 0xf];
-        nibble += 1;
+        text[at] = HEX[usize::from(byte >> 4)];
+        text[at + 1] = HEX[usize::from(byte & 0x0f)];
+        at += 2;
     }
     HeaderValue::from_bytes(&text).expect("hex digits and hyphens are a valid header value")
 }
