@@ -166,7 +166,8 @@ where
 /// A request after its synchronous part: answered, or left to an await.
 enum Started<B> {
     Answered(Result<Response<Body>, Aborted>),
-    Waits(Waiting<B>),
+    /// Boxed: the answered case, nearly every request, then moves fewer bytes.
+    Waits(Box<Waiting<B>>),
 }
 
 /// A request whose answer waits: for a delay or stall fault, a token, the events engine or
@@ -198,12 +199,12 @@ fn start<B>(shared: &Shared, peer: SocketAddr, request: Request<B>) -> Started<B
     let waits = matches!(injected, Some(Action::Delay(_) | Action::Stall))
         || endpoint.as_ref().is_ok_and(Endpoint::waits);
     if waits {
-        return Started::Waits(Waiting {
+        return Started::Waits(Box::new(Waiting {
             exchange,
             head,
             body,
             injected,
-        });
+        }));
     }
     let vm = exchange.vm.as_ref().expect("just set");
     let answered = match faults::immediate(injected, &head) {
@@ -211,7 +212,9 @@ fn start<B>(shared: &Shared, peer: SocketAddr, request: Request<B>) -> Started<B
         None => endpoint
             .and_then(|endpoint| route_now(shared, vm, &head, exchange.metadata_header, endpoint)),
     };
-    Started::Answered(exchange.conclude(shared, &head, answered))
+    let concluded = exchange.conclude(shared, &head, answered);
+    response::recycle(head.into_parts().0.headers);
+    Started::Answered(concluded)
 }
 
 impl<B> Waiting<B>
@@ -219,13 +222,13 @@ where
     B: hyper::body::Body<Data = bytes::Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    async fn finish(self, shared: &Shared) -> Result<Response<Body>, Aborted> {
+    async fn finish(self: Box<Self>, shared: &Shared) -> Result<Response<Body>, Aborted> {
         let Waiting {
             exchange,
             head,
             body,
             injected,
-        } = self;
+        } = *self;
         let vm = exchange.vm.as_ref().expect("resolved before waiting");
         let metadata_header = exchange.metadata_header;
         let stalled = || exchange.record_unanswered(shared, &head);
@@ -233,7 +236,9 @@ where
             Some(early) => early,
             None => route(shared, vm, &head, metadata_header, body).await,
         };
-        exchange.conclude(shared, &head, answered)
+        let concluded = exchange.conclude(shared, &head, answered);
+        response::recycle(head.into_parts().0.headers);
+        concluded
     }
 }
 

@@ -2,12 +2,13 @@
 //! `Server` containing `IMDS`, and an `x-ms-request-id` GUID. hyper adds `Date` and the exact
 //! `Content-Length` (bodies are never chunked).
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 use hyper::body::{Frame, SizeHint};
 
 /// A guest answer's body: complete in memory, or (a truncate fault) the first part of one
@@ -101,10 +102,24 @@ pub(super) fn with_body(
     let mut response = Response::new(Body::full(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
+    *headers = SPARE_HEADERS.take().unwrap_or_default();
     headers.insert(header::CONTENT_TYPE, content_type);
     headers.insert(header::SERVER, SERVER);
     headers.insert(REQUEST_ID, request_id());
     response
+}
+
+thread_local! {
+    /// The header map of a request this thread finished, emptied, for its next answer: hyper
+    /// parses each request into the map of the answer before it, so with this every answer
+    /// reuses a map's room and none allocates one.
+    static SPARE_HEADERS: Cell<Option<HeaderMap>> = const { Cell::new(None) };
+}
+
+/// Keeps a finished request's header map (emptied) for the next answer made on this thread.
+pub(super) fn recycle(mut headers: HeaderMap) {
+    headers.clear();
+    SPARE_HEADERS.set(Some(headers));
 }
 
 /// Parsed once, not on every answer as a `&str` name would be.
@@ -135,6 +150,18 @@ fn request_id() -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_on_a_recycled_map_has_only_its_own_headers() {
+        let mut request = HeaderMap::new();
+        request.insert("metadata", HeaderValue::from_static("true"));
+        request.insert(header::USER_AGENT, HeaderValue::from_static("curl/8"));
+        recycle(request);
+        let response = with_body(StatusCode::OK, CONTENT_TYPE_TEXT, Bytes::from_static(b"x"));
+        let names: Vec<&str> = response.headers().keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["content-type", "server", "x-ms-request-id"]);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], CONTENT_TYPE_TEXT);
+    }
 
     #[test]
     fn request_ids_are_lower_case_version_4_guids() {
