@@ -51,10 +51,31 @@ for _ in range(n):
 EOF
 }
 
+# A port nothing listens on (another server on a shared machine would be measured instead).
+free_port() {
+  local port
+  while :; do
+    port=$((20000 + RANDOM % 20000))
+    ss -ltn | grep -q ":$port " || { echo "$port"; return; }
+  done
+}
+
+# Waits until the server PID logged that it listens on PORT (azimds: listen=ADDR; the
+# ceiling: "listening on ADDR"), up to 5 minutes (start-up under valgrind is slow).
+wait_listening() {
+  local log=$1 port=$2 pid=$3
+  for _ in $(seq 1 3000); do
+    grep -qE "(listen=|listening on )127\.0\.0\.1:$port( |$)" "$log" && return
+    kill -0 "$pid" 2>/dev/null || { echo "the server exited: $(tail -n 3 "$log")" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "the server did not start" >&2; exit 1
+}
+
 # Runs one server under callgrind; prints the instructions of N requests to PATH.
 count() {
   local name=$1 path=$2 n=$3 port out
-  port=$((20000 + RANDOM % 20000))
+  port=$(free_port)
   out="$OUT/$name-$(echo "$path" | md5sum | cut -c1-6).callgrind"
   rm -f "$out" "$out".*
   local data
@@ -66,13 +87,10 @@ count() {
   else
     WORKERS=1 valgrind --tool=callgrind --callgrind-out-file="$out" -q \
       "$CEILING_BIN" --listen "127.0.0.1:$port" --body-json "$OUT/instance.json" \
-      --body-text "$OUT/vmid.txt" 2>"$OUT/$name.stderr" >/dev/null &
+      --body-text "$OUT/vmid.txt" >"$OUT/$name.stderr" 2>&1 &
   fi
   local pid=$!
-  for _ in $(seq 1 3000); do
-    curl -sf -o /dev/null -H 'Metadata: true' "http://127.0.0.1:$port$path" && break
-    sleep 0.1
-  done
+  wait_listening "$OUT/$name.stderr" "$port" "$pid"
   client "$port" "$path" "$WARMUP"
   callgrind_control -z "$pid" >/dev/null 2>&1
   client "$port" "$path" "$n"
@@ -90,7 +108,8 @@ count() {
 
 # The ceiling serves azimds' bytes: fetch them once from a plain azimds.
 fetch_bodies() {
-  local port=$((20000 + RANDOM % 20000)) data
+  local port data
+  port=$(free_port)
   data=$(mktemp -d)
   "$AZIMDS_BIN" serve --listen "127.0.0.1:$port" --control 127.0.0.1:0 --rate-limit 0 --data "$data" 2>/dev/null &
   local pid=$!
@@ -121,7 +140,7 @@ done
 # from SOURCE after RULE (a fault rule's JSON, or "none") was added through the control API.
 count_vms() {
   local source=$1 rule=$2 n=$3 port cport out data pid
-  port=$((20000 + RANDOM % 20000)); cport=$((port + 1))
+  port=$(free_port); cport=$(free_port)
   out="$OUT/azimds-vms-$(echo "$source$rule" | md5sum | cut -c1-6).callgrind"
   rm -f "$out" "$out".*
   data=$(mktemp -d)
@@ -130,10 +149,7 @@ count_vms() {
     "$AZIMDS_BIN" serve --listen "127.0.0.1:$port" --control "127.0.0.1:$cport" --rate-limit 0 \
     --callers source-address --vms "$OUT/two-vms.json" --data "$data" 2>"$OUT/azimds-vms.stderr" &
   pid=$!
-  for _ in $(seq 1 600); do
-    curl -sf -o /dev/null --interface "$source" -H 'Metadata: true' "http://127.0.0.1:$port$INSTANCE" && break
-    sleep 0.1
-  done
+  wait_listening "$OUT/azimds-vms.stderr" "$port" "$pid"
   if [ "$rule" != none ]; then
     curl -sf -o /dev/null -H "Authorization: Bearer $(cat "$data/control-token")" \
       -H 'Content-Type: application/json' -d "$rule" "http://127.0.0.1:$cport/v1/faults"

@@ -182,7 +182,8 @@ impl Snapshot {
     /// The VM a connection from `peer` is served as. Identity comes only from the connection.
     pub fn resolve(&self, peer: IpAddr) -> Option<&Arc<ServedVm>> {
         match self.mode {
-            CallerMode::Single => self.vms.values().next(),
+            // The leftmost entry, without building an iterator.
+            CallerMode::Single => self.vms.get_min().map(|(_, vm)| vm),
             CallerMode::SourceAddress => self.by_address.get(&peer.to_canonical()),
         }
     }

@@ -3,6 +3,7 @@
 //! accept errors (typically EMFILE) logged at a bounded rate ([`AcceptErrors`]). Used by the
 //! guest plane and the control API alike.
 
+pub mod head_timer;
 pub mod limits;
 pub mod stall;
 
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
+pub use head_timer::HeadTimer;
 pub use limits::{Caps, Permit, Refused, Tracker};
 pub use stall::{StallGuard, StallLimits};
 

@@ -11,7 +11,7 @@ use http::{Request, Response, header};
 use crate::faults::{Action, Injection};
 use crate::guest::error::{GuestError, IdentityError};
 use crate::guest::faults::{Aborted, truncate};
-use crate::guest::request::has_metadata_header;
+use crate::guest::request::{has_metadata_header, split_ascii};
 use crate::guest::response::Body;
 use crate::snapshot::ServedVm;
 use crate::state::Shared;
@@ -26,14 +26,18 @@ pub(super) struct Exchange {
     pub(super) vm: Option<Arc<ServedVm>>,
     /// The fault rule that took the request, if one did.
     injection: Option<Injection>,
+    /// Whether exactly one `Metadata: true` header came: checked once, for the journal and
+    /// the route.
+    pub(super) metadata_header: bool,
 }
 
 impl Exchange {
-    pub(super) fn begin() -> Exchange {
+    pub(super) fn begin(head: &Request<()>) -> Exchange {
         Exchange {
             started: Instant::now(),
             vm: None,
             injection: None,
+            metadata_header: has_metadata_header(head.headers()),
         }
     }
 
@@ -119,7 +123,7 @@ impl Exchange {
         let endpoint = GuestEndpoint::from_path(uri.path());
         let api_version = uri
             .query()
-            .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("api-version=")));
+            .and_then(|q| split_ascii(q, b'&').find_map(|p| p.strip_prefix("api-version=")));
         let elapsed = self.started.elapsed();
         let runtime = self.vm.as_deref().map(ServedVm::runtime);
         let observation = Observation {
@@ -156,7 +160,7 @@ impl Exchange {
                     }
                     None => entry.user_agent = None,
                 }
-                entry.metadata_header = has_metadata_header(head.headers());
+                entry.metadata_header = self.metadata_header;
             });
         }
         if self.injection.is_some() || telemetry.settings.access_log {

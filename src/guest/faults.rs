@@ -32,11 +32,6 @@ pub(super) async fn before(
     stalled: impl FnOnce(),
 ) -> Option<Result<Response<Body>, GuestError>> {
     match action? {
-        Action::Status(status) => {
-            // The identity endpoints answer in their OAuth style (§5.3), whatever the path.
-            let identity = head.uri().path().starts_with("/metadata/identity");
-            Some(Err(GuestError::injected(status, identity)))
-        }
         Action::Delay(delay) => {
             tokio::time::sleep(delay).await;
             None
@@ -45,9 +40,25 @@ pub(super) async fn before(
             stalled();
             std::future::pending().await
         }
+        _ => immediate(action, head),
+    }
+}
+
+/// [`before`] for the actions that do not wait (a delay or stall is `None` here: the caller
+/// sends those to `before`).
+pub(super) fn immediate(
+    action: Option<Action>,
+    head: &Request<()>,
+) -> Option<Result<Response<Body>, GuestError>> {
+    match action? {
+        Action::Status(status) => {
+            // The identity endpoints answer in their OAuth style (§5.3), whatever the path.
+            let identity = head.uri().path().starts_with("/metadata/identity");
+            Some(Err(GuestError::injected(status, identity)))
+        }
         // Answered (with nothing) in `Exchange::conclude`.
         Action::Reset => Some(Err(GuestError::Internal)),
-        Action::Truncate => None,
+        Action::Delay(_) | Action::Stall | Action::Truncate => None,
     }
 }
 

@@ -24,9 +24,7 @@ pub(super) fn get(
         return Ok(response::with_body(StatusCode::OK, CONTENT_TYPE_JSON, body));
     }
     let document = vm.indexed(version, extended);
-    let node = document
-        .find(segments.iter().map(|s| s.as_ref()))
-        .ok_or(GuestError::NotFound)?;
+    let node = document.find(segments.iter()).ok_or(GuestError::NotFound)?;
     match format {
         Format::Text => Ok(response::with_body(
             StatusCode::OK,

@@ -26,10 +26,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use http::{Method, Request, Response};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::connections::{self, AcceptErrors, ConnectionPolicy, Permit, StallGuard, Tracker};
+use crate::connections::{
+    self, AcceptErrors, ConnectionPolicy, HeadTimer, Permit, StallGuard, Tracker,
+};
+use crate::faults::Action;
 pub use crate::guest::error::{GuestError, IdentityError, LB_LIMITS, LoadBalancerError};
 use crate::guest::exchange::Exchange;
 use crate::guest::faults::{Aborted, ResetOnDrop};
@@ -103,8 +106,15 @@ async fn serve_connection(
     });
     let service = service_fn(move |request: Request<hyper::body::Incoming>| {
         let connection = Arc::clone(&connection);
+        // Answered here when nothing waits, so the request, which holds slices of hyper's
+        // read buffer, is gone before hyper next reads and it reuses the buffer instead of
+        // allocating another one per request.
+        let started = start(&connection.shared, peer, request);
         async move {
-            let answered = answer(&connection.shared, peer, request).await;
+            let answered = match started {
+                Started::Answered(answered) => answered,
+                Started::Waits(waiting) => waiting.finish(&connection.shared).await,
+            };
             if answered.is_err() {
                 connection.reset.store(true, Ordering::Relaxed);
             }
@@ -114,7 +124,7 @@ async fn serve_connection(
     let io = StallGuard::new(ResetOnDrop::new(stream, reset), policy.stall);
     let connection = http1::Builder::new()
         .max_buf_size(MAX_REQUEST_HEAD)
-        .timer(TokioTimer::new())
+        .timer(HeadTimer)
         .header_read_timeout(policy.head_timeout)
         .serve_connection(TokioIo::new(io), service);
     if let Err(error) = connection.await {
@@ -147,22 +157,89 @@ where
     B: hyper::body::Body<Data = bytes::Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    match start(shared, peer, request) {
+        Started::Answered(answered) => answered,
+        Started::Waits(waiting) => waiting.finish(shared).await,
+    }
+}
+
+/// A request after its synchronous part: answered, or left to an await.
+enum Started<B> {
+    Answered(Result<Response<Body>, Aborted>),
+    /// Boxed: the answered case, nearly every request, then moves fewer bytes.
+    Waits(Box<Waiting<B>>),
+}
+
+/// A request whose answer waits: for a delay or stall fault, a token, the events engine or
+/// a signature.
+struct Waiting<B> {
+    /// With its VM resolved.
+    exchange: Exchange,
+    head: Request<()>,
+    body: B,
+    injected: Option<Action>,
+}
+
+/// Resolves the caller and its fault rules and answers at once unless something waits.
+fn start<B>(shared: &Shared, peer: SocketAddr, request: Request<B>) -> Started<B> {
     // Only a scheduled-events POST reads its body; everything else works on the head.
     let (parts, body) = request.into_parts();
     let head = Request::from_parts(parts, ());
-    let mut exchange = Exchange::begin();
+    let mut exchange = Exchange::begin(&head);
     let Some(vm) = resolve(shared, peer.ip()) else {
-        return Ok(exchange.finish(shared, &head, Err(GuestError::NotFound)));
+        return Started::Answered(Ok(exchange.finish(
+            shared,
+            &head,
+            Err(GuestError::NotFound),
+        )));
     };
     let injected = exchange.inject(shared, &vm, &head);
     exchange.vm = Some(vm);
+    let endpoint = Endpoint::from_path(head.uri().path());
+    let waits = matches!(injected, Some(Action::Delay(_) | Action::Stall))
+        || endpoint.as_ref().is_ok_and(Endpoint::waits);
+    if waits {
+        return Started::Waits(Box::new(Waiting {
+            exchange,
+            head,
+            body,
+            injected,
+        }));
+    }
     let vm = exchange.vm.as_ref().expect("just set");
-    let stalled = || exchange.record_unanswered(shared, &head);
-    let answered = match faults::before(injected, &head, stalled).await {
+    let answered = match faults::immediate(injected, &head) {
         Some(early) => early,
-        None => route(shared, vm, &head, body).await,
+        None => endpoint
+            .and_then(|endpoint| route_now(shared, vm, &head, exchange.metadata_header, endpoint)),
     };
-    exchange.conclude(shared, &head, answered)
+    let concluded = exchange.conclude(shared, &head, answered);
+    response::recycle(head.into_parts().0.headers);
+    Started::Answered(concluded)
+}
+
+impl<B> Waiting<B>
+where
+    B: hyper::body::Body<Data = bytes::Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    async fn finish(self: Box<Self>, shared: &Shared) -> Result<Response<Body>, Aborted> {
+        let Waiting {
+            exchange,
+            head,
+            body,
+            injected,
+        } = *self;
+        let vm = exchange.vm.as_ref().expect("resolved before waiting");
+        let metadata_header = exchange.metadata_header;
+        let stalled = || exchange.record_unanswered(shared, &head);
+        let answered = match faults::before(injected, &head, stalled).await {
+            Some(early) => early,
+            None => route(shared, vm, &head, metadata_header, body).await,
+        };
+        let concluded = exchange.conclude(shared, &head, answered);
+        response::recycle(head.into_parts().0.headers);
+        concluded
+    }
 }
 
 /// The VM the caller is, if it still is one.
@@ -175,10 +252,12 @@ fn resolve(shared: &Shared, peer: IpAddr) -> Option<Arc<ServedVm>> {
     vm
 }
 
+/// The endpoints that wait ([`Endpoint::waits`]), after the checks they share.
 async fn route<B>(
     shared: &Shared,
     vm: &Arc<ServedVm>,
     request: &Request<()>,
+    metadata_header: bool,
     body: B,
 ) -> Result<Response<Body>, GuestError>
 where
@@ -186,9 +265,9 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let endpoint = Endpoint::from_path(request.uri().path())?;
-    if let Endpoint::LoadBalancer(sub_path) = endpoint {
-        // Its own error catalogue (spec §8.4), for 404 and 405 too.
-        return loadbalancer::respond(shared, vm, request, sub_path);
+    if !endpoint.waits() {
+        // A delay fault's request to an endpoint that answers at once.
+        return route_now(shared, vm, request, metadata_header, endpoint);
     }
     endpoint.check_method(request.method())?;
     if let Endpoint::Identity(endpoint) = endpoint {
@@ -196,23 +275,9 @@ where
         return identity::respond(shared, vm, request, endpoint).await;
     }
     throttle(shared, vm)?;
-    if let Endpoint::AttestedIssuer = endpoint {
-        // Certificate tooling fetches AIA URLs with no Metadata header and no api-version.
-        return Ok(attested::issuer(shared));
-    }
-    if let Err(error) = request::check_headers(request.headers()) {
-        // The scheduled-events preview did not enforce the Metadata header (§6.1).
-        let preview = matches!(endpoint, Endpoint::ScheduledEvents)
-            && error == GuestError::MissingMetadataHeader
-            && scheduled::is_preview(request.uri().query());
-        if !preview {
-            return Err(error);
-        }
-    }
+    check_headers(&endpoint, request, metadata_header)?;
     let query = request::Query::parse(request.uri().query())?;
     match endpoint {
-        Endpoint::Versions => Ok(versions::get()),
-        Endpoint::Instance(rest) => instance::get(vm, &query, rest),
         Endpoint::ScheduledEvents => {
             if request.method() == Method::POST {
                 scheduled::post(shared.events(), vm, &query, body).await
@@ -221,10 +286,53 @@ where
             }
         }
         Endpoint::AttestedDocument => attested::document(shared, Arc::clone(vm), &query).await,
+        _ => unreachable!("answered by route_now"),
+    }
+}
+
+/// Every endpoint that answers at once: the same checks in the same order as [`route`].
+fn route_now(
+    shared: &Shared,
+    vm: &ServedVm,
+    request: &Request<()>,
+    metadata_header: bool,
+    endpoint: Endpoint<'_>,
+) -> Result<Response<Body>, GuestError> {
+    if let Endpoint::LoadBalancer(sub_path) = endpoint {
+        // Its own error catalogue (spec §8.4), for 404 and 405 too.
+        return loadbalancer::respond(shared, vm, request, sub_path);
+    }
+    endpoint.check_method(request.method())?;
+    throttle(shared, vm)?;
+    if let Endpoint::AttestedIssuer = endpoint {
+        // Certificate tooling fetches AIA URLs with no Metadata header and no api-version.
+        return Ok(attested::issuer(shared));
+    }
+    check_headers(&endpoint, request, metadata_header)?;
+    let query = request::Query::parse(request.uri().query())?;
+    match endpoint {
+        Endpoint::Versions => Ok(versions::get()),
+        Endpoint::Instance(rest) => instance::get(vm, &query, rest),
         Endpoint::ReprovisionData => reprovision::get(vm, &query),
-        Endpoint::Identity(_) | Endpoint::LoadBalancer(_) | Endpoint::AttestedIssuer => {
-            unreachable!("answered above")
+        _ => unreachable!("answered by route"),
+    }
+}
+
+/// The `Metadata` and `X-Forwarded-For` rules; the scheduled-events preview did not enforce
+/// the `Metadata` header (§6.1).
+fn check_headers(
+    endpoint: &Endpoint<'_>,
+    request: &Request<()>,
+    metadata_header: bool,
+) -> Result<(), GuestError> {
+    match request::check_headers_given(request.headers(), metadata_header) {
+        Err(GuestError::MissingMetadataHeader)
+            if matches!(endpoint, Endpoint::ScheduledEvents)
+                && scheduled::is_preview(request.uri().query()) =>
+        {
+            Ok(())
         }
+        checked => checked,
     }
 }
 
@@ -284,6 +392,15 @@ impl<'a> Endpoint<'a> {
         } else {
             Err(GuestError::NotFound)
         }
+    }
+
+    /// Whether answering waits (a token, the events engine, a signature); every other
+    /// endpoint answers before hyper polls the answer.
+    fn waits(&self) -> bool {
+        matches!(
+            self,
+            Endpoint::Identity(_) | Endpoint::ScheduledEvents | Endpoint::AttestedDocument
+        )
     }
 
     fn check_method(&self, method: &Method) -> Result<(), GuestError> {

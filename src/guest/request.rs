@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 use crate::guest::error::GuestError;
 use crate::metadata::version::ApiVersion;
@@ -12,13 +12,26 @@ use crate::metadata::version::ApiVersion;
 /// More parameters than any client sends; beyond this a query is rejected, not scanned.
 const MAX_QUERY_PARAMETERS: usize = 32;
 
+/// Header names looked up on every request, parsed once (a `&str` key is parsed and
+/// validated on every lookup).
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const METADATA: HeaderName = HeaderName::from_static("metadata");
+
 /// `X-Forwarded-For` absent, and exactly one `Metadata` header whose value is `true` in any
 /// ASCII case (§1.3: real clients send `True`).
 pub(super) fn check_headers(headers: &HeaderMap) -> Result<(), GuestError> {
-    if headers.contains_key("x-forwarded-for") {
+    check_headers_given(headers, has_metadata_header(headers))
+}
+
+/// [`check_headers`] when [`has_metadata_header`] is already known.
+pub(super) fn check_headers_given(
+    headers: &HeaderMap,
+    metadata_header: bool,
+) -> Result<(), GuestError> {
+    if headers.contains_key(X_FORWARDED_FOR) {
         return Err(GuestError::ForwardedFor);
     }
-    if has_metadata_header(headers) {
+    if metadata_header {
         Ok(())
     } else {
         Err(GuestError::MissingMetadataHeader)
@@ -27,38 +40,79 @@ pub(super) fn check_headers(headers: &HeaderMap) -> Result<(), GuestError> {
 
 /// Exactly one `Metadata` header, whose value is `true` in any ASCII case.
 pub(super) fn has_metadata_header(headers: &HeaderMap) -> bool {
-    let mut values = headers.get_all("metadata").iter();
+    let mut values = headers.get_all(METADATA).iter();
     matches!(
         (values.next(), values.next()),
         (Some(value), None) if value.as_bytes().trim_ascii().eq_ignore_ascii_case(b"true")
     )
 }
 
+/// Parameters kept without allocating; more than this spill to a `Vec`.
+const INLINE_PARAMETERS: usize = 4;
+
+type Pair<'a> = (Cow<'a, str>, Cow<'a, str>);
+
 /// A decoded query string. Parameter names are case-sensitive (§1.4: `Api-Version` is not
-/// `api-version`).
+/// `api-version`). Every guest request parses one, and real clients send one to three
+/// parameters: those are kept inline.
 #[derive(Debug, Default)]
 pub(super) struct Query<'a> {
-    pairs: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    inline: [Pair<'a>; INLINE_PARAMETERS],
+    count: usize,
+    more: Vec<Pair<'a>>,
+}
+
+/// `text` split at every `separator` (an ASCII byte), as `str::split` would, without its
+/// general pattern searcher (which costs more than these few bytes do).
+pub(super) fn split_ascii(text: &str, separator: u8) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match current.bytes().position(|b| b == separator) {
+            Some(at) => {
+                rest = Some(&current[at + 1..]);
+                Some(&current[..at])
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
 }
 
 impl<'a> Query<'a> {
     pub(super) fn parse(raw: Option<&'a str>) -> Result<Query<'a>, GuestError> {
-        let mut pairs = Vec::new();
-        for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-            if pairs.len() == MAX_QUERY_PARAMETERS {
+        let mut query = Query::default();
+        for pair in split_ascii(raw.unwrap_or(""), b'&').filter(|p| !p.is_empty()) {
+            if query.count == MAX_QUERY_PARAMETERS {
                 return Err(GuestError::TooManyParameters);
             }
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            pairs.push((decode(name, true)?, decode(value, true)?));
+            let (name, value) = match pair.bytes().position(|b| b == b'=') {
+                Some(at) => (&pair[..at], &pair[at + 1..]),
+                None => (pair, ""),
+            };
+            let decoded = (decode(name, true)?, decode(value, true)?);
+            match query.inline.get_mut(query.count) {
+                Some(slot) => *slot = decoded,
+                None => query.more.push(decoded),
+            }
+            query.count += 1;
         }
-        Ok(Query { pairs })
+        Ok(query)
+    }
+
+    /// Every pair, in request order.
+    fn all(&self) -> impl Iterator<Item = &Pair<'a>> {
+        self.inline[..self.count.min(INLINE_PARAMETERS)]
+            .iter()
+            .chain(&self.more)
     }
 
     /// The value of a parameter that may appear at most once.
     pub(super) fn single(&self, name: &str) -> Result<Option<&str>, GuestError> {
         let mut values = self
-            .pairs
-            .iter()
+            .all()
             .filter(|(n, _)| n == name)
             .map(|(_, v)| v.as_ref());
         match (values.next(), values.next()) {
@@ -69,7 +123,7 @@ impl<'a> Query<'a> {
 
     /// Every decoded `(name, value)`, in request order.
     pub(super) fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.pairs.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
+        self.all().map(|(n, v)| (n.as_ref(), v.as_ref()))
     }
 
     /// The api-version, which must be present, unique and supported.
@@ -82,8 +136,8 @@ impl<'a> Query<'a> {
 
     /// Rejects any parameter given twice (§1.5).
     pub(super) fn reject_duplicates(&self) -> Result<(), GuestError> {
-        for (i, (name, _)) in self.pairs.iter().enumerate() {
-            if self.pairs[..i].iter().any(|(earlier, _)| earlier == name) {
+        for (i, (name, _)) in self.all().enumerate() {
+            if self.all().take(i).any(|(earlier, _)| earlier == name) {
                 return Err(GuestError::DuplicateParameter);
             }
         }
@@ -118,17 +172,40 @@ pub(super) enum Format {
     Text,
 }
 
-/// Splits the part of a path after an endpoint's root into decoded segments. One trailing
-/// slash is ignored (§1.7, [UNCERTAIN]); an empty segment elsewhere names nothing.
-pub(super) fn path_segments(rest: &str) -> Result<Vec<Cow<'_, str>>, GuestError> {
+/// The part of a path after an endpoint's root, as decoded segments. One trailing slash is
+/// ignored (§1.7, [UNCERTAIN]); an empty segment elsewhere names nothing.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct PathSegments<'a> {
+    /// Without its leading and trailing slash; every segment decodes.
+    rest: &'a str,
+}
+
+impl<'a> PathSegments<'a> {
+    pub(super) fn is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    /// The decoded segments (borrowed unless percent-encoded: no allocation on the usual path).
+    pub(super) fn iter(&self) -> impl Iterator<Item = Cow<'a, str>> + use<'a> {
+        let rest = self.rest;
+        (!rest.is_empty())
+            .then(|| split_ascii(rest, b'/'))
+            .into_iter()
+            .flatten()
+            .map(|segment| decode(segment, false).unwrap_or(Cow::Borrowed(segment)))
+    }
+}
+
+/// Checks that every segment of `rest` decodes; `BadEncoding` otherwise.
+pub(super) fn path_segments(rest: &str) -> Result<PathSegments<'_>, GuestError> {
     let rest = rest.strip_prefix('/').unwrap_or(rest);
     let rest = rest.strip_suffix('/').unwrap_or(rest);
-    if rest.is_empty() {
-        return Ok(Vec::new());
+    if !rest.is_empty() {
+        for segment in split_ascii(rest, b'/') {
+            decode(segment, false)?;
+        }
     }
-    rest.split('/')
-        .map(|segment| decode(segment, false))
-        .collect()
+    Ok(PathSegments { rest })
 }
 
 /// Strict percent-decoding: a `%` must start two hex digits, and the result must be UTF-8.
@@ -217,6 +294,26 @@ mod tests {
         assert_eq!(dup.api_version(), Err(GuestError::DuplicateParameter));
         let case = Query::parse(Some("Api-Version=2021-02-01")).unwrap();
         assert_eq!(case.api_version(), Err(GuestError::ApiVersion));
+        let spilled = Query::parse(Some("a=1&&b=2&c&d=4&e=5=6&f=%2B")).unwrap();
+        let pairs: Vec<_> = spilled.pairs().collect();
+        assert_eq!(
+            pairs,
+            [
+                ("a", "1"),
+                ("b", "2"),
+                ("c", ""),
+                ("d", "4"),
+                ("e", "5=6"),
+                ("f", "+")
+            ]
+        );
+        assert_eq!(spilled.single("f"), Ok(Some("+")));
+        assert_eq!(
+            Query::parse(Some("a=1&b=2&c=3&d=4&e=5&b=6"))
+                .unwrap()
+                .reject_duplicates(),
+            Err(GuestError::DuplicateParameter)
+        );
         let many = "a=1&".repeat(40);
         assert_eq!(
             Query::parse(Some(&many)).unwrap_err(),
@@ -226,16 +323,17 @@ mod tests {
 
     #[test]
     fn path_segments_decode_and_ignore_one_trailing_slash() {
+        let segments = |rest| -> Vec<String> {
+            let segments = path_segments(rest).unwrap();
+            segments.iter().map(Cow::into_owned).collect()
+        };
         assert!(path_segments("").unwrap().is_empty());
         assert!(path_segments("/").unwrap().is_empty());
-        assert_eq!(
-            path_segments("/compute/tags%4Cist/").unwrap(),
-            ["compute", "tagsList"]
-        );
-        assert_eq!(
-            path_segments("/compute//name").unwrap(),
-            ["compute", "", "name"]
-        );
+        assert!(segments("/").is_empty());
+        assert_eq!(segments("/compute/tags%4Cist/"), ["compute", "tagsList"]);
+        assert_eq!(segments("/compute//name"), ["compute", "", "name"]);
+        assert!(segments("//").is_empty());
+        assert_eq!(segments("/a///"), ["a", "", ""]);
         assert_eq!(
             path_segments("/a%c3%28").unwrap_err(),
             GuestError::BadEncoding

@@ -2,12 +2,13 @@
 //! `Server` containing `IMDS`, and an `x-ms-request-id` GUID. hyper adds `Date` and the exact
 //! `Content-Length` (bodies are never chunked).
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 use hyper::body::{Frame, SizeHint};
 
 /// A guest answer's body: complete in memory, or (a truncate fault) the first part of one
@@ -101,18 +102,49 @@ pub(super) fn with_body(
     let mut response = Response::new(Body::full(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
+    *headers = SPARE_HEADERS.take().unwrap_or_default();
     headers.insert(header::CONTENT_TYPE, content_type);
     headers.insert(header::SERVER, SERVER);
-    headers.insert("x-ms-request-id", request_id());
+    headers.insert(REQUEST_ID, request_id());
     response
 }
 
-/// A random (v4) GUID, lower case as Azure prints them. Not a secret: fastrand is enough.
+thread_local! {
+    /// The header map of a request this thread finished, emptied, for its next answer: hyper
+    /// parses each request into the map of the answer before it, so with this every answer
+    /// reuses a map's room and none allocates one.
+    static SPARE_HEADERS: Cell<Option<HeaderMap>> = const { Cell::new(None) };
+}
+
+/// Keeps a finished request's header map (emptied) for the next answer made on this thread.
+pub(super) fn recycle(mut headers: HeaderMap) {
+    headers.clear();
+    SPARE_HEADERS.set(Some(headers));
+}
+
+/// Parsed once, not on every answer as a `&str` name would be.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-request-id");
+
+/// A random (v4) GUID, lower case and hyphenated as Azure prints them. Not a secret: fastrand
+/// is enough. Formatted here a byte at a time, straight into the header's bytes.
 fn request_id() -> HeaderValue {
-    let id = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid();
-    let mut buffer = uuid::Uuid::encode_buffer();
-    let text = id.hyphenated().encode_lower(&mut buffer);
-    HeaderValue::from_str(text).expect("a hyphenated GUID is a valid header value")
+    // RFC 4122 §4.4: version 4 in the high nibble of byte 6, variant 10 in the top bits of
+    // byte 8.
+    let mut bytes = fastrand::u128(..).to_be_bytes();
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [b'-'; 36];
+    let mut at = 0;
+    for (i, byte) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            at += 1;
+        }
+        text[at] = HEX[usize::from(byte >> 4)];
+        text[at + 1] = HEX[usize::from(byte & 0x0f)];
+        at += 2;
+    }
+    HeaderValue::from_bytes(&text).expect("hex digits and hyphens are a valid header value")
 }
 
 #[cfg(test)]
@@ -120,15 +152,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_answer_on_a_recycled_map_has_only_its_own_headers() {
+        let mut request = HeaderMap::new();
+        request.insert("metadata", HeaderValue::from_static("true"));
+        request.insert(header::USER_AGENT, HeaderValue::from_static("curl/8"));
+        recycle(request);
+        let response = with_body(StatusCode::OK, CONTENT_TYPE_TEXT, Bytes::from_static(b"x"));
+        let names: Vec<&str> = response.headers().keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["content-type", "server", "x-ms-request-id"]);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], CONTENT_TYPE_TEXT);
+    }
+
+    #[test]
     fn request_ids_are_lower_case_version_4_guids() {
         let mut seen = std::collections::HashSet::new();
+        let mut digits = vec![std::collections::HashSet::new(); 36];
         for _ in 0..1000 {
             let id = request_id();
+            for (at, c) in id.as_bytes().iter().enumerate() {
+                digits[at].insert(*c);
+            }
             let parsed = uuid::Uuid::parse_str(id.to_str().unwrap()).unwrap();
             assert_eq!(parsed.get_version_num(), 4);
             assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
             assert_eq!(id.to_str().unwrap(), parsed.hyphenated().to_string());
             assert!(seen.insert(parsed), "ids repeat");
+        }
+        // Every position but the hyphens, the version and the variant's is random.
+        for (at, seen) in digits.iter().enumerate() {
+            let expected = match at {
+                8 | 13 | 18 | 23 | 14 => 1,
+                19 => 4,
+                _ => 16,
+            };
+            assert_eq!(seen.len(), expected, "position {at}: {seen:?}");
         }
     }
 }

@@ -65,9 +65,10 @@ impl Rendered {
 
     /// Walks object keys and array indices (§1.7). Indices are canonical decimals (`0`, `12`;
     /// not `01` or `+1`); anything that does not name an existing element is `None`.
-    pub fn find<'a>(&self, segments: impl IntoIterator<Item = &'a str>) -> Option<&Indexed> {
+    pub fn find<S: AsRef<str>>(&self, segments: impl IntoIterator<Item = S>) -> Option<&Indexed> {
         let mut node = &self.root;
         for segment in segments {
+            let segment = segment.as_ref();
             node = match &node.kind {
                 Kind::Leaf(_) => return None,
                 Kind::Object(members) => {

@@ -94,6 +94,43 @@ versions! {
     V2025_04_07 = "2025-04-07";
 }
 
+/// `YYYY-MM-DD` as the number YYYYMMDD; `None` for any other text (so `2021-2-01` or
+/// `+021-02-01`, which are not exactly a listed version, are not versions).
+pub const fn date_number(text: &str) -> Option<u32> {
+    let b = text.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let mut n = 0u32;
+    let mut i = 0;
+    while i < b.len() {
+        if i != 4 && i != 7 {
+            if !b[i].is_ascii_digit() {
+                return None;
+            }
+            n = n * 10 + (b[i] - b'0') as u32;
+        }
+        i += 1;
+    }
+    Some(n)
+}
+
+/// [`INSTANCE_VERSIONS`] as date numbers: ascending, as the list is oldest first (checked
+/// when this is built).
+const VERSION_DATES: [u32; INSTANCE_VERSIONS.len()] = {
+    let mut dates = [0u32; INSTANCE_VERSIONS.len()];
+    let mut i = 0;
+    while i < dates.len() {
+        dates[i] = match date_number(INSTANCE_VERSIONS[i]) {
+            Some(date) => date,
+            None => panic!("a version that is not a date"),
+        };
+        assert!(i == 0 || dates[i - 1] < dates[i], "versions out of order");
+        i += 1;
+    }
+    dates
+};
+
 const fn index_of(text: &str) -> u8 {
     let mut i = 0;
     while i < INSTANCE_VERSIONS.len() {
@@ -125,10 +162,13 @@ impl ApiVersion {
     pub const NEWEST: ApiVersion = ApiVersion(INSTANCE_VERSIONS.len() as u8 - 1);
 
     /// Exact-string match against the supported list (§1.4: no `latest` alias, no case folding).
+    /// Every request parses one, so it is a binary search over the dates as numbers rather
+    /// than up to 35 string comparisons.
     pub fn parse(text: &str) -> Option<ApiVersion> {
-        INSTANCE_VERSIONS
-            .iter()
-            .position(|v| *v == text)
+        let date = date_number(text)?;
+        VERSION_DATES
+            .binary_search(&date)
+            .ok()
             .map(|i| ApiVersion(i as u8))
     }
 
@@ -199,5 +239,11 @@ mod tests {
         assert_eq!(ApiVersion::parse("latest"), None);
         assert_eq!(ApiVersion::parse(" 2021-02-01"), None);
         assert_eq!(ApiVersion::parse("2020-04-02"), None, "MSAL fixture only");
+        assert_eq!(ApiVersion::parse("2021-02-01 "), None);
+        assert_eq!(ApiVersion::parse("2021/02/01"), None);
+        assert_eq!(ApiVersion::parse("２０２１-02-01"), None);
+        for version in ApiVersion::all() {
+            assert_eq!(ApiVersion::parse(version.as_str()), Some(version));
+        }
     }
 }

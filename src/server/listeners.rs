@@ -10,12 +10,14 @@ use std::future::Future;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, UnixListener};
 
 use crate::config::{ControlAddress, WireServerListen};
-use crate::connections::{self, AcceptErrors, ConnectionPolicy, Listen, StallGuard, Tracker};
+use crate::connections::{
+    self, AcceptErrors, ConnectionPolicy, HeadTimer, Listen, StallGuard, Tracker,
+};
 use crate::control::token::{self, ControlToken};
 use crate::control::{self, Access, ControlState};
 use crate::server::data_dir;
@@ -227,7 +229,7 @@ async fn serve_router<L>(
         connections.spawn(async move {
             let _permit = permit;
             let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
+                .timer(HeadTimer)
                 .header_read_timeout(policy.head_timeout)
                 .serve_connection(TokioIo::new(StallGuard::new(stream, policy.stall)), service);
             tokio::pin!(connection);

@@ -39,7 +39,10 @@ impl GuestEndpoint {
         let Some(rest) = path.strip_prefix("/metadata/") else {
             return GuestEndpoint::Other;
         };
-        let (first, tail) = rest.split_once('/').unwrap_or((rest, ""));
+        let (first, tail) = match rest.bytes().position(|b| b == b'/') {
+            Some(at) => (&rest[..at], &rest[at + 1..]),
+            None => (rest, ""),
+        };
         let exact = tail.is_empty();
         match first {
             "instance" => GuestEndpoint::Instance,

@@ -8,7 +8,6 @@
 //! the fault that answered, the User-Agent and whether `Metadata: true` was sent. Never a
 //! header value but the User-Agent, never a body (no token, no signed document, no user data).
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -67,11 +66,22 @@ pub fn copy_bounded(into: &mut Vec<u8>, from: &[u8], max: usize) {
     into.extend_from_slice(&from[..from.len().min(max)]);
 }
 
+/// The kept entries, oldest first from `oldest` (wrapping). A full ring's next entry is
+/// written over its oldest in place: no entry moves.
 #[derive(Debug, Default)]
 struct Ring {
-    entries: VecDeque<Entry>,
+    slots: Vec<Entry>,
+    oldest: usize,
     /// The sequence number of the next entry.
     next: u64,
+}
+
+impl Ring {
+    /// Oldest first.
+    fn entries(&self) -> impl Iterator<Item = &Entry> {
+        let (newer, older) = self.slots.split_at(self.oldest);
+        older.iter().chain(newer)
+    }
 }
 
 /// What a read returns.
@@ -98,16 +108,21 @@ impl Journal {
     pub fn record(&self, capacity: usize, fill: impl FnOnce(&mut Entry)) {
         {
             let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
-            let mut entry = if ring.entries.len() >= capacity {
-                ring.entries.pop_front().unwrap_or_default()
-            } else {
-                Entry::default()
-            };
+            let ring = &mut *ring;
             ring.next = ring.next.max(1);
-            entry.seq = ring.next;
+            let seq = ring.next;
             ring.next += 1;
-            fill(&mut entry);
-            ring.entries.push_back(entry);
+            let entry = if ring.slots.len() >= capacity.max(1) {
+                let at = ring.oldest;
+                ring.oldest = (at + 1) % ring.slots.len();
+                &mut ring.slots[at]
+            } else {
+                // Not full yet: the newest is last, and the oldest stays first.
+                ring.slots.push(Entry::default());
+                ring.slots.last_mut().expect("just pushed")
+            };
+            entry.seq = seq;
+            fill(entry);
         }
         if self.followers.load(Ordering::Relaxed) > 0 {
             self.grew.notify_waiters();
@@ -119,15 +134,14 @@ impl Journal {
     pub fn read(&self, after: Option<u64>, limit: usize) -> Page {
         let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
         let next = ring.next.max(1);
-        let oldest = ring.entries.front().map_or(next, |e| e.seq);
+        let oldest = ring.entries().next().map_or(next, |e| e.seq);
         let (entries, missed) = match after {
             None => {
-                let skip = ring.entries.len().saturating_sub(limit);
-                (ring.entries.iter().skip(skip).cloned().collect(), false)
+                let skip = ring.slots.len().saturating_sub(limit);
+                (ring.entries().skip(skip).cloned().collect(), false)
             }
             Some(after) => (
-                ring.entries
-                    .iter()
+                ring.entries()
                     .filter(|e| e.seq > after)
                     .take(limit)
                     .cloned()

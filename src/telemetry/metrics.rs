@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::events::EventsVersion;
-use crate::metadata::version::ApiVersion;
+use crate::metadata::version::{ApiVersion, date_number};
 use crate::telemetry::endpoint::GuestEndpoint;
 use crate::telemetry::exposition::Scrape;
 use crate::telemetry::histogram::{self, Histogram};
@@ -75,22 +75,6 @@ static VERSIONS: LazyLock<VersionLabels> = LazyLock::new(|| {
     by_date.sort_unstable();
     VersionLabels { by_date, names }
 });
-
-/// `YYYY-MM-DD` as the number YYYYMMDD, without allocating or comparing strings.
-fn date_number(text: &str) -> Option<u32> {
-    let b = text.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let mut n = 0u32;
-    for &c in b[..4].iter().chain(&b[5..7]).chain(&b[8..]) {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        n = n * 10 + u32::from(c - b'0');
-    }
-    Some(n)
-}
 
 impl VersionLabels {
     fn count(&self) -> usize {
