@@ -21,6 +21,13 @@ pub(super) struct FileConfig {
     pub(super) hgap_listen: Option<SocketAddr>,
     pub(super) vms: Option<PathBuf>,
     pub(super) data: Option<PathBuf>,
+    pub(super) store: Option<String>,
+    pub(super) etcd_prefix: Option<String>,
+    pub(super) etcd_ca_file: Option<PathBuf>,
+    pub(super) etcd_cert_file: Option<PathBuf>,
+    pub(super) etcd_key_file: Option<PathBuf>,
+    pub(super) etcd_user: Option<String>,
+    pub(super) etcd_password_file: Option<PathBuf>,
     pub(super) rate_limit: Option<u32>,
     #[serde(default, deserialize_with = "deserialize_caller_mode")]
     pub(super) callers: Option<CallerMode>,

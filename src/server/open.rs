@@ -19,7 +19,7 @@ use crate::server::error::Error;
 use crate::server::{data_dir, watch};
 use crate::snapshot::{CallerMode, Published};
 use crate::state::{Parts, Shared};
-use crate::store::Store;
+use crate::store::{Store, StoreLocation};
 
 /// Everything a server serves from, before any listener is bound.
 pub(super) struct Opened {
@@ -41,12 +41,7 @@ pub(super) fn open(
         (None, Some(path)) => Some(watch::load_definitions(path)?),
         (None, None) => None,
     };
-    let store_path = settings.data.join(data_dir::STORE_FILE);
-    data_dir::check_private_file(&store_path, "store")?;
-    let store = Arc::new(Store::open(&store_path).map_err(|source| Error::Store {
-        path: store_path.clone(),
-        source,
-    })?);
+    let store = Arc::new(open_store(settings)?);
     let (snapshot, warnings) =
         Registry::load(&store, settings.callers, settings.rate_limit).map_err(Error::Load)?;
     for warning in warnings {
@@ -91,6 +86,25 @@ pub(super) fn open(
         registry,
         hooks,
     })
+}
+
+/// The store `--store` names: the redb file in the data directory, or an etcd cluster.
+fn open_store(settings: &Settings) -> Result<Store, Error> {
+    match &settings.store {
+        StoreLocation::Embedded => {
+            let path = settings.data.join(data_dir::STORE_FILE);
+            data_dir::check_private_file(&path, "store")?;
+            Store::open(&path).map_err(|source| Error::Store { path, source })
+        }
+        StoreLocation::Etcd(options) => {
+            let store = Store::open_etcd(options).map_err(|source| Error::EtcdStore {
+                endpoints: options.endpoints.join(","),
+                source,
+            })?;
+            tracing::info!(endpoints = %options.endpoints.join(","), prefix = %options.prefix, "store: etcd");
+            Ok(store)
+        }
+    }
 }
 
 /// Token signing keys: made on the first start, reused after (owner-only files).

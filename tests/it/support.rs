@@ -124,6 +124,7 @@ impl TestServer {
             wireserver: config.wireserver,
             vms: None,
             data: data.clone(),
+            store: azimds::store::StoreLocation::Embedded,
             rate_limit: RateLimit(config.rate_limit),
             callers: config.callers,
             control: ControlAddress::Tcp("127.0.0.1:0".parse().unwrap()),
