@@ -34,7 +34,10 @@ REQS=$REPO/tests/clients/requirements.txt
 # tests/clients/test_provisioning.py.
 # A JDK, BouncyCastle (bcprov, bcpkix and its bcutil) and Gson: the Java relying party of
 # tests/clients/java/VerifyAttested.java (what Microsoft's imdssample.java builds on).
+# protobuf-compiler (protoc, which etcd-client's build runs) and etcd-server, etcd-client: the
+# `fleet` feature's build and the tests that start a real etcd on loopback (docs/fleet.md).
 APT_PKGS=(cloud-init waagent iproute2 nftables curl openssl python3-venv python3-yaml
+          protobuf-compiler etcd-server etcd-client
           dnsmasq-base xorriso isc-dhcp-client
           openjdk-17-jdk-headless libbcprov-java libbcpkix-java libbcutil-java
           libgoogle-gson-java)

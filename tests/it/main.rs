@@ -21,6 +21,8 @@ mod definitions;
 mod durability;
 /// Fault rules: every action and limit over HTTP, presets, isolation between VMs.
 mod faults;
+/// Issue 11: fleet mode, the real binary on a real etcd (with `--features fleet`).
+mod fleet;
 /// Issue 13: connection floods, slow clients, descriptor limits, the control API's shape.
 mod hardening;
 /// Managed identity: tokens verified with the published JWKS, exact error bodies, cache, limits.
