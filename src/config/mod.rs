@@ -48,6 +48,8 @@ pub struct Settings {
     pub data: PathBuf,
     /// Where the store lives: the redb file in `data`, or an etcd cluster.
     pub store: StoreLocation,
+    /// This host's name: which VMs it serves (their `host`), docs/fleet.md.
+    pub host_name: String,
     pub rate_limit: RateLimit,
     pub callers: CallerMode,
     pub control: ControlAddress,
@@ -188,6 +190,8 @@ impl Settings {
             .and_then(Path::parent)
             .unwrap_or(Path::new(""));
         let attested = attested_settings(&args, &file, base)?;
+        let host_name =
+            store::host_name(args.store.host_name.clone(), &file).map_err(Error::Invalid)?;
         let store_location = store::resolve(args.store, &file, base).map_err(Error::Invalid)?;
         let listen = if !args.listen.is_empty() {
             args.listen
@@ -208,6 +212,7 @@ impl Settings {
                 .or_else(|| file.data.map(|p| base.join(p)))
                 .unwrap_or_else(default_data),
             store: store_location,
+            host_name,
             rate_limit: RateLimit(
                 args.rate_limit
                     .or(file.rate_limit)

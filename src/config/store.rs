@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::file::FileConfig;
+use crate::definition::is_valid_host_name;
 use crate::store::location::{DEFAULT_ETCD_PREFIX, check_prefix, parse_store};
 use crate::store::{EtcdAuth, EtcdTls, StoreLocation};
 
@@ -40,6 +41,28 @@ pub struct StoreArgs {
     /// every local user could read it).
     #[arg(long, env = "AZIMDS_ETCD_PASSWORD_FILE", value_name = "FILE")]
     pub etcd_password_file: Option<PathBuf>,
+
+    /// This host's name in a fleet (with --store etcd://): it serves the VMs whose `host` is
+    /// this name (and those with no `host`), and no others. On the embedded store every VM is
+    /// served. [default: the machine's hostname]
+    #[arg(long, env = "AZIMDS_HOST_NAME", value_name = "NAME")]
+    pub host_name: Option<String>,
+}
+
+/// `--host-name`, else the config file's `host-name`, else the kernel's hostname.
+pub(super) fn host_name(flag: Option<String>, file: &FileConfig) -> Result<String, String> {
+    let name = flag.or_else(|| file.host_name.clone()).unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|text| text.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into())
+    });
+    if is_valid_host_name(&name) {
+        Ok(name)
+    } else {
+        Err(format!(
+            "--host-name {name:?}: a host name is 1-253 of A-Z a-z 0-9 . _ -"
+        ))
+    }
 }
 
 /// Flags over the config file's keys of the same names; paths in the file are relative to it.
@@ -116,6 +139,15 @@ mod tests {
             store: Some(endpoints.into()),
             ..StoreArgs::default()
         }
+    }
+
+    #[test]
+    fn the_host_name_defaults_to_the_kernels() {
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        let file = FileConfig::default();
+        assert_eq!(host_name(None, &file).unwrap(), kernel.trim());
+        assert_eq!(host_name(Some("hv-03".into()), &file).unwrap(), "hv-03");
+        assert!(host_name(Some("hv 03".into()), &file).is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 mod data_dir;
 mod error;
 mod fd_limit;
+mod follow;
 mod listeners;
 mod open;
 mod recovery;
@@ -70,6 +71,8 @@ pub struct Server {
     guest_policy: ConnectionPolicy,
     guest_connections: Arc<Tracker>,
     load_time: Duration,
+    /// Fleet mode: follows the shared store while the server lives.
+    _follower: Option<follow::Follower>,
 }
 
 /// A stalled write (a client that stopped reading its answer) is given up after this.
@@ -158,6 +161,7 @@ impl Server {
             guest_policy,
             guest_connections,
             load_time,
+            _follower: opened.follower,
         })
     }
 

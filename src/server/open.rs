@@ -16,7 +16,7 @@ use crate::maintenance::{HookDelivery, Maintenance};
 use crate::provisioning::Provisioning;
 use crate::registry::Registry;
 use crate::server::error::Error;
-use crate::server::{data_dir, watch};
+use crate::server::{data_dir, follow, watch};
 use crate::snapshot::{CallerMode, Published};
 use crate::state::{Parts, Shared};
 use crate::store::{Store, StoreLocation};
@@ -27,6 +27,8 @@ pub(super) struct Opened {
     pub(super) store: Arc<Store>,
     pub(super) registry: Arc<Registry>,
     pub(super) hooks: Option<HookDelivery>,
+    /// Fleet mode: the task following the shared store.
+    pub(super) follower: Option<follow::Follower>,
 }
 
 pub(super) fn open(
@@ -42,8 +44,16 @@ pub(super) fn open(
         (None, None) => None,
     };
     let store = Arc::new(open_store(settings)?);
-    let (snapshot, warnings) =
-        Registry::load(&store, settings.callers, settings.rate_limit).map_err(Error::Load)?;
+    // The host name picks this host's VMs only on a shared store; alone, it serves them all.
+    let host_name = store.is_shared().then(|| settings.host_name.clone());
+    let loaded = Registry::load(
+        &store,
+        settings.callers,
+        settings.rate_limit,
+        host_name.as_deref(),
+    )
+    .map_err(Error::Load)?;
+    let (snapshot, warnings) = (loaded.snapshot, loaded.warnings);
     for warning in warnings {
         tracing::warn!("{warning}");
     }
@@ -77,7 +87,15 @@ pub(super) fn open(
             .map_err(Error::Faults)?;
         tracing::info!(rule = %rule.id, action = rule.action.name(), "fault rule from the config file");
     }
-    let registry = Arc::new(Registry::new(Arc::clone(&store), Arc::clone(&shared)));
+    let registry = Arc::new(Registry::new(
+        Arc::clone(&store),
+        Arc::clone(&shared),
+        host_name,
+        loaded.revision,
+    ));
+    let follower = store
+        .is_shared()
+        .then(|| follow::start(Arc::clone(&registry), Arc::clone(&store), loaded.revision));
     apply(settings, &registry, definitions)?;
     registry.import_all_events();
     Ok(Opened {
@@ -85,6 +103,7 @@ pub(super) fn open(
         store,
         registry,
         hooks,
+        follower,
     })
 }
 

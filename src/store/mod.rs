@@ -27,6 +27,7 @@ mod provisioning;
 mod record;
 #[cfg(test)]
 mod semantics;
+mod watch;
 
 use std::path::Path;
 
@@ -42,6 +43,7 @@ use crate::telemetry::histogram::Histogram;
 pub use health::{StoreFailure, StoreHealth};
 pub use location::{EtcdAuth, EtcdOptions, EtcdTls, StoreLocation};
 pub use record::{Checked, RecordView};
+pub use watch::{OwnedRecord, VmChange, WatchEvent};
 
 use embedded::{Redb, RedbBatch};
 
@@ -288,7 +290,45 @@ impl Store {
     /// than `visit` does (redb lends them from the table; etcd reads them a page at a time, all
     /// pages at one revision). A damaged record stops the visit.
     pub fn visit_records(&self, visit: impl FnMut(&str, RecordView<'_>)) -> Result<(), Error> {
-        on_backend!(self, b => b.visit_records(visit))
+        self.visit_records_at(visit).map(drop)
+    }
+
+    /// [`Store::visit_records`], returning the store revision the records were read at (a
+    /// watch from there misses nothing and repeats nothing); 0 on the embedded store.
+    pub fn visit_records_at(&self, visit: impl FnMut(&str, RecordView<'_>)) -> Result<u64, Error> {
+        match &self.backend {
+            Backend::Redb(b) => b.visit_records(visit).map(|()| 0),
+            #[cfg(feature = "fleet")]
+            Backend::Etcd(b) => b.visit_records(visit),
+        }
+    }
+
+    /// Whether other processes write this store too (etcd): a server then follows its changes
+    /// ([`Store::watch_vms`]) instead of publishing its own writes.
+    pub fn is_shared(&self) -> bool {
+        self.backend_name() != "redb"
+    }
+
+    /// The store-wide revision now (etcd's); 0 on the embedded store.
+    pub fn revision(&self) -> Result<u64, Error> {
+        match &self.backend {
+            Backend::Redb(_) => Ok(0),
+            #[cfg(feature = "fleet")]
+            Backend::Etcd(b) => b.revision(),
+        }
+    }
+
+    /// Every VM record change after revision `after`, in order, until the receiver is
+    /// dropped; `None` on the embedded store, which only this process writes.
+    pub fn watch_vms(&self, after: u64) -> Option<tokio::sync::mpsc::Receiver<WatchEvent>> {
+        match &self.backend {
+            Backend::Redb(_) => {
+                let _ = after;
+                None
+            }
+            #[cfg(feature = "fleet")]
+            Backend::Etcd(b) => Some(b.watch_vms(after)),
+        }
     }
 
     /// One VM record.

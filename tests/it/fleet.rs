@@ -55,6 +55,12 @@ fn etcd_down_at_start_serves_nothing_and_says_why() {
 
 #[cfg(feature = "fleet")]
 fn serve_on(etcd: &etcd::TestEtcd, data: &std::path::Path) -> Spawned {
+    serve_as(etcd, data, "the-host")
+}
+
+/// An azimds on `etcd` named `host` (`--host-name`).
+#[cfg(feature = "fleet")]
+fn serve_as(etcd: &etcd::TestEtcd, data: &std::path::Path, host: &str) -> Spawned {
     spawn_azimds(
         data,
         &[
@@ -64,8 +70,47 @@ fn serve_on(etcd: &etcd::TestEtcd, data: &std::path::Path) -> Spawned {
             "/fleet-test/",
             "--callers",
             "source-address",
+            "--host-name",
+            host,
         ],
     )
+}
+
+/// The `compute.name` a host serves to 127.0.0.1, or `None` when it closes the connection
+/// unanswered (it serves no VM with that caller: spec'd fail-closed behaviour).
+#[cfg(feature = "fleet")]
+async fn served_name(server: &Spawned) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(server.field("listen"))
+        .await
+        .unwrap();
+    let request = "GET /metadata/instance/compute/name?api-version=2021-02-01&format=text HTTP/1.1\r\nHost: 169.254.169.254\r\nMetadata: true\r\nConnection: close\r\n\r\n";
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("an answer or a close within 10 s");
+    if answer.is_empty() {
+        return None;
+    }
+    let reply = crate::support::parse_reply(&answer);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    Some(reply.text().to_string())
+}
+
+/// Waits until `server` serves `expected` to 127.0.0.1 (the other host's write reaches it
+/// through etcd's watch; there is nothing on this side to await but the answer).
+#[cfg(feature = "fleet")]
+async fn until_served(server: &Spawned, expected: Option<&str>) -> Duration {
+    let started = Instant::now();
+    while served_name(server).await.as_deref() != expected {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not serving {expected:?} after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    started.elapsed()
 }
 
 #[cfg(feature = "fleet")]
@@ -124,14 +169,24 @@ async fn a_vm_written_through_one_host_is_served_by_another_and_survives_an_outa
         (200, "vm-fleet".into()),
         "guests are served from memory while etcd is away"
     );
+    // Nothing writes: the broken watch alone makes the host say it is stale, and since when.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let (status, body) = readiness(&control).await;
+        if status == 503 {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "still {status} {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(body["status"], "store-unavailable");
+    assert_eq!(body["store"]["writable"], false);
+    assert!(body["store"]["failingSince"].is_string(), "{body}");
     let vm2 = json!({"callers": ["127.0.0.2"]});
     let refused = control.call("PUT", "/v1/vms/vm2", Some(&vm2), &[]).await;
     assert_eq!(refused.status, 503, "{}", refused.text());
     assert_eq!(refused.json()["error"]["code"], "store_unavailable");
-    let (status, body) = readiness(&control).await;
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(body["store"]["writable"], false);
-    assert!(body["store"]["failingSince"].is_string(), "{body}");
+    assert_eq!(guest_name(&second).await, (200, "vm-fleet".into()));
 
     etcd.restart();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -148,4 +203,60 @@ async fn a_vm_written_through_one_host_is_served_by_another_and_survives_an_outa
     assert_eq!(missing.status, 404, "the refused write was not applied");
     let put = control.call("PUT", "/v1/vms/vm2", Some(&vm2), &[]).await;
     assert_eq!(put.status, 201, "{}", put.text());
+    // The watch resumed: a write is served as soon as it is acknowledged.
+    let renamed = json!({"instance": {"compute": {"name": "vm-renamed"}}});
+    let patched = control
+        .call("PATCH", "/v1/vms/vm1", Some(&renamed), &[])
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.text());
+    assert_eq!(guest_name(&second).await, (200, "vm-renamed".into()));
+}
+
+/// Two hosts on one etcd, live: a VM assigned to host B and written through host A's control
+/// API is served by B and not by A; moving it to A is one write through B, after which B no
+/// longer serves it (at once: a write returns once its own host applied it) and A does.
+#[cfg(feature = "fleet")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_through_one_host_is_served_by_the_host_it_names() {
+    let etcd = etcd::TestEtcd::start("it-hosts");
+    let dir = TempDir::new("fleet-hosts");
+    let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
+    let host_a = serve_as(&etcd, &data_a, "host-a");
+    let host_b = serve_as(&etcd, &data_b, "host-b");
+    let (control_a, control_b) = (host_a.control_api(&data_a), host_b.control_api(&data_b));
+    assert_eq!(served_name(&host_a).await, None);
+    assert_eq!(served_name(&host_b).await, None);
+
+    let vm = json!({
+        "host": "host-b",
+        "callers": ["127.0.0.1"],
+        "instance": {"compute": {"name": "vm-moving"}},
+    });
+    let put = control_a.call("PUT", "/v1/vms/vm1", Some(&vm), &[]).await;
+    assert_eq!(put.status, 201, "{}", put.text());
+    until_served(&host_b, Some("vm-moving")).await;
+    assert_eq!(served_name(&host_a).await, None, "host A only wrote it");
+
+    let moved = control_b
+        .call(
+            "PATCH",
+            "/v1/vms/vm1",
+            Some(&json!({"host": "host-a"})),
+            &[],
+        )
+        .await;
+    assert_eq!(moved.status, 200, "{}", moved.text());
+    assert_eq!(
+        served_name(&host_b).await,
+        None,
+        "host B stopped serving it before acknowledging the move"
+    );
+    until_served(&host_a, Some("vm-moving")).await;
+    assert_eq!(served_name(&host_b).await, None);
+
+    let deleted = control_b.call("DELETE", "/v1/vms/vm1", None, &[]).await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
+    until_served(&host_a, None).await;
+    let gone = control_a.call("GET", "/v1/vms/vm1", None, &[]).await;
+    assert_eq!(gone.status, 404);
 }

@@ -23,6 +23,7 @@
 mod records;
 #[cfg(test)]
 pub(super) mod testing;
+mod watch;
 
 use std::fmt;
 use std::future::Future;
@@ -176,13 +177,26 @@ impl Etcd {
         })
     }
 
-    /// Every key under `name`, in key order, at one revision, handed to `visit` a page at a
-    /// time: (the key without the prefix and `name`, value, mod_revision).
+    /// The cluster's revision now.
+    pub(super) fn revision(&self) -> Result<u64, Error> {
+        let key = self.key("vms/");
+        self.call(move |mut kv| async move {
+            let response = kv
+                .get(key, Some(GetOptions::new().with_prefix().with_count_only()))
+                .await?;
+            Ok(response
+                .header()
+                .map_or(0, |h| u64::try_from(h.revision()).unwrap_or(0)))
+        })
+    }
+
+    /// Every key under `name`, in key order, at one revision (returned), handed to `visit` a
+    /// page at a time: (the key without the prefix and `name`, value, mod_revision).
     fn scan(
         &self,
         name: &str,
         mut visit: impl FnMut(&str, &[u8], u64) -> Result<(), Error>,
-    ) -> Result<(), Error> {
+    ) -> Result<u64, Error> {
         let start = self.key(name);
         let end = range_end(&start);
         let mut from = start.clone().into_bytes();
@@ -213,7 +227,7 @@ impl Etcd {
                     from = last.key().to_vec();
                     from.push(0);
                 }
-                _ => return Ok(()),
+                _ => return Ok(u64::try_from(revision).unwrap_or(0)),
             }
         }
     }

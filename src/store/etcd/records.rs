@@ -66,10 +66,11 @@ fn refused_current(responses: &[TxnOpResponse]) -> Option<u64> {
 }
 
 impl Etcd {
+    /// Every VM record at one revision, which is returned.
     pub(in crate::store) fn visit_records(
         &self,
         mut visit: impl FnMut(&str, RecordView<'_>),
-    ) -> Result<(), Error> {
+    ) -> Result<u64, Error> {
         self.scan("vms/", |id, bytes, revision| {
             visit(id, view(id, bytes, revision)?);
             Ok(())
