@@ -322,3 +322,64 @@ fn an_etcd_outage_refuses_writes_and_loses_nothing_acknowledged() {
     assert_eq!(store.vm("b").unwrap(), None, "refused during the outage");
     put(&store, "b", "{}", Expect::Absent).unwrap();
 }
+
+/// The etcd watch delivers every VM change after the revision it starts from, in order
+/// (writes with their records, deletes as `None`); a start revision etcd compacted away is
+/// reported as `Compacted`, so the follower reads everything again instead of missing
+/// changes.
+#[cfg(feature = "fleet")]
+#[test]
+fn the_etcd_watch_delivers_changes_in_order_and_reports_compaction() {
+    use crate::store::etcd::testing::TestEtcd;
+    use crate::store::{EtcdOptions, WatchEvent};
+    let etcd = TestEtcd::start("watch");
+    let store = Store::open_etcd(&EtcdOptions {
+        endpoints: vec![etcd.endpoint()],
+        prefix: "/watch/".into(),
+        tls: None,
+        auth: None,
+    })
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let start = store.revision().unwrap();
+    let (a, _) = put(&store, "a", r#"{"n":1}"#, Expect::Absent).unwrap();
+    let (b, _) = put(&store, "b", r#"{"n":2}"#, Expect::Absent).unwrap();
+    assert!(store.delete_vm("a", Expect::Present).unwrap());
+    let mut events = store.watch_vms(start).expect("etcd is watchable");
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let event = runtime
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), events.recv()).await })
+            .expect("changes within 10 s")
+            .expect("the watch goes on");
+        let WatchEvent::Changes { changes, .. } = event else {
+            panic!("{event:?}")
+        };
+        for change in changes {
+            let entry = change.record.map(|r| String::from_utf8(r.entry).unwrap());
+            seen.push((change.id, change.revision, entry));
+        }
+    }
+    assert_eq!(seen[0], ("a".into(), a.revision, Some(r#"{"n":1}"#.into())));
+    assert_eq!(seen[1], ("b".into(), b.revision, Some(r#"{"n":2}"#.into())));
+    assert_eq!((seen[2].0.as_str(), seen[2].2.as_ref()), ("a", None));
+    assert!(seen[2].1 > b.revision);
+    drop(events);
+
+    let now = store.revision().unwrap();
+    let compacted = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", &etcd.endpoint(), "compact", &now.to_string()])
+        .output()
+        .expect("etcdctl (apt: etcd-client)");
+    assert!(compacted.status.success(), "{compacted:?}");
+    let mut events = store.watch_vms(start).unwrap();
+    let event = runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(10), events.recv()).await })
+        .expect("an answer within 10 s")
+        .expect("one event");
+    assert!(matches!(event, WatchEvent::Compacted), "{event:?}");
+}
