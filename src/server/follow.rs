@@ -50,6 +50,12 @@ async fn follow(registry: Arc<Registry>, store: Arc<Store>, mut after: u64) {
                     let probing = Arc::clone(&store);
                     let _ = tokio::task::spawn_blocking(move || probing.probe()).await;
                 }
+                WatchEvent::Resumed => {
+                    tracing::info!(after, "the store watch resumed");
+                    // Clears the failure at once rather than at the store probe's next try.
+                    let probing = Arc::clone(&store);
+                    let _ = tokio::task::spawn_blocking(move || probing.probe()).await;
+                }
                 WatchEvent::Compacted => {
                     tracing::warn!(
                         after,

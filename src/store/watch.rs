@@ -47,5 +47,8 @@ pub enum WatchEvent {
     /// everything again, then watch from there.
     Compacted,
     /// The watch broke (etcd unreachable); it is being re-established from the last revision.
+    /// Reported once per outage, not at every retry.
     Interrupted(String),
+    /// The watch is established again after an interruption, from the last revision seen.
+    Resumed,
 }

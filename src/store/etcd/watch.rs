@@ -10,8 +10,10 @@ use crate::store::etcd::{Etcd, range_end, revision_of};
 use crate::store::record;
 use crate::store::watch::{OwnedRecord, VmChange, WatchEvent};
 
-/// How long to wait before watching again after the watch broke (etcd is away).
-const RETRY: Duration = Duration::from_millis(500);
+/// How long to wait before watching again after the watch broke (etcd is away): the first
+/// retry, doubled after each failed one up to the maximum.
+const FIRST_RETRY: Duration = Duration::from_millis(200);
+const MAX_RETRY: Duration = Duration::from_secs(2);
 
 impl Etcd {
     /// Every VM record change after revision `after`, delivered on the returned channel.
@@ -35,6 +37,8 @@ async fn follow(
     send: mpsc::Sender<WatchEvent>,
 ) {
     let end = range_end(&start);
+    let mut retry = FIRST_RETRY;
+    let mut interrupted = false;
     loop {
         let options = WatchOptions::new()
             .with_range(end.clone())
@@ -55,6 +59,14 @@ async fn follow(
                             return;
                         }
                         break format!("the watch was cancelled: {}", response.cancel_reason());
+                    }
+                    Ok(Some(response)) if response.created() => {
+                        retry = FIRST_RETRY;
+                        if std::mem::take(&mut interrupted)
+                            && send.send(WatchEvent::Resumed).await.is_err()
+                        {
+                            return;
+                        }
                     }
                     Ok(Some(response)) => {
                         let mut changes = Vec::new();
@@ -102,9 +114,12 @@ async fn follow(
                 }
             },
         };
-        if send.send(WatchEvent::Interrupted(reason)).await.is_err() {
+        if !std::mem::replace(&mut interrupted, true)
+            && send.send(WatchEvent::Interrupted(reason)).await.is_err()
+        {
             return;
         }
-        tokio::time::sleep(RETRY).await;
+        tokio::time::sleep(retry).await;
+        retry = (retry * 2).min(MAX_RETRY);
     }
 }
