@@ -260,3 +260,140 @@ async fn a_write_through_one_host_is_served_by_the_host_it_names() {
     let gone = control_a.call("GET", "/v1/vms/vm1", None, &[]).await;
     assert_eq!(gone.status, 404);
 }
+
+/// A loopback TCP proxy in front of etcd that the test can cut (every connection dropped,
+/// new ones refused) and reopen: one host losing etcd while the others keep it.
+#[cfg(feature = "fleet")]
+struct CuttableProxy {
+    addr: std::net::SocketAddr,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+#[cfg(feature = "fleet")]
+impl CuttableProxy {
+    async fn start(to: String) -> CuttableProxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (is_open, live) = (open.clone(), connections.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !is_open.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused
+                }
+                let to = to.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                live.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        CuttableProxy {
+            addr,
+            open,
+            connections,
+            accept,
+        }
+    }
+
+    fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+
+    fn reopen(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[cfg(feature = "fleet")]
+impl Drop for CuttableProxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+/// Host B loses etcd while host A writes and etcd compacts the revisions B has not seen: when
+/// B is back, its watch cannot resume, so it reads everything again and serves the new state
+/// (never a mix), and goes on following.
+#[cfg(feature = "fleet")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compaction_while_a_host_is_cut_off_forces_a_clean_resync() {
+    let etcd = etcd::TestEtcd::start("it-compaction");
+    let proxy = CuttableProxy::start(etcd.endpoint()).await;
+    let dir = TempDir::new("fleet-compaction");
+    let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
+    let host_a = serve_as(&etcd, &data_a, "host-a");
+    let host_b = spawn_azimds(
+        &data_b,
+        &[
+            "--store",
+            &format!("etcd://{}", proxy.addr),
+            "--etcd-prefix",
+            "/fleet-test/",
+            "--callers",
+            "source-address",
+            "--host-name",
+            "host-b",
+        ],
+    );
+    let control_a = host_a.control_api(&data_a);
+    let vm = json!({"host": "host-b", "callers": ["127.0.0.1"], "instance": {"compute": {"name": "before"}}});
+    let put = control_a.call("PUT", "/v1/vms/vm1", Some(&vm), &[]).await;
+    assert_eq!(put.status, 201, "{}", put.text());
+    until_served(&host_b, Some("before")).await;
+
+    proxy.cut();
+    // Two writes B does not see; compacting at the second removes the first, where B's watch
+    // would resume (etcd still serves a watch from the compaction revision itself).
+    let mut patched = None;
+    for name in ["between", "after"] {
+        let renamed = json!({"instance": {"compute": {"name": name}}});
+        let reply = control_a
+            .call("PATCH", "/v1/vms/vm1", Some(&renamed), &[])
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        patched = Some(reply);
+    }
+    let patched = patched.unwrap();
+    let revision: String = patched
+        .header("etag")
+        .unwrap()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let compacted = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", &etcd.endpoint(), "compact", &revision])
+        .output()
+        .expect("etcdctl (apt: etcd-client)");
+    assert!(compacted.status.success(), "{compacted:?}");
+    assert_eq!(
+        served_name(&host_b).await.as_deref(),
+        Some("before"),
+        "cut off, host B serves the last state it had"
+    );
+
+    proxy.reopen();
+    until_served(&host_b, Some("after")).await;
+    assert!(
+        host_b.wait_for_log("resynchronised from the store", 1, Duration::from_secs(5)),
+        "the host resynchronised rather than resumed"
+    );
+    // And it follows again from the resync's revision.
+    let again = json!({"instance": {"compute": {"name": "followed"}}});
+    let patched = control_a
+        .call("PATCH", "/v1/vms/vm1", Some(&again), &[])
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.text());
+    until_served(&host_b, Some("followed")).await;
+}
