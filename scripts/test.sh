@@ -12,7 +12,10 @@ step() { printf '\n==> %s\n' "$*"; }
 step "installing test dependencies"
 bash scripts/install-test-deps.sh
 
-step "cargo test"
+step "cargo test (with fleet mode: the etcd store against a real etcd)"
+cargo test --all-targets --features fleet 2>&1
+
+step "cargo test (the default build, without fleet mode)"
 cargo test --all-targets 2>&1
 
 step "real clients against azimds (network namespaces)"

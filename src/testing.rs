@@ -47,6 +47,7 @@ use crate::identity::token::DEFAULT_LIFETIME;
 use crate::maintenance::MaintenanceConfig;
 use crate::server::{Options, Running, Server};
 use crate::snapshot::CallerMode;
+use crate::store::StoreLocation;
 use crate::telemetry::TelemetrySettings;
 use crate::throttle::RateLimit;
 
@@ -220,6 +221,8 @@ impl Builder {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
             vms: None,
             data: data.clone(),
+            store: StoreLocation::Embedded,
+            host_name: "localhost".into(),
             rate_limit: RateLimit(self.rate_limit),
             callers: self.callers,
             control: ControlAddress::Tcp(SocketAddr::from(([127, 0, 0, 1], 0))),

@@ -8,6 +8,7 @@ use crate::config::parse::{
     ClockMode, ControlAddress, LogFormat, parse_caller_mode, parse_clock, parse_control,
     parse_duration, parse_lifetime, parse_log_format, parse_log_level, parse_timeout,
 };
+use crate::config::store::StoreArgs;
 use crate::snapshot::CallerMode;
 
 /// Flags of `azimds serve`. Every flag also reads an `AZIMDS_*` environment variable and a key
@@ -49,6 +50,9 @@ pub struct ServeArgs {
     /// [default: $XDG_STATE_HOME/azimds, else ~/.local/state/azimds]
     #[arg(long, env = "AZIMDS_DATA", value_name = "DIR")]
     pub data: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
 
     /// Requests per second allowed per VM before 429; 0 turns throttling off. [default: 5]
     #[arg(long, env = "AZIMDS_RATE_LIMIT", value_name = "N")]

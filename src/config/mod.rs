@@ -8,6 +8,7 @@
 mod file;
 mod flags;
 mod parse;
+mod store;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,11 +20,13 @@ pub use crate::config::parse::{
     ClockMode, ControlAddress, LogFormat, parse_caller_mode, parse_clock, parse_control,
     parse_duration, parse_lifetime, parse_log_format, parse_log_level, parse_timeout,
 };
+pub use crate::config::store::StoreArgs;
 use crate::faults::{FaultSpec, Rule};
 use crate::identity::limits::{self, IdentityLimits};
 use crate::identity::token;
 use crate::maintenance::MaintenanceConfig;
 use crate::snapshot::CallerMode;
+use crate::store::StoreLocation;
 use crate::telemetry::{DEFAULT_PER_VM_LIMIT, TelemetrySettings};
 use crate::throttle::RateLimit;
 
@@ -43,6 +46,10 @@ pub struct Settings {
     pub wireserver: Option<WireServerListen>,
     pub vms: Option<PathBuf>,
     pub data: PathBuf,
+    /// Where the store lives: the redb file in `data`, or an etcd cluster.
+    pub store: StoreLocation,
+    /// This host's name: which VMs it serves (their `host`), docs/fleet.md.
+    pub host_name: String,
     pub rate_limit: RateLimit,
     pub callers: CallerMode,
     pub control: ControlAddress,
@@ -185,6 +192,9 @@ impl Settings {
             .and_then(Path::parent)
             .unwrap_or(Path::new(""));
         let attested = attested_settings(&args, &file, base)?;
+        let host_name =
+            store::host_name(args.store.host_name.clone(), &file).map_err(Error::Invalid)?;
+        let store_location = store::resolve(args.store, &file, base).map_err(Error::Invalid)?;
         let listen = if !args.listen.is_empty() {
             args.listen
         } else {
@@ -203,6 +213,8 @@ impl Settings {
                 .data
                 .or_else(|| file.data.map(|p| base.join(p)))
                 .unwrap_or_else(default_data),
+            store: store_location,
+            host_name,
             rate_limit: RateLimit(
                 args.rate_limit
                     .or(file.rate_limit)

@@ -24,7 +24,7 @@ use crate::metadata::schema;
 
 /// Bump whenever checking a VM may give a different result for the same entry (a new rule, a
 /// new default, a changed derivation), so forms checked by the old rules are not reused.
-pub const FORM_VERSION: u32 = 3;
+pub const FORM_VERSION: u32 = 4;
 
 const ENCODING: u8 = 1;
 
@@ -57,6 +57,7 @@ pub fn encode(vm: &VmDefinition) -> Vec<u8> {
         reprovision_data,
         provisioning,
         scheduled_events,
+        host,
     } = vm;
     let mut out = Writer(Vec::with_capacity(instance.compact().len() + 512));
     out.u8(ENCODING);
@@ -138,6 +139,7 @@ pub fn encode(vm: &VmDefinition) -> Vec<u8> {
             out.bytes(&serde_json::to_vec(value).expect("a JSON value serializes"));
         }
     }
+    out.optional(host.as_deref());
     out.0
 }
 
@@ -207,6 +209,7 @@ pub fn decode(id: &str, bytes: &[u8]) -> Result<VmDefinition, String> {
         }),
     };
     let scheduled_events = input.json()?;
+    let host = input.optional()?;
     if !input.0.is_empty() {
         return Err("bytes after the checked VM".into());
     }
@@ -219,6 +222,7 @@ pub fn decode(id: &str, bytes: &[u8]) -> Result<VmDefinition, String> {
         reprovision_data,
         provisioning,
         scheduled_events,
+        host,
     })
 }
 

@@ -22,7 +22,7 @@ mod yaml_depth;
 
 pub use file::{DefinedVm, DefinitionError, Definitions, Located, MAX_DEPTH, Syntax, demo, parse};
 pub use strict::json_from_slice;
-pub use vm::{VmDefinition, is_valid_id, vm_from_json, written_entry};
+pub use vm::{VmDefinition, is_valid_host_name, is_valid_id, vm_from_json, written_entry};
 
 /// Something wrong in one VM entry, at `path` relative to the entry (e.g. `instance.compute.name`).
 pub use crate::problem::Problem;

@@ -33,6 +33,9 @@ pub struct VmDefinition {
     /// What the provisioning media carries beyond the instance document (custom data, a
     /// password); `None` when the entry has no `provisioning`.
     pub provisioning: Option<ProvisioningDefinition>,
+    /// The host that serves this VM in a fleet (`--host-name` of one azimds); `None`: every
+    /// host that has it serves it (docs/fleet.md).
+    pub host: Option<String>,
 }
 
 impl VmDefinition {
@@ -45,7 +48,7 @@ impl VmDefinition {
     }
 }
 
-const VM_MEMBERS: [&str; 8] = [
+const VM_MEMBERS: [&str; 9] = [
     "id",
     "callers",
     "instance",
@@ -54,6 +57,7 @@ const VM_MEMBERS: [&str; 8] = [
     "scheduledEvents",
     "reprovisionData",
     "provisioning",
+    "host",
 ];
 
 /// Largest VM id: ids appear in URLs, logs and store keys.
@@ -97,6 +101,7 @@ pub fn vm_from_json(entry: &Value, default_id: &str) -> Result<VmDefinition, Vec
     let scheduled_events = scheduled_events(entry, &mut problems);
     let reprovision_data = reprovision_data(entry, &mut problems);
     let provisioning = provisioning(entry, &mut problems);
+    let host = host(entry, &mut problems);
     let Some(instance) = instance else {
         return Err(problems.into_vec());
     };
@@ -109,6 +114,7 @@ pub fn vm_from_json(entry: &Value, default_id: &str) -> Result<VmDefinition, Vec
         scheduled_events,
         reprovision_data,
         provisioning,
+        host,
     })
 }
 
@@ -129,6 +135,29 @@ pub fn written_entry(entry: Value, id: &str) -> Box<[u8]> {
 /// A member, `None` when left out or `null` (a YAML `key:` with nothing after it).
 fn member<'a>(entry: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     entry.get(key).filter(|value| !value.is_null())
+}
+
+/// `host`: a host name as `--host-name` takes it (1-253 of A-Z a-z 0-9 . _ -).
+fn host(entry: &Map<String, Value>, problems: &mut Problems) -> Option<String> {
+    match member(entry, "host")? {
+        Value::String(name) if is_valid_host_name(name) => Some(name.clone()),
+        _ => {
+            problems.push(
+                "host",
+                "expected a host name (1-253 of A-Z a-z 0-9 . _ -), the --host-name of the azimds that serves the VM",
+            );
+            None
+        }
+    }
+}
+
+/// Whether `name` can name a host (`host`, `--host-name`).
+pub fn is_valid_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// `id`, else `default_id`; either way it must be a valid VM id.

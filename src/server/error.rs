@@ -23,6 +23,11 @@ pub enum Error {
     Definitions(#[from] DefinitionError),
     #[error("cannot open the store {path}: {source}")]
     Store { path: PathBuf, source: store::Error },
+    #[error("cannot open the etcd store at {endpoints}: {source}")]
+    EtcdStore {
+        endpoints: String,
+        source: store::Error,
+    },
     #[error("cannot load the VMs in the store: {0}")]
     Load(registry::Error),
     #[error("cannot use the key directory {path}: {source}")]

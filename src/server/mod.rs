@@ -7,6 +7,7 @@
 mod data_dir;
 mod error;
 mod fd_limit;
+mod follow;
 mod listeners;
 mod open;
 pub mod ready;
@@ -72,6 +73,8 @@ pub struct Server {
     guest_policy: ConnectionPolicy,
     guest_connections: Arc<Tracker>,
     load_time: Duration,
+    /// Fleet mode: follows the shared store while the server lives.
+    _follower: Option<follow::Follower>,
 }
 
 /// A stalled write (a client that stopped reading its answer) is given up after this.
@@ -160,6 +163,7 @@ impl Server {
             guest_policy,
             guest_connections,
             load_time,
+            _follower: opened.follower,
         })
     }
 

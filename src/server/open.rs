@@ -16,10 +16,10 @@ use crate::maintenance::{HookDelivery, Maintenance};
 use crate::provisioning::Provisioning;
 use crate::registry::Registry;
 use crate::server::error::Error;
-use crate::server::{data_dir, watch};
+use crate::server::{data_dir, follow, watch};
 use crate::snapshot::{CallerMode, Published};
 use crate::state::{Parts, Shared};
-use crate::store::Store;
+use crate::store::{Store, StoreLocation};
 
 /// Everything a server serves from, before any listener is bound.
 pub(super) struct Opened {
@@ -27,6 +27,8 @@ pub(super) struct Opened {
     pub(super) store: Arc<Store>,
     pub(super) registry: Arc<Registry>,
     pub(super) hooks: Option<HookDelivery>,
+    /// Fleet mode: the task following the shared store.
+    pub(super) follower: Option<follow::Follower>,
 }
 
 pub(super) fn open(
@@ -41,14 +43,17 @@ pub(super) fn open(
         (None, Some(path)) => Some(watch::load_definitions(path)?),
         (None, None) => None,
     };
-    let store_path = settings.data.join(data_dir::STORE_FILE);
-    data_dir::check_private_file(&store_path, "store")?;
-    let store = Arc::new(Store::open(&store_path).map_err(|source| Error::Store {
-        path: store_path.clone(),
-        source,
-    })?);
-    let (snapshot, warnings) =
-        Registry::load(&store, settings.callers, settings.rate_limit).map_err(Error::Load)?;
+    let store = Arc::new(open_store(settings)?);
+    // The host name picks this host's VMs only on a shared store; alone, it serves them all.
+    let host_name = store.is_shared().then(|| settings.host_name.clone());
+    let loaded = Registry::load(
+        &store,
+        settings.callers,
+        settings.rate_limit,
+        host_name.as_deref(),
+    )
+    .map_err(Error::Load)?;
+    let (snapshot, warnings) = (loaded.snapshot, loaded.warnings);
     for warning in warnings {
         tracing::warn!("{warning}");
     }
@@ -82,7 +87,15 @@ pub(super) fn open(
             .map_err(Error::Faults)?;
         tracing::info!(rule = %rule.id, action = rule.action.name(), "fault rule from the config file");
     }
-    let registry = Arc::new(Registry::new(Arc::clone(&store), Arc::clone(&shared)));
+    let registry = Arc::new(Registry::new(
+        Arc::clone(&store),
+        Arc::clone(&shared),
+        host_name,
+        loaded.revision,
+    ));
+    let follower = store
+        .is_shared()
+        .then(|| follow::start(Arc::clone(&registry), Arc::clone(&store), loaded.revision));
     apply(settings, &registry, definitions)?;
     registry.import_all_events();
     Ok(Opened {
@@ -90,7 +103,27 @@ pub(super) fn open(
         store,
         registry,
         hooks,
+        follower,
     })
+}
+
+/// The store `--store` names: the redb file in the data directory, or an etcd cluster.
+fn open_store(settings: &Settings) -> Result<Store, Error> {
+    match &settings.store {
+        StoreLocation::Embedded => {
+            let path = settings.data.join(data_dir::STORE_FILE);
+            data_dir::check_private_file(&path, "store")?;
+            Store::open(&path).map_err(|source| Error::Store { path, source })
+        }
+        StoreLocation::Etcd(options) => {
+            let store = Store::open_etcd(options).map_err(|source| Error::EtcdStore {
+                endpoints: options.endpoints.join(","),
+                source,
+            })?;
+            tracing::info!(endpoints = %options.endpoints.join(","), prefix = %options.prefix, "store: etcd");
+            Ok(store)
+        }
+    }
 }
 
 /// Token signing keys: made on the first start, reused after (owner-only files).

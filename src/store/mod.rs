@@ -1,7 +1,10 @@
-//! The durable store: an embedded redb database in the data directory holding every VM
-//! definition (later also identities, events, keys and certificates).
+//! The durable store: VM records with revisions, conditional writes and batches; scheduled
+//! events, incarnations and import records; provisioning records. Two backends behind one
+//! [`Store`]: an embedded redb database in the data directory (`embedded.rs`, the default), and
+//! an etcd v3 cluster shared by a fleet of hosts (`etcd/`, cargo feature `fleet`,
+//! `--store etcd://…`; docs/fleet.md). Both pass one suite of store semantics (`semantics.rs`).
 //!
-//! Why redb: pure Rust (no C toolchain), ACID transactions whose commit returns only after an
+//! Why redb for one host: pure Rust (no C toolchain), ACID transactions whose commit returns only after an
 //! fsync, copy-on-write pages so a crash (kill -9, power loss) at any moment leaves either the
 //! old or the new state and never a torn file, a stable on-disk format, and ~250 µs per durable
 //! commit here. The guest plane never touches it: it serves from the in-memory snapshot.
@@ -13,15 +16,22 @@
 //! acknowledged) and the store reopens itself, so writes work again once there is room
 //! (`health`).
 
+mod embedded;
+#[cfg(feature = "fleet")]
+mod etcd;
 mod file;
 mod health;
+pub(crate) mod location;
 mod migrations;
 mod provisioning;
 mod record;
+#[cfg(test)]
+mod semantics;
+mod watch;
 
 use std::path::Path;
 
-use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::TableDefinition;
 use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
@@ -31,7 +41,11 @@ use crate::events::Event;
 use crate::telemetry::histogram::Histogram;
 
 pub use health::{StoreFailure, StoreHealth};
+pub use location::{EtcdAuth, EtcdOptions, EtcdTls, StoreLocation};
 pub use record::{Checked, RecordView};
+pub use watch::{OwnedRecord, VmChange, WatchEvent};
+
+use embedded::{Redb, RedbBatch};
 
 /// VM id → the VM record (`record.rs`: checksum, revision, origin, entry, checked form).
 const VMS: TableDefinition<&str, &[u8]> = TableDefinition::new("vms");
@@ -85,6 +99,16 @@ pub enum Error {
     /// A batch its caller gave up (its own error is returned instead); never returned.
     #[error("the batch was abandoned")]
     Abandoned,
+    /// More changes than one etcd transaction may hold: nothing was written.
+    #[error(
+        "{changes} changes in one transaction are more than etcd allows ({limit}, etcd's --max-txn-ops); nothing was written"
+    )]
+    BatchTooLarge { changes: usize, limit: usize },
+    /// `--store etcd://…` on a build without the `fleet` feature.
+    #[error(
+        "this azimds was built without fleet mode (the etcd store); build it with `cargo build --release --features fleet`"
+    )]
+    FleetNotBuilt,
 }
 
 fn db<E: Into<redb::Error>>(error: E) -> Error {
@@ -136,63 +160,119 @@ pub enum Expect {
 }
 
 /// The changes of one transaction ([`Store::batch`]): all of them commit, or none.
-pub struct Batch<'t> {
-    table: redb::Table<'t, &'static str, &'static [u8]>,
-    next_revision: u64,
+pub struct Batch<'b, 't> {
+    inner: BatchInner<'b, 't>,
 }
 
-impl Batch<'_> {
-    /// Writes VM `id` with a new revision (returned).
+enum BatchInner<'b, 't> {
+    Redb(&'b mut RedbBatch<'t>),
+    #[cfg(feature = "fleet")]
+    Etcd(&'b mut etcd::EtcdBatch),
+}
+
+impl Batch<'_, '_> {
+    /// Writes VM `id` (a new revision, known once the batch commits).
     pub fn put(
         &mut self,
         id: &str,
         origin: Origin,
         entry: &[u8],
         checked: Checked<'_>,
-    ) -> Result<u64, Error> {
-        let revision = self.next_revision;
-        self.next_revision += 1;
-        let bytes = record::encode(revision, origin, entry, checked);
-        self.table.insert(id, bytes.as_slice()).map_err(db)?;
-        Ok(revision)
+    ) -> Result<(), Error> {
+        match &mut self.inner {
+            BatchInner::Redb(batch) => batch.put(id, origin, entry, checked).map(drop),
+            #[cfg(feature = "fleet")]
+            BatchInner::Etcd(batch) => {
+                batch.put(id, origin, entry, checked);
+                Ok(())
+            }
+        }
     }
 
-    /// Deletes VM `id`; whether it existed.
-    pub fn delete(&mut self, id: &str) -> Result<bool, Error> {
-        Ok(self.table.remove(id).map_err(db)?.is_some())
+    /// Deletes VM `id` (nothing if there is none).
+    pub fn delete(&mut self, id: &str) -> Result<(), Error> {
+        match &mut self.inner {
+            BatchInner::Redb(batch) => batch.delete(id).map(drop),
+            #[cfg(feature = "fleet")]
+            BatchInner::Etcd(batch) => {
+                batch.delete(id);
+                Ok(())
+            }
+        }
     }
 }
 
-/// The opened store.
+/// The opened store, on one of its backends.
 #[derive(Debug)]
 pub struct Store {
-    db: health::Handle,
+    backend: Backend,
+}
+
+#[derive(Debug)]
+enum Backend {
+    Redb(Redb),
+    /// Boxed: the client is a few kB, and there is one store per process.
+    #[cfg(feature = "fleet")]
+    Etcd(Box<etcd::Etcd>),
+}
+
+/// Runs the same call on whichever backend the store has.
+macro_rules! on_backend {
+    ($store:expr, $backend:ident => $call:expr) => {
+        match &$store.backend {
+            Backend::Redb($backend) => $call,
+            #[cfg(feature = "fleet")]
+            Backend::Etcd($backend) => $call,
+        }
+    };
 }
 
 impl Store {
-    /// Opens (or creates) the store file and brings its schema up to date.
+    /// Opens (or creates) the embedded store file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store, Error> {
-        let database = file::open_or_create(path)?;
-        migrations::run(&database)?;
         Ok(Store {
-            db: health::Handle::new(path, database),
+            backend: Backend::Redb(Redb::open(path)?),
         })
+    }
+
+    /// Connects to the etcd cluster `options` names and checks that it answers.
+    #[cfg(feature = "fleet")]
+    pub fn open_etcd(options: &EtcdOptions) -> Result<Store, Error> {
+        Ok(Store {
+            backend: Backend::Etcd(Box::new(etcd::Etcd::connect(options)?)),
+        })
+    }
+
+    /// Without the `fleet` feature there is no etcd backend: a clear error, not a panic.
+    #[cfg(not(feature = "fleet"))]
+    pub fn open_etcd(_options: &EtcdOptions) -> Result<Store, Error> {
+        Err(Error::FleetNotBuilt)
+    }
+
+    /// Which backend this is, for logs and status: `redb` or `etcd`.
+    pub fn backend_name(&self) -> &'static str {
+        match &self.backend {
+            Backend::Redb(_) => "redb",
+            #[cfg(feature = "fleet")]
+            Backend::Etcd(_) => "etcd",
+        }
     }
 
     /// How long commits have taken.
     pub fn commit_times(&self) -> &Histogram {
-        self.db.commit_times()
+        on_backend!(self, b => b.commit_times())
     }
 
     /// Whether the store can commit now (the last commit, or reopening it, succeeded).
     pub fn health(&self) -> StoreHealth {
-        self.db.health()
+        on_backend!(self, b => b.health())
     }
 
-    /// When the store is failing: reopens it and tries a commit, so it recovers when the cause
-    /// is gone even if nothing writes. Cheap when it is healthy. Returns the health after.
+    /// When the store is failing: tries it again (reopening redb, reaching etcd), so it
+    /// recovers when the cause is gone even if nothing writes. Cheap when it is healthy.
+    /// Returns the health after.
     pub fn probe(&self) -> StoreHealth {
-        self.db.probe()
+        on_backend!(self, b => b.probe())
     }
 
     /// Every VM record, in id order.
@@ -206,29 +286,54 @@ impl Store {
         failed.map_or(Ok(out), Err)
     }
 
-    /// Hands every VM record to `visit`, in id order, borrowed from the table: loading 100k VMs
-    /// holds no record longer than `visit` does. A damaged record stops the visit.
-    pub fn visit_records(&self, mut visit: impl FnMut(&str, RecordView<'_>)) -> Result<(), Error> {
-        self.db.read(|read| {
-            let table = read.open_table(VMS).map_err(db)?;
-            for entry in table.iter().map_err(db)? {
-                let (key, value) = entry.map_err(db)?;
-                let id = key.value();
-                visit(id, record::decode(id, value.value())?);
+    /// Hands every VM record to `visit`, in id order: loading 100k VMs holds no record longer
+    /// than `visit` does (redb lends them from the table; etcd reads them a page at a time, all
+    /// pages at one revision). A damaged record stops the visit.
+    pub fn visit_records(&self, visit: impl FnMut(&str, RecordView<'_>)) -> Result<(), Error> {
+        self.visit_records_at(visit).map(drop)
+    }
+
+    /// [`Store::visit_records`], returning the store revision the records were read at (a
+    /// watch from there misses nothing and repeats nothing); 0 on the embedded store.
+    pub fn visit_records_at(&self, visit: impl FnMut(&str, RecordView<'_>)) -> Result<u64, Error> {
+        match &self.backend {
+            Backend::Redb(b) => b.visit_records(visit).map(|()| 0),
+            #[cfg(feature = "fleet")]
+            Backend::Etcd(b) => b.visit_records(visit),
+        }
+    }
+
+    /// Whether other processes write this store too (etcd): a server then follows its changes
+    /// ([`Store::watch_vms`]) instead of publishing its own writes.
+    pub fn is_shared(&self) -> bool {
+        self.backend_name() != "redb"
+    }
+
+    /// The store-wide revision now (etcd's); 0 on the embedded store.
+    pub fn revision(&self) -> Result<u64, Error> {
+        match &self.backend {
+            Backend::Redb(_) => Ok(0),
+            #[cfg(feature = "fleet")]
+            Backend::Etcd(b) => b.revision(),
+        }
+    }
+
+    /// Every VM record change after revision `after`, in order, until the receiver is
+    /// dropped; `None` on the embedded store, which only this process writes.
+    pub fn watch_vms(&self, after: u64) -> Option<tokio::sync::mpsc::Receiver<WatchEvent>> {
+        match &self.backend {
+            Backend::Redb(_) => {
+                let _ = after;
+                None
             }
-            Ok(())
-        })
+            #[cfg(feature = "fleet")]
+            Backend::Etcd(b) => Some(b.watch_vms(after)),
+        }
     }
 
     /// One VM record.
     pub fn vm(&self, id: &str) -> Result<Option<StoredVm>, Error> {
-        self.db.read(|read| {
-            let table = read.open_table(VMS).map_err(db)?;
-            let found = table.get(id).map_err(db)?;
-            found
-                .map(|value| stored_vm(id, &record::decode(id, value.value())?))
-                .transpose()
-        })
+        on_backend!(self, b => b.vm(id))
     }
 
     /// Writes one VM if `expect` holds; returns the new record and whether it was created.
@@ -241,12 +346,8 @@ impl Store {
         checked: Checked<'_>,
         expect: Expect,
     ) -> Result<(StoredVm, bool), Error> {
-        let (revision, created) = self.batch(|batch| {
-            let current = batch.revision_of(id)?;
-            check(expect, current)?;
-            let revision = batch.put(id, origin, entry, checked)?;
-            Ok::<_, Error>((revision, current.is_none()))
-        })?;
+        let (revision, created) =
+            on_backend!(self, b => b.put_vm(id, origin, entry, checked, expect))?;
         let record = RecordView {
             revision,
             origin,
@@ -258,89 +359,72 @@ impl Store {
 
     /// How many VMs the store holds.
     pub fn vm_count(&self) -> Result<u64, Error> {
-        self.db
-            .read(|read| read.open_table(VMS).map_err(db)?.len().map_err(db))
+        on_backend!(self, b => b.vm_count())
     }
 
     /// Deletes one VM if `expect` holds; `Ok(false)` if there was none (and none was expected).
     pub fn delete_vm(&self, id: &str, expect: Expect) -> Result<bool, Error> {
-        self.batch(|batch| {
-            check(expect, batch.revision_of(id)?)?;
-            batch.delete(id)
-        })
+        on_backend!(self, b => b.delete_vm(id, expect))
     }
 
-    /// Runs `fill` on one write transaction and commits it if `fill` succeeds: every change is
-    /// durable when this returns `Ok`, and none is made if `fill` fails. Revisions come from
-    /// one counter read and written once per transaction.
+    /// Runs `fill` on one transaction and commits it if `fill` succeeds: every change is
+    /// durable when this returns `Ok`, and none is made if `fill` fails (or the commit does).
     pub fn batch<T, E: From<Error>>(
         &self,
-        fill: impl FnOnce(&mut Batch<'_>) -> Result<T, E>,
+        fill: impl FnOnce(&mut Batch<'_, '_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        // `fill`'s own error is kept aside: the store's health only judges its own errors.
-        let mut refused = None;
-        let committed = self.db.write(|write| {
-            let mut meta = write.open_table(META).map_err(db)?;
-            let next_revision = meta
-                .get(NEXT_REVISION)
-                .map_err(db)?
-                .map_or(1, |v| v.value());
-            let mut batch = Batch {
-                table: write.open_table(VMS).map_err(db)?,
-                next_revision,
-            };
-            match fill(&mut batch) {
-                Ok(value) => {
-                    meta.insert(NEXT_REVISION, batch.next_revision)
-                        .map_err(db)?;
-                    Ok(value)
-                }
-                Err(error) => {
-                    refused = Some(error);
-                    Err(Error::Abandoned)
-                }
-            }
-        });
-        match (committed, refused) {
-            (_, Some(error)) => Err(error),
-            (committed, None) => committed.map_err(E::from),
+        match &self.backend {
+            Backend::Redb(b) => b.batch(|batch| {
+                fill(&mut Batch {
+                    inner: BatchInner::Redb(batch),
+                })
+            }),
+            #[cfg(feature = "fleet")]
+            Backend::Etcd(b) => b.batch(|batch| {
+                fill(&mut Batch {
+                    inner: BatchInner::Etcd(batch),
+                })
+            }),
         }
     }
 
     /// Replaces the checked forms of VMs whose entries were checked again (by a newer azimds),
-    /// keeping each record's revision, origin and entry. Records that changed meanwhile are left.
+    /// keeping each record's revision, origin and entry. Records that changed meanwhile are
+    /// left. (etcd: nothing is rewritten; see `etcd::Etcd::refresh_checked`.)
     pub fn refresh_checked(&self, forms: &[(String, Vec<u8>)], by: u64) -> Result<(), Error> {
-        self.db.write(|write| {
-            let mut table = write.open_table(VMS).map_err(db)?;
-            for (id, form) in forms {
-                let updated = match table.get(id.as_str()).map_err(db)? {
-                    Some(value) => {
-                        let view = record::decode(id, value.value())?;
-                        Some(record::encode(
-                            view.revision,
-                            view.origin,
-                            view.entry,
-                            Checked { by, form },
-                        ))
-                    }
-                    None => None,
-                };
-                if let Some(bytes) = updated {
-                    table.insert(id.as_str(), bytes.as_slice()).map_err(db)?;
-                }
-            }
-            Ok(())
-        })
+        on_backend!(self, b => b.refresh_checked(forms, by))
     }
-}
 
-impl Batch<'_> {
-    /// The revision VM `id` has in this transaction, if it exists.
-    fn revision_of(&self, id: &str) -> Result<Option<u64>, Error> {
-        match self.table.get(id).map_err(db)? {
-            Some(value) => Ok(Some(record::decode(id, value.value())?.revision)),
-            None => Ok(None),
-        }
+    /// Every stored scheduled event, every VM's DocumentIncarnation, and the import record.
+    pub fn events(&self) -> Result<StoredEvents, Error> {
+        on_backend!(self, b => b.events())
+    }
+
+    /// Records scheduled-event changes in one transaction: events written or removed, and the
+    /// incarnations that moved.
+    pub fn write_events(
+        &self,
+        written: &[&Event],
+        removed: &[&str],
+        incarnations: &[(&str, u64)],
+        imported: &[&str],
+    ) -> Result<(), Error> {
+        on_backend!(self, b => b.write_events(written, removed, incarnations, imported))
+    }
+
+    /// Every VM's provisioning record, in VM id order.
+    pub fn provisioning_records(&self) -> Result<Vec<(String, Vec<u8>)>, Error> {
+        on_backend!(self, b => b.provisioning_records())
+    }
+
+    /// Replaces VM `vm`'s provisioning record. Durable when it returns.
+    pub fn put_provisioning(&self, vm: &str, record: &[u8]) -> Result<(), Error> {
+        on_backend!(self, b => b.put_provisioning(vm, record))
+    }
+
+    /// Removes VM `vm`'s provisioning record; `Ok(false)` if it had none.
+    pub fn delete_provisioning(&self, vm: &str) -> Result<bool, Error> {
+        on_backend!(self, b => b.delete_provisioning(vm))
     }
 }
 
@@ -356,81 +440,6 @@ fn stored_vm(id: &str, record: &RecordView<'_>) -> Result<StoredVm, Error> {
         origin: record.origin,
         definition,
     })
-}
-
-impl Store {
-    /// Every stored scheduled event, every VM's DocumentIncarnation, and the import record.
-    pub fn events(&self) -> Result<StoredEvents, Error> {
-        self.db.read(|read| {
-            let mut events = Vec::new();
-            for entry in read.open_table(EVENTS).map_err(db)?.iter().map_err(db)? {
-                let (key, value) = entry.map_err(db)?;
-                let event = serde_json::from_slice(value.value()).map_err(|e| Error::Corrupt {
-                    key: key.value().to_string(),
-                    message: e.to_string(),
-                })?;
-                events.push(event);
-            }
-            let mut incarnations = HashMap::new();
-            for entry in read
-                .open_table(INCARNATIONS)
-                .map_err(db)?
-                .iter()
-                .map_err(db)?
-            {
-                let (key, value) = entry.map_err(db)?;
-                incarnations.insert(key.value().to_string(), value.value());
-            }
-            let mut imported = BTreeSet::new();
-            for entry in read
-                .open_table(IMPORTED_EVENTS)
-                .map_err(db)?
-                .iter()
-                .map_err(db)?
-            {
-                imported.insert(entry.map_err(db)?.0.value().to_string());
-            }
-            Ok(StoredEvents {
-                events,
-                incarnations,
-                imported,
-            })
-        })
-    }
-
-    /// Records scheduled-event changes in one transaction: events written or removed, and the
-    /// incarnations that moved.
-    pub fn write_events(
-        &self,
-        written: &[&Event],
-        removed: &[&str],
-        incarnations: &[(&str, u64)],
-        imported: &[&str],
-    ) -> Result<(), Error> {
-        self.db.write(|write| {
-            {
-                let mut events = write.open_table(EVENTS).map_err(db)?;
-                for event in written {
-                    let bytes = serde_json::to_vec(event).expect("an Event serializes");
-                    events
-                        .insert(event.id.as_str(), bytes.as_slice())
-                        .map_err(db)?;
-                }
-                for id in removed {
-                    events.remove(*id).map_err(db)?;
-                }
-                let mut table = write.open_table(INCARNATIONS).map_err(db)?;
-                for (vm, incarnation) in incarnations {
-                    table.insert(*vm, *incarnation).map_err(db)?;
-                }
-                let mut table = write.open_table(IMPORTED_EVENTS).map_err(db)?;
-                for key in imported {
-                    table.insert(*key, 1).map_err(db)?;
-                }
-            }
-            Ok(())
-        })
-    }
 }
 
 fn check(expect: Expect, current: Option<u64>) -> Result<(), Error> {
@@ -503,50 +512,7 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
-    #[test]
-    fn conditional_writes() {
-        let (store, dir) = temp_store("conditional");
-        let (a, _) = put(&store, "a", "{}", Expect::Anything).unwrap();
-        assert!(matches!(
-            put(&store, "a", "{}", Expect::Absent),
-            Err(Error::PreconditionFailed { current: Some(r) }) if r == a.revision
-        ));
-        assert!(matches!(
-            put(&store, "a", "{}", Expect::Revision(a.revision + 100)),
-            Err(Error::PreconditionFailed { .. })
-        ));
-        assert!(matches!(
-            store.delete_vm("b", Expect::Present),
-            Err(Error::PreconditionFailed { current: None })
-        ));
-        assert!(!store.delete_vm("b", Expect::Anything).unwrap());
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn batches_apply_together_or_not_at_all() {
-        let (store, dir) = temp_store("batch");
-        put(&store, "old", "{}", Expect::Anything).unwrap();
-        store
-            .batch(|batch| {
-                batch.put("a", Origin::File, br#"{"n":1}"#, Checked::NONE)?;
-                batch.put("b", Origin::File, br#"{"n":2}"#, Checked::NONE)?;
-                batch.delete("old")?;
-                Ok::<_, Error>(())
-            })
-            .unwrap();
-        let ids = || -> Vec<String> { store.vms().unwrap().into_iter().map(|v| v.id).collect() };
-        assert_eq!(ids(), ["a", "b"]);
-        let failed: Result<(), Error> = store.batch(|batch| {
-            batch.delete("a")?;
-            batch.put("c", Origin::File, b"{}", Checked::NONE)?;
-            Err(Error::PreconditionFailed { current: None })
-        });
-        assert!(failed.is_err());
-        assert_eq!(ids(), ["a", "b"], "a failed batch changes nothing");
-        assert_eq!(store.vm_count().unwrap(), 2);
-        std::fs::remove_dir_all(dir).unwrap();
-    }
+    // Conditional writes and batches: `semantics.rs`, run on both backends.
 
     #[test]
     fn refreshing_checked_forms_keeps_revisions_and_entries() {

@@ -4,14 +4,15 @@
 
 use redb::{ReadableTable, TableDefinition};
 
-use crate::store::{Error, Store, db};
+use crate::store::embedded::Redb;
+use crate::store::{Error, db};
 
 /// VM id → the engine's encoded provisioning record.
 pub(super) const PROVISIONING: TableDefinition<&str, &[u8]> = TableDefinition::new("provisioning");
 
-impl Store {
+impl Redb {
     /// Every VM's provisioning record, in VM id order.
-    pub fn provisioning_records(&self) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    pub(super) fn provisioning_records(&self) -> Result<Vec<(String, Vec<u8>)>, Error> {
         self.db.read(|read| {
             let table = read.open_table(PROVISIONING).map_err(db)?;
             let mut records = Vec::new();
@@ -24,7 +25,7 @@ impl Store {
     }
 
     /// Replaces VM `vm`'s record. Durable when it returns.
-    pub fn put_provisioning(&self, vm: &str, record: &[u8]) -> Result<(), Error> {
+    pub(super) fn put_provisioning(&self, vm: &str, record: &[u8]) -> Result<(), Error> {
         self.db.write(|write| {
             write
                 .open_table(PROVISIONING)
@@ -36,7 +37,7 @@ impl Store {
     }
 
     /// Removes VM `vm`'s record; `Ok(false)` if it had none.
-    pub fn delete_provisioning(&self, vm: &str) -> Result<bool, Error> {
+    pub(super) fn delete_provisioning(&self, vm: &str) -> Result<bool, Error> {
         self.db.write(|write| {
             let existed = write
                 .open_table(PROVISIONING)
@@ -51,7 +52,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::store::Store;
 
     #[test]
     fn records_survive_reopening_and_deletes_remove_them() {

@@ -489,3 +489,27 @@ async fn signing_keys_rotate_and_old_keys_stay_published() {
         .await;
     assert_eq!(unauthenticated.status, 401);
 }
+
+/// `host` names the fleet host that serves a VM (docs/fleet.md); on the embedded store one
+/// host serves every VM, so a VM assigned elsewhere is still served, and the member is kept
+/// as written. A `host` that cannot be a host name is refused like any invalid entry (422),
+/// naming the member.
+#[tokio::test]
+async fn a_vm_assigned_to_a_host_is_served_by_a_single_host_and_bad_names_are_refused() {
+    let host = start_host(CallerMode::Single).await;
+    let entry = json!({"host": "hv-07", "instance": {"compute": {"name": "assigned"}}});
+    let put = host.call("PUT", "/v1/vms/a", Some(&entry), &[]).await;
+    assert_eq!(put.status, 201, "{}", put.text());
+    assert_eq!(put.json()["host"], "hv-07");
+    let name = host
+        .guest()
+        .get("/metadata/instance/compute/name?api-version=2021-02-01&format=text")
+        .await;
+    assert_eq!((name.status, name.text()), (200, "assigned"));
+    for bad in [json!(""), json!("hv 07"), json!(7), json!("a/b")] {
+        let entry = json!({"host": bad, "instance": {}});
+        let refused = host.call("PUT", "/v1/vms/b", Some(&entry), &[]).await;
+        assert_eq!(refused.status, 422, "{bad}: {}", refused.text());
+        assert_eq!(refused.json()["error"]["problems"][0]["path"], "host");
+    }
+}

@@ -25,6 +25,8 @@ mod durability;
 mod embedding;
 /// Fault rules: every action and limit over HTTP, presets, isolation between VMs.
 mod faults;
+/// Issue 11: fleet mode, the real binary on a real etcd (with `--features fleet`).
+mod fleet;
 /// Shell completions and man pages from the clap definitions, with real bash and man.
 mod generated;
 /// Issue 13: connection floods, slow clients, descriptor limits, the control API's shape.

@@ -124,6 +124,8 @@ impl TestServer {
             wireserver: config.wireserver,
             vms: None,
             data: data.clone(),
+            store: azimds::store::StoreLocation::Embedded,
+            host_name: "test-host".into(),
             rate_limit: RateLimit(config.rate_limit),
             callers: config.callers,
             control: ControlAddress::Tcp("127.0.0.1:0".parse().unwrap()),

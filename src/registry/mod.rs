@@ -8,8 +8,10 @@
 //! Every method is synchronous (store IO): async callers run them on a blocking thread. The
 //! mutex is a `std::sync::Mutex` and is never held across an `.await`.
 
+mod follow;
+
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use serde_json::Value;
 
@@ -70,11 +72,76 @@ pub struct Reconciled {
 }
 
 /// Owns the store's VM records and publishes them to the guest plane.
+///
+/// On a shared store (etcd, fleet mode) other hosts write too, so the snapshot follows the
+/// store's watch instead (`follow.rs`): the watch is then the only publisher, in revision
+/// order, and a local write returns once the watch has applied it.
 #[derive(Debug)]
 pub struct Registry {
     store: Arc<Store>,
     shared: Arc<Shared>,
     writes: Mutex<()>,
+    /// On a shared store, `--host-name`: this host serves the VMs whose `host` is this name
+    /// or none. `None` (the embedded store, one host): every VM is served.
+    host: Option<String>,
+    /// On a shared store: the newest store revision the watch has applied.
+    followed: Option<Followed>,
+}
+
+/// The revision the watch has applied, and a condvar local writers wait on.
+#[derive(Debug, Default)]
+struct Followed {
+    applied: Mutex<u64>,
+    moved: Condvar,
+}
+
+/// Whether the azimds named `host` serves `vm`: its `host`, or every host when it has none;
+/// with no host name (one host on its own store), every VM.
+fn serves(host: Option<&str>, vm: &VmDefinition) -> bool {
+    match (host, vm.host.as_deref()) {
+        (Some(host), Some(assigned)) => host == assigned,
+        _ => true,
+    }
+}
+
+/// A stored record's checked VM: its checked form when this build's checker made it, else
+/// its entry checked again (`rechecked` then says so). `Err` says why it is not served.
+fn checked_vm(
+    id: &str,
+    record: &store::RecordView<'_>,
+    fingerprint: u64,
+    warnings: &mut Vec<String>,
+) -> Result<(VmDefinition, bool), String> {
+    if record.checked.by == fingerprint {
+        match checked::decode(id, record.checked.form) {
+            Ok(vm) => return Ok((vm, false)),
+            Err(error) => warnings.push(format!(
+                "stored VM {id:?}: its checked form is unreadable ({error}); checking its entry again"
+            )),
+        }
+    }
+    let entry = serde_json::from_slice(record.entry).unwrap_or(Value::Null);
+    definition::vm_from_json(&entry, id)
+        .map(|vm| (vm, true))
+        .map_err(|problems| {
+            format!(
+                "stored VM {id:?} is not served: {}",
+                problems
+                    .iter()
+                    .map(|p| format!("{}: {}", p.path, p.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })
+}
+
+/// What [`Registry::load`] read: the snapshot, warnings, and the store revision it was read at.
+#[derive(Debug)]
+pub struct Loaded {
+    pub snapshot: Snapshot,
+    pub warnings: Vec<String>,
+    /// Where a watch of the store starts (0 on the embedded store).
+    pub revision: u64,
 }
 
 impl Registry {
@@ -88,34 +155,23 @@ impl Registry {
         store: &Store,
         mode: CallerMode,
         rate_limit: RateLimit,
-    ) -> Result<(Snapshot, Vec<String>), Error> {
+        host: Option<&str>,
+    ) -> Result<Loaded, Error> {
         let fingerprint = checked::fingerprint();
         let mut warnings = Vec::new();
         let mut vms = Vec::new();
         let mut rechecked = Vec::new();
-        store.visit_records(|id, record| {
-            if record.checked.by == fingerprint {
-                match checked::decode(id, record.checked.form) {
-                    Ok(vm) => return vms.push(vm),
-                    Err(error) => warnings.push(format!(
-                        "stored VM {id:?}: its checked form is unreadable ({error}); checking its entry again"
-                    )),
+        let revision = store.visit_records_at(|id, record| {
+            match checked_vm(id, &record, fingerprint, &mut warnings) {
+                Ok((vm, again)) => {
+                    if again {
+                        rechecked.push((id.to_string(), checked::encode(&vm)));
+                    }
+                    if serves(host, &vm) {
+                        vms.push(vm);
+                    }
                 }
-            }
-            let entry = serde_json::from_slice(record.entry).unwrap_or(Value::Null);
-            match definition::vm_from_json(&entry, id) {
-                Ok(vm) => {
-                    rechecked.push((id.to_string(), checked::encode(&vm)));
-                    vms.push(vm);
-                }
-                Err(problems) => warnings.push(format!(
-                    "stored VM {id:?} is not served: {}",
-                    problems
-                        .iter()
-                        .map(|p| format!("{}: {}", p.path, p.message))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                )),
+                Err(warning) => warnings.push(warning),
             }
         })?;
         if !rechecked.is_empty() {
@@ -130,16 +186,33 @@ impl Registry {
                 )),
             }
         }
-        Ok((Snapshot::new(vms, mode, rate_limit)?, warnings))
+        Ok(Loaded {
+            snapshot: Snapshot::new(vms, mode, rate_limit)?,
+            warnings,
+            revision,
+        })
     }
 
     /// A registry writing to `store` (shared with the events engine) and publishing to
     /// `shared`'s snapshot.
-    pub fn new(store: Arc<Store>, shared: Arc<Shared>) -> Registry {
+    /// `host` is `--host-name` on a shared store (see [`Registry::load`]); `revision` the one
+    /// [`Registry::load`] read at.
+    pub fn new(
+        store: Arc<Store>,
+        shared: Arc<Shared>,
+        host: Option<String>,
+        revision: u64,
+    ) -> Registry {
+        let followed = store.is_shared().then(|| Followed {
+            applied: Mutex::new(revision),
+            moved: Condvar::new(),
+        });
         Registry {
             store,
             shared,
             writes: Mutex::new(()),
+            host,
+            followed,
         }
     }
 
@@ -272,7 +345,11 @@ impl Registry {
                 let form = checked::encode(&vm);
                 batch.put(&vm.id, Origin::File, &entry, Checked { by, form: &form })?;
                 report.written.push(vm.id.clone());
-                next.put_vm(vm)?;
+                if serves(self.host.as_deref(), &vm) {
+                    next.put_vm(vm)?;
+                } else {
+                    next.delete_vm(&vm.id);
+                }
             }
             Ok::<_, Error>(())
         })?;
@@ -334,8 +411,13 @@ impl Registry {
         }
     }
 
+    /// Publishes `next` after a local write; on a shared store, waits for the watch to have
+    /// applied the write instead (the watch publishes, in revision order).
     fn publish(&self, next: Snapshot) {
-        self.shared.published().publish(next);
+        match &self.followed {
+            None => self.shared.published().publish(next),
+            Some(followed) => self.wait_for_watch(followed),
+        }
     }
 
     /// Validate, check against the current snapshot, commit, publish, import the VM's events.
@@ -376,7 +458,12 @@ impl Registry {
         let id = vm.id.clone();
         let signer = attested_signer_of(&vm);
         let form = checked::encode(&vm);
-        let next = self.shared.snapshot().with_vm(vm)?;
+        let next = if serves(self.host.as_deref(), &vm) {
+            self.shared.snapshot().with_vm(vm)?
+        } else {
+            // Served by another host (or moved there): not checked against this host's VMs.
+            self.shared.snapshot().without_vm(&id)
+        };
         let checked = Checked {
             by: checked::fingerprint(),
             form: &form,

@@ -1,0 +1,132 @@
+//! Fleet mode: the snapshot follows the shared store. Every VM record change any host makes
+//! arrives on the store's watch, in revision order; this host serves the VMs assigned to it
+//! (their `host`, or none) and drops the others, so moving a VM is one write: the old host
+//! drops it and the new one picks it up as each applies that revision. The watch is the only
+//! publisher on a shared store, and a local write returns once the watch applied it, so the
+//! writer reads its own write.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use crate::definition::checked;
+use crate::registry::{Followed, Registry, checked_vm, serves};
+use crate::store::{self, VmChange};
+
+/// How long a local write waits for the watch to apply it. It is durable already; past this
+/// it is acknowledged anyway and the guest plane catches up when the watch does.
+const WATCH_WAIT: Duration = Duration::from_secs(5);
+
+impl Registry {
+    /// Applies changes from the watch, up to store revision `revision`, and publishes once.
+    pub fn apply_changes(&self, changes: Vec<VmChange>, revision: u64) {
+        let fingerprint = checked::fingerprint();
+        let mut next = (*self.shared.snapshot()).clone();
+        let mut warnings = Vec::new();
+        for change in changes {
+            let vm = change.record.as_ref().and_then(|record| {
+                checked_vm(
+                    &change.id,
+                    &record.view(change.revision),
+                    fingerprint,
+                    &mut warnings,
+                )
+                .map_err(|warning| warnings.push(warning))
+                .ok()
+            });
+            match vm {
+                Some((vm, _)) if serves(self.host.as_deref(), &vm) => {
+                    let id = vm.id.clone();
+                    if let Err(error) = next.put_vm(vm) {
+                        tracing::warn!(vm = %id, %error, "a VM assigned to this host cannot be served");
+                        next.delete_vm(&id);
+                    }
+                }
+                _ => next.delete_vm(&change.id),
+            }
+        }
+        for warning in warnings {
+            tracing::warn!("{warning}");
+        }
+        self.shared.published().publish(next);
+        self.applied(revision);
+    }
+
+    /// Reads every record again and serves exactly those assigned here (after the watch lost
+    /// revisions to a compaction): one publish, so no mix of old and new is ever served.
+    /// Returns the revision read at, where the watch goes on.
+    pub fn resync(&self) -> Result<u64, store::Error> {
+        let fingerprint = checked::fingerprint();
+        let mut next = (*self.shared.snapshot()).clone();
+        let mut kept = BTreeSet::new();
+        let mut warnings = Vec::new();
+        let revision = self.store.visit_records_at(|id, record| {
+            match checked_vm(id, &record, fingerprint, &mut warnings) {
+                Ok((vm, _)) if serves(self.host.as_deref(), &vm) => {
+                    kept.insert(id.to_string());
+                    if let Err(error) = next.put_vm(vm) {
+                        warnings.push(format!("VM {id:?} cannot be served: {error}"));
+                    }
+                }
+                Ok(_) => {}
+                Err(warning) => warnings.push(warning),
+            }
+        })?;
+        let gone: Vec<String> = next
+            .vms()
+            .map(|vm| vm.definition().id.clone())
+            .filter(|id| !kept.contains(id))
+            .collect();
+        for id in &gone {
+            next.delete_vm(id);
+        }
+        for warning in warnings {
+            tracing::warn!("{warning}");
+        }
+        self.shared.published().publish(next);
+        self.applied(revision);
+        tracing::info!(
+            revision,
+            served = kept.len(),
+            "resynchronised from the store"
+        );
+        Ok(revision)
+    }
+
+    fn applied(&self, revision: u64) {
+        if let Some(followed) = &self.followed {
+            let mut applied = followed.applied.lock().unwrap_or_else(|p| p.into_inner());
+            *applied = (*applied).max(revision);
+            followed.moved.notify_all();
+        }
+    }
+
+    /// Blocks until the watch applied the store's current revision (a local write just made),
+    /// or [`WATCH_WAIT`] passed.
+    pub(super) fn wait_for_watch(&self, followed: &Followed) {
+        let target = match self.store.revision() {
+            Ok(revision) => revision,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the store revision; not waiting for the watch");
+                return;
+            }
+        };
+        let deadline = Instant::now() + WATCH_WAIT;
+        let mut applied = followed.applied.lock().unwrap_or_else(|p| p.into_inner());
+        while *applied < target {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!(
+                    target,
+                    applied = *applied,
+                    "the store watch is behind; the write is durable and served once it catches up"
+                );
+                return;
+            }
+            applied = followed
+                .moved
+                .wait_timeout(applied, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Fleet mode: follows the shared store's watch into the registry's snapshot for as long as
+//! the server lives. A broken watch (etcd away) marks the store failing, so readiness and
+//! status say the host serves stale state since then; the store's watch re-establishes itself
+//! from the last revision; a compaction makes the registry read everything again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::registry::Registry;
+use crate::store::{Store, WatchEvent};
+
+/// After a resync failed (etcd away again), how long before the next attempt.
+const RESYNC_RETRY: Duration = Duration::from_secs(1);
+
+/// Started by `open` before anything writes (a local write waits for the watch to apply it);
+/// aborted when the server stops.
+pub(super) fn start(registry: Arc<Registry>, store: Arc<Store>, after: u64) -> Follower {
+    Follower(tokio::spawn(follow(registry, store, after)))
+}
+
+/// The task following the store; aborted when dropped.
+#[derive(Debug)]
+pub(super) struct Follower(tokio::task::JoinHandle<()>);
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn follow(registry: Arc<Registry>, store: Arc<Store>, mut after: u64) {
+    loop {
+        let Some(mut events) = store.watch_vms(after) else {
+            return;
+        };
+        while let Some(event) = events.recv().await {
+            match event {
+                WatchEvent::Changes { changes, revision } => {
+                    after = revision;
+                    let registry = Arc::clone(&registry);
+                    let _ = tokio::task::spawn_blocking(move || {
+                        registry.apply_changes(changes, revision)
+                    })
+                    .await;
+                }
+                WatchEvent::Interrupted(reason) => {
+                    tracing::warn!(%reason, after, "the store watch broke; guests are served the last known state until it resumes");
+                    // Marks the store failing (readiness 503, "failing since") until etcd
+                    // answers again; the server's store probe clears it.
+                    let probing = Arc::clone(&store);
+                    let _ = tokio::task::spawn_blocking(move || probing.probe()).await;
+                }
+                WatchEvent::Resumed => {
+                    tracing::info!(after, "the store watch resumed");
+                    // Clears the failure at once rather than at the store probe's next try.
+                    let probing = Arc::clone(&store);
+                    let _ = tokio::task::spawn_blocking(move || probing.probe()).await;
+                }
+                WatchEvent::Compacted => {
+                    tracing::warn!(
+                        after,
+                        "the store watch fell behind a compaction; reading every VM again"
+                    );
+                    let registry = Arc::clone(&registry);
+                    match tokio::task::spawn_blocking(move || registry.resync()).await {
+                        Ok(Ok(revision)) => after = revision,
+                        Ok(Err(error)) => {
+                            tracing::warn!(%error, "cannot resynchronise yet");
+                            tokio::time::sleep(RESYNC_RETRY).await;
+                        }
+                        Err(_) => return,
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}

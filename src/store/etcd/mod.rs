@@ -1,0 +1,325 @@
+//! The etcd backend (feature `fleet`): the same records as the embedded store, as keys under
+//! one prefix of an etcd v3 cluster that every host of a fleet shares.
+//!
+//! ```text
+//! <prefix>vms/<id>            the VM record (`record.rs`'s layout; its revision field is 0)
+//! <prefix>events/<id>         a scheduled event, JSON
+//! <prefix>incarnations/<vm>   a VM's DocumentIncarnation, decimal
+//! <prefix>imported/<vm>/<ev>  a definition event already imported (value unused)
+//! <prefix>provisioning/<vm>   a VM's provisioning record (opaque bytes)
+//! ```
+//!
+//! A VM's revision (its ETag) is its key's `mod_revision`: etcd makes it unique, increasing
+//! and never reused, and a conditional write is one transaction comparing it. Every write is
+//! one transaction, so it is all-or-nothing and acknowledged by a quorum before it returns.
+//!
+//! The store's interface is synchronous (its callers run it on blocking threads), the client
+//! is async: the backend owns a one-thread runtime and each call waits for its future there,
+//! bounded by [`CALL_TIMEOUT`]. A call that fails or times out is [`Error::Unavailable`]
+//! (503, never acknowledged), and marks the store failing until a call succeeds again, which
+//! is what `/readyz` and status report. A write that timed out may still have been applied by
+//! etcd: it was not acknowledged, and the next read shows whether it was.
+
+mod records;
+#[cfg(test)]
+pub(super) mod testing;
+mod watch;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use etcd_client::{
+    Certificate, Client, ConnectOptions, GetOptions, Identity, KvClient, TlsOptions,
+};
+
+use crate::store::{Error, EtcdOptions, StoreFailure, StoreHealth};
+use crate::telemetry::histogram::{self, Histogram};
+
+pub(super) use records::EtcdBatch;
+
+/// How long one store call may take before it is given up as unavailable.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long connecting to a member may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// etcd's default `--max-txn-ops`: more operations in one transaction are refused.
+pub(super) const MAX_TXN_OPS: usize = 128;
+/// Records read per range request when loading everything (etcd's default request limit is
+/// 1.5 MiB for writes; responses are bounded by gRPC's message size, 4 MiB in this client).
+const PAGE: i64 = 500;
+
+/// A connection to the cluster, the runtime it runs on and the store's health.
+pub(super) struct Etcd {
+    runtime: Option<tokio::runtime::Runtime>,
+    client: Client,
+    prefix: String,
+    failure: Mutex<Option<StoreFailure>>,
+    commits: Histogram,
+}
+
+impl fmt::Debug for Etcd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Etcd")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Etcd {
+    /// The runtime may be dropped from async code (a server shutting down): let its threads
+    /// go without blocking on them.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Etcd {
+    /// Connects and reads once, so a wrong address, certificate or password fails the start
+    /// with etcd's reason instead of the first write.
+    pub(super) fn connect(options: &EtcdOptions) -> Result<Etcd, Error> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("azimds-etcd")
+            .enable_all()
+            .build()
+            .map_err(|e| unavailable(format!("cannot start the etcd client's runtime: {e}")))?;
+        let connect = connect_options(options)?;
+        let endpoints = options.endpoints.clone();
+        let client = wait(&runtime, async move {
+            Client::connect(endpoints, Some(connect)).await
+        })
+        .map_err(|reason| unavailable(format!("cannot connect to etcd: {reason}")))?;
+        let etcd = Etcd {
+            runtime: Some(runtime),
+            client,
+            prefix: options.prefix.clone(),
+            failure: Mutex::new(None),
+            commits: Histogram::new(histogram::COMMIT_BOUNDS),
+        };
+        etcd.count("vms/")?;
+        Ok(etcd)
+    }
+
+    pub(super) fn commit_times(&self) -> &Histogram {
+        &self.commits
+    }
+
+    pub(super) fn health(&self) -> StoreHealth {
+        StoreHealth {
+            failure: self.failure().clone(),
+        }
+    }
+
+    /// Reads one count: succeeds once etcd answers again.
+    pub(super) fn probe(&self) -> StoreHealth {
+        let _ = self.count("vms/");
+        self.health()
+    }
+
+    /// The full key of `name` (`vms/a`, …) under this store's prefix.
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// Runs one call against etcd on the client's runtime and waits for it, recording the
+    /// store's health from the outcome.
+    fn call<T, F>(&self, call: impl FnOnce(KvClient) -> F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
+    {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .expect("the runtime lives as long as the store");
+        match wait(runtime, call(self.client.kv_client())) {
+            Ok(value) => {
+                *self.failure() = None;
+                Ok(value)
+            }
+            Err(reason) => {
+                let mut failure = self.failure();
+                let since = failure.as_ref().map_or_else(SystemTime::now, |f| f.since);
+                *failure = Some(StoreFailure {
+                    reason: reason.clone(),
+                    since,
+                });
+                drop(failure);
+                tracing::warn!(%reason, "etcd call failed");
+                Err(unavailable(reason))
+            }
+        }
+    }
+
+    /// A write: its duration goes into the commit histogram when it succeeds.
+    fn commit<T, F>(&self, call: impl FnOnce(KvClient) -> F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
+    {
+        let started = Instant::now();
+        let out = self.call(call)?;
+        self.commits.observe(started.elapsed());
+        Ok(out)
+    }
+
+    /// How many keys start with `name`.
+    fn count(&self, name: &str) -> Result<u64, Error> {
+        let key = self.key(name);
+        self.call(move |mut kv| async move {
+            let response = kv
+                .get(key, Some(GetOptions::new().with_prefix().with_count_only()))
+                .await?;
+            Ok(u64::try_from(response.count()).unwrap_or(0))
+        })
+    }
+
+    /// The cluster's revision now.
+    pub(super) fn revision(&self) -> Result<u64, Error> {
+        let key = self.key("vms/");
+        self.call(move |mut kv| async move {
+            let response = kv
+                .get(key, Some(GetOptions::new().with_prefix().with_count_only()))
+                .await?;
+            Ok(response
+                .header()
+                .map_or(0, |h| u64::try_from(h.revision()).unwrap_or(0)))
+        })
+    }
+
+    /// Every key under `name`, in key order, at one revision (returned), handed to `visit` a
+    /// page at a time: (the key without the prefix and `name`, value, mod_revision).
+    fn scan(
+        &self,
+        name: &str,
+        mut visit: impl FnMut(&str, &[u8], u64) -> Result<(), Error>,
+    ) -> Result<u64, Error> {
+        let start = self.key(name);
+        let end = range_end(&start);
+        let mut from = start.clone().into_bytes();
+        let mut revision = 0;
+        loop {
+            let (page_from, page_end) = (from.clone(), end.clone());
+            let mut response = self.call(move |mut kv| async move {
+                let options = GetOptions::new()
+                    .with_range(page_end)
+                    .with_limit(PAGE)
+                    .with_revision(revision);
+                kv.get(page_from, Some(options)).await
+            })?;
+            if revision == 0 {
+                revision = response.header().map_or(0, |h| h.revision());
+            }
+            let more = response.more();
+            let kvs = response.take_kvs();
+            for kv in &kvs {
+                let key = kv
+                    .key_str()
+                    .map_err(|e| corrupt(&String::from_utf8_lossy(kv.key()), &e))?;
+                let tail = &key[start.len()..];
+                visit(tail, kv.value(), revision_of(kv))?;
+            }
+            match kvs.last() {
+                Some(last) if more => {
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                _ => return Ok(u64::try_from(revision).unwrap_or(0)),
+            }
+        }
+    }
+
+    fn failure(&self) -> std::sync::MutexGuard<'_, Option<StoreFailure>> {
+        self.failure.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The client options: timeouts, TLS files, user and password.
+fn connect_options(options: &EtcdOptions) -> Result<ConnectOptions, Error> {
+    let mut connect = ConnectOptions::new()
+        .with_connect_timeout(CONNECT_TIMEOUT)
+        .with_timeout(CALL_TIMEOUT)
+        .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+    if let Some(auth) = &options.auth {
+        connect = connect.with_user(auth.user.clone(), auth.password.clone());
+    }
+    if let Some(tls) = &options.tls {
+        let read = |what: &str, path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| {
+                unavailable(format!(
+                    "cannot read the etcd {what} {}: {e}",
+                    path.display()
+                ))
+            })
+        };
+        let mut config = TlsOptions::new();
+        if let Some(ca) = &tls.ca {
+            config = config.ca_certificate(Certificate::from_pem(read("CA certificate", ca)?));
+        }
+        match (&tls.cert, &tls.key) {
+            (Some(cert), Some(key)) => {
+                config = config.identity(Identity::from_pem(
+                    read("client certificate", cert)?,
+                    read("client key", key)?,
+                ));
+            }
+            (None, None) => {}
+            _ => {
+                return Err(unavailable(
+                    "an etcd client certificate needs both --etcd-cert-file and --etcd-key-file"
+                        .into(),
+                ));
+            }
+        }
+        connect = connect.with_tls(config);
+    }
+    Ok(connect)
+}
+
+/// Runs `future` on `runtime` and blocks this thread until it is done (or [`CALL_TIMEOUT`]
+/// passed). Works from any thread, async or not, as the embedded store's file IO does.
+fn wait<T: Send + 'static>(
+    runtime: &tokio::runtime::Runtime,
+    future: impl Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
+) -> Result<T, String> {
+    let (send, receive) = std::sync::mpsc::sync_channel(1);
+    runtime.spawn(async move {
+        let _ = send.send(tokio::time::timeout(CALL_TIMEOUT, future).await);
+    });
+    match receive.recv() {
+        Ok(Ok(Ok(value))) => Ok(value),
+        Ok(Ok(Err(error))) => Err(format!("etcd: {error}")),
+        Ok(Err(_)) => Err(format!(
+            "etcd did not answer within {} s",
+            CALL_TIMEOUT.as_secs()
+        )),
+        Err(_) => Err("the etcd client stopped".into()),
+    }
+}
+
+/// The end of the key range that holds every key starting with `prefix` (which ends in `/`).
+fn range_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    let last = end.last_mut().expect("a prefix is not empty");
+    *last += 1;
+    end
+}
+
+/// A key's mod_revision as a store revision (etcd's are positive).
+fn revision_of(kv: &etcd_client::KeyValue) -> u64 {
+    u64::try_from(kv.mod_revision()).unwrap_or(0)
+}
+
+fn unavailable(reason: String) -> Error {
+    Error::Unavailable { reason }
+}
+
+fn corrupt(key: &str, error: &dyn fmt::Display) -> Error {
+    Error::Corrupt {
+        key: key.to_string(),
+        message: error.to_string(),
+    }
+}

@@ -1,0 +1,113 @@
+//! A real etcd for tests: Debian's `etcd` (package etcd-server) started on loopback ports in a
+//! temporary directory, killed and removed when dropped. The start recipe and its pitfalls are
+//! in dependencies-and-ceilings.md §2 (`--logger zap` with `--log-outputs`, a metrics port of
+//! its own).
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long etcd may take to answer after it was started (it measured 0.63 s here).
+const READY_WITHIN: Duration = Duration::from_secs(20);
+
+/// One etcd member on loopback.
+pub(crate) struct TestEtcd {
+    child: Child,
+    dir: PathBuf,
+    /// Client, peer and metrics listeners.
+    ports: [SocketAddr; 3],
+}
+
+impl TestEtcd {
+    /// Starts etcd and returns once its client port accepts connections. Panics with how to
+    /// install it when the binary is missing: the fleet tests never skip.
+    pub(crate) fn start(name: &str) -> TestEtcd {
+        let dir = std::env::temp_dir().join(format!("azimds-etcd-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ports = free_ports();
+        let child = spawn(&dir, ports);
+        let mut etcd = TestEtcd { child, dir, ports };
+        etcd.wait_until_listening();
+        etcd
+    }
+
+    /// Kills the member (SIGKILL: what a crash or a lost host looks like to clients).
+    pub(crate) fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the member again on its data directory and ports, after [`TestEtcd::stop`].
+    pub(crate) fn restart(&mut self) {
+        self.child = spawn(&self.dir, self.ports);
+        self.wait_until_listening();
+    }
+
+    /// `host:port` of the client listener.
+    pub(crate) fn endpoint(&self) -> String {
+        self.ports[0].to_string()
+    }
+
+    /// etcd's own log, for a failed test's message.
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default()
+    }
+
+    fn wait_until_listening(&mut self) {
+        let deadline = Instant::now() + READY_WITHIN;
+        while TcpStream::connect_timeout(&self.ports[0], Duration::from_millis(200)).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("etcd exited at start ({status}):\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcd did not listen within {READY_WITHIN:?}:\n{}",
+                self.log()
+            );
+            // Nothing to wait on but the port: etcd says nothing else when it is up.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for TestEtcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn spawn(dir: &Path, [client, peer, metrics]: [SocketAddr; 3]) -> Child {
+    let url = |addr: SocketAddr| format!("http://{addr}");
+    Command::new("etcd")
+        .args(["--name", "t", "--data-dir"])
+        .arg(dir.join("data"))
+        .args(["--listen-client-urls", &url(client)])
+        .args(["--advertise-client-urls", &url(client)])
+        .args(["--listen-peer-urls", &url(peer)])
+        .args(["--initial-advertise-peer-urls", &url(peer)])
+        .args(["--initial-cluster", &format!("t={}", url(peer))])
+        .args(["--initial-cluster-state", "new"])
+        .args(["--listen-metrics-urls", &url(metrics)])
+        .args(["--logger", "zap", "--log-outputs"])
+        .arg(dir.join("etcd.log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run etcd ({e}): install it with scripts/install-test-deps.sh (apt: etcd-server)")
+        })
+}
+
+/// Three distinct free loopback ports (held open together so they differ, then released).
+fn free_ports() -> [SocketAddr; 3] {
+    let listeners: Vec<_> = (0..3)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let addrs: Vec<_> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+    [addrs[0], addrs[1], addrs[2]]
+}

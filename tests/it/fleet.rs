@@ -1,0 +1,399 @@
+//! Fleet mode (issue 11): the real binary on the etcd store, against a real etcd this test
+//! starts on loopback ports (`src/store/etcd/testing.rs`, shared with the unit tests).
+
+use std::time::Duration;
+#[cfg(feature = "fleet")]
+use std::time::Instant;
+
+#[cfg(feature = "fleet")]
+use serde_json::json;
+
+#[cfg(feature = "fleet")]
+use crate::support::{ControlApi, Spawned, spawn_azimds};
+use crate::support::{TempDir, serve_refused};
+
+#[cfg(feature = "fleet")]
+#[path = "../../src/store/etcd/testing.rs"]
+mod etcd;
+
+/// Without the `fleet` feature, an etcd store is refused at start with how to get one.
+#[cfg(not(feature = "fleet"))]
+#[test]
+fn a_build_without_fleet_mode_says_how_to_get_it() {
+    let dir = TempDir::new("fleet-not-built");
+    let (code, stderr) = serve_refused(
+        &dir.path().join("data"),
+        &["--store", "etcd://127.0.0.1:2379"],
+        Duration::from_secs(20),
+    )
+    .expect("refused at start");
+    assert_ne!(code, 0);
+    assert!(stderr.contains("--features fleet"), "{stderr}");
+}
+
+/// etcd unreachable at start: azimds serves nothing and says why (it does not come up on an
+/// empty store of its own).
+#[cfg(feature = "fleet")]
+#[test]
+fn etcd_down_at_start_serves_nothing_and_says_why() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let dir = TempDir::new("fleet-down-at-start");
+    let (code, stderr) = serve_refused(
+        &dir.path().join("data"),
+        &["--store", &format!("etcd://{endpoint}")],
+        Duration::from_secs(30),
+    )
+    .expect("refused at start");
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains(&format!("cannot open the etcd store at {endpoint}")),
+        "{stderr}"
+    );
+}
+
+#[cfg(feature = "fleet")]
+fn serve_on(etcd: &etcd::TestEtcd, data: &std::path::Path) -> Spawned {
+    serve_as(etcd, data, "the-host")
+}
+
+/// An azimds on `etcd` named `host` (`--host-name`).
+#[cfg(feature = "fleet")]
+fn serve_as(etcd: &etcd::TestEtcd, data: &std::path::Path, host: &str) -> Spawned {
+    spawn_azimds(
+        data,
+        &[
+            "--store",
+            &format!("etcd://{}", etcd.endpoint()),
+            "--etcd-prefix",
+            "/fleet-test/",
+            "--callers",
+            "source-address",
+            "--host-name",
+            host,
+        ],
+    )
+}
+
+/// The `compute.name` a host serves to 127.0.0.1, or `None` when it closes the connection
+/// unanswered (it serves no VM with that caller: spec'd fail-closed behaviour).
+#[cfg(feature = "fleet")]
+async fn served_name(server: &Spawned) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(server.field("listen"))
+        .await
+        .unwrap();
+    let request = "GET /metadata/instance/compute/name?api-version=2021-02-01&format=text HTTP/1.1\r\nHost: 169.254.169.254\r\nMetadata: true\r\nConnection: close\r\n\r\n";
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("an answer or a close within 10 s");
+    if answer.is_empty() {
+        return None;
+    }
+    let reply = crate::support::parse_reply(&answer);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    Some(reply.text().to_string())
+}
+
+/// Waits until `server` serves `expected` to 127.0.0.1 (the other host's write reaches it
+/// through etcd's watch; there is nothing on this side to await but the answer).
+#[cfg(feature = "fleet")]
+async fn until_served(server: &Spawned, expected: Option<&str>) -> Duration {
+    let started = Instant::now();
+    while served_name(server).await.as_deref() != expected {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not serving {expected:?} after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    started.elapsed()
+}
+
+#[cfg(feature = "fleet")]
+async fn guest_name(server: &Spawned) -> (u16, String) {
+    let reply = server
+        .imds()
+        .get("/metadata/instance/compute/name?api-version=2021-02-01&format=text")
+        .await;
+    (reply.status, reply.text().to_string())
+}
+
+#[cfg(feature = "fleet")]
+async fn readiness(control: &ControlApi) -> (u16, serde_json::Value) {
+    let reply = control
+        .anonymous()
+        .call_raw("GET", "/readyz", None, &[])
+        .await;
+    (reply.status, reply.json())
+}
+
+/// A VM written through one azimds is in etcd: a second azimds with its own, empty data
+/// directory serves it. With etcd stopped the guest is still served, writes are 503 (never
+/// acknowledged) and readiness says since when; etcd back, the host recovers by itself.
+#[cfg(feature = "fleet")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_written_through_one_host_is_served_by_another_and_survives_an_outage() {
+    let mut etcd = etcd::TestEtcd::start("it-fleet");
+    let dir = TempDir::new("fleet");
+    let first = serve_on(&etcd, &dir.path().join("host-a"));
+    let control = first.control_api(&dir.path().join("host-a"));
+    let vm = json!({"callers": ["127.0.0.1"], "instance": {"compute": {"name": "vm-fleet"}}});
+    let put = control.call("PUT", "/v1/vms/vm1", Some(&vm), &[]).await;
+    assert_eq!(put.status, 201, "{}", put.text());
+    assert_eq!(guest_name(&first).await, (200, "vm-fleet".into()));
+    drop(first);
+
+    let second_data = dir.path().join("host-b");
+    let second = serve_on(&etcd, &second_data);
+    assert_eq!(
+        guest_name(&second).await,
+        (200, "vm-fleet".into()),
+        "served from etcd by a host that never saw the write"
+    );
+    let control = second.control_api(&second_data);
+    let got = control.call("GET", "/v1/vms/vm1", None, &[]).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(
+        got.header("etag"),
+        put.header("etag"),
+        "one revision, fleet-wide"
+    );
+
+    etcd.stop();
+    assert_eq!(
+        guest_name(&second).await,
+        (200, "vm-fleet".into()),
+        "guests are served from memory while etcd is away"
+    );
+    // Nothing writes: the broken watch alone makes the host say it is stale, and since when.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let (status, body) = readiness(&control).await;
+        if status == 503 {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "still {status} {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(body["status"], "store-unavailable");
+    assert_eq!(body["store"]["writable"], false);
+    assert!(body["store"]["failingSince"].is_string(), "{body}");
+    let vm2 = json!({"callers": ["127.0.0.2"]});
+    let refused = control.call("PUT", "/v1/vms/vm2", Some(&vm2), &[]).await;
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.json()["error"]["code"], "store_unavailable");
+    assert_eq!(guest_name(&second).await, (200, "vm-fleet".into()));
+
+    etcd.restart();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = readiness(&control).await;
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {status} {body}");
+        // The server probes on its own backoff (5 s first); readiness has no event to await.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let missing = control.call("GET", "/v1/vms/vm2", None, &[]).await;
+    assert_eq!(missing.status, 404, "the refused write was not applied");
+    let put = control.call("PUT", "/v1/vms/vm2", Some(&vm2), &[]).await;
+    assert_eq!(put.status, 201, "{}", put.text());
+    // The watch resumed: a write is served as soon as it is acknowledged.
+    let renamed = json!({"instance": {"compute": {"name": "vm-renamed"}}});
+    let patched = control
+        .call("PATCH", "/v1/vms/vm1", Some(&renamed), &[])
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.text());
+    assert_eq!(guest_name(&second).await, (200, "vm-renamed".into()));
+}
+
+/// Two hosts on one etcd, live: a VM assigned to host B and written through host A's control
+/// API is served by B and not by A; moving it to A is one write through B, after which B no
+/// longer serves it (at once: a write returns once its own host applied it) and A does.
+#[cfg(feature = "fleet")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_through_one_host_is_served_by_the_host_it_names() {
+    let etcd = etcd::TestEtcd::start("it-hosts");
+    let dir = TempDir::new("fleet-hosts");
+    let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
+    let host_a = serve_as(&etcd, &data_a, "host-a");
+    let host_b = serve_as(&etcd, &data_b, "host-b");
+    let (control_a, control_b) = (host_a.control_api(&data_a), host_b.control_api(&data_b));
+    assert_eq!(served_name(&host_a).await, None);
+    assert_eq!(served_name(&host_b).await, None);
+
+    let vm = json!({
+        "host": "host-b",
+        "callers": ["127.0.0.1"],
+        "instance": {"compute": {"name": "vm-moving"}},
+    });
+    let put = control_a.call("PUT", "/v1/vms/vm1", Some(&vm), &[]).await;
+    assert_eq!(put.status, 201, "{}", put.text());
+    until_served(&host_b, Some("vm-moving")).await;
+    assert_eq!(served_name(&host_a).await, None, "host A only wrote it");
+
+    let moved = control_b
+        .call(
+            "PATCH",
+            "/v1/vms/vm1",
+            Some(&json!({"host": "host-a"})),
+            &[],
+        )
+        .await;
+    assert_eq!(moved.status, 200, "{}", moved.text());
+    assert_eq!(
+        served_name(&host_b).await,
+        None,
+        "host B stopped serving it before acknowledging the move"
+    );
+    until_served(&host_a, Some("vm-moving")).await;
+    assert_eq!(served_name(&host_b).await, None);
+
+    let deleted = control_b.call("DELETE", "/v1/vms/vm1", None, &[]).await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
+    until_served(&host_a, None).await;
+    let gone = control_a.call("GET", "/v1/vms/vm1", None, &[]).await;
+    assert_eq!(gone.status, 404);
+}
+
+/// A loopback TCP proxy in front of etcd that the test can cut (every connection dropped,
+/// new ones refused) and reopen: one host losing etcd while the others keep it.
+#[cfg(feature = "fleet")]
+struct CuttableProxy {
+    addr: std::net::SocketAddr,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+#[cfg(feature = "fleet")]
+impl CuttableProxy {
+    async fn start(to: String) -> CuttableProxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (is_open, live) = (open.clone(), connections.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !is_open.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused
+                }
+                let to = to.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                live.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        CuttableProxy {
+            addr,
+            open,
+            connections,
+            accept,
+        }
+    }
+
+    fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+
+    fn reopen(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[cfg(feature = "fleet")]
+impl Drop for CuttableProxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+/// Host B loses etcd while host A writes and etcd compacts the revisions B has not seen: when
+/// B is back, its watch cannot resume, so it reads everything again and serves the new state
+/// (never a mix), and goes on following.
+#[cfg(feature = "fleet")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compaction_while_a_host_is_cut_off_forces_a_clean_resync() {
+    let etcd = etcd::TestEtcd::start("it-compaction");
+    let proxy = CuttableProxy::start(etcd.endpoint()).await;
+    let dir = TempDir::new("fleet-compaction");
+    let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
+    let host_a = serve_as(&etcd, &data_a, "host-a");
+    let host_b = spawn_azimds(
+        &data_b,
+        &[
+            "--store",
+            &format!("etcd://{}", proxy.addr),
+            "--etcd-prefix",
+            "/fleet-test/",
+            "--callers",
+            "source-address",
+            "--host-name",
+            "host-b",
+        ],
+    );
+    let control_a = host_a.control_api(&data_a);
+    let vm = json!({"host": "host-b", "callers": ["127.0.0.1"], "instance": {"compute": {"name": "before"}}});
+    let put = control_a.call("PUT", "/v1/vms/vm1", Some(&vm), &[]).await;
+    assert_eq!(put.status, 201, "{}", put.text());
+    until_served(&host_b, Some("before")).await;
+
+    proxy.cut();
+    // Two writes B does not see; compacting at the second removes the first, where B's watch
+    // would resume (etcd still serves a watch from the compaction revision itself).
+    let mut patched = None;
+    for name in ["between", "after"] {
+        let renamed = json!({"instance": {"compute": {"name": name}}});
+        let reply = control_a
+            .call("PATCH", "/v1/vms/vm1", Some(&renamed), &[])
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        patched = Some(reply);
+    }
+    let patched = patched.unwrap();
+    let revision: String = patched
+        .header("etag")
+        .unwrap()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let compacted = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", &etcd.endpoint(), "compact", &revision])
+        .output()
+        .expect("etcdctl (apt: etcd-client)");
+    assert!(compacted.status.success(), "{compacted:?}");
+    assert_eq!(
+        served_name(&host_b).await.as_deref(),
+        Some("before"),
+        "cut off, host B serves the last state it had"
+    );
+
+    proxy.reopen();
+    until_served(&host_b, Some("after")).await;
+    assert!(
+        host_b.wait_for_log("resynchronised from the store", 1, Duration::from_secs(5)),
+        "the host resynchronised rather than resumed"
+    );
+    // And it follows again from the resync's revision.
+    let again = json!({"instance": {"compute": {"name": "followed"}}});
+    let patched = control_a
+        .call("PATCH", "/v1/vms/vm1", Some(&again), &[])
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.text());
+    until_served(&host_b, Some("followed")).await;
+}
