@@ -69,6 +69,10 @@ if [ "$cdrom" != - ]; then
 fi
 mount -t tmpfs -o mode=0755,size=64m guest-run "$root/run"
 mount -t tmpfs -o mode=1777,size=256m guest-tmp "$root/tmp"
+# The guest scripts are run from the checkout by their host path; a checkout under /tmp would
+# be hidden by the guest's own /tmp, so it is bound in at the same path.
+scripts=$(cd "$(dirname "$0")" && pwd)
+case $scripts in /tmp/*) mkdir -p "$root$scripts" && mount --bind "$scripts" "$root$scripts" ;; esac
 mkdir -p "$root/azimds-out"
 mount --bind "$work/out" "$root/azimds-out"
 hostname localhost
