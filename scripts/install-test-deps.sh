@@ -38,10 +38,12 @@ REQS=$REPO/tests/clients/requirements.txt
 # The packaging tests (scripts/test-packages.sh): libssl-dev's static libraries for the
 # static binary, binutils' readelf, systemd's systemd-analyze, man-db's man, adduser for the
 # .deb's postinst, buildah to build the container image without a daemon.
-# protobuf-compiler (protoc, which etcd-client's build runs) and etcd-server, etcd-client: the
+# protobuf-compiler (protoc, which etcd-client's build runs) with libprotobuf-dev (the well-known
+# types, google/protobuf/*.proto, that etcd's protos import; protoc alone lacks them) and
+# etcd-server, etcd-client: the
 # `fleet` feature's build and the tests that start a real etcd on loopback (docs/fleet.md).
 APT_PKGS=(cloud-init waagent iproute2 nftables curl openssl python3-venv python3-yaml
-          protobuf-compiler etcd-server etcd-client
+          protobuf-compiler libprotobuf-dev etcd-server etcd-client
           dnsmasq-base xorriso isc-dhcp-client
           openjdk-17-jdk-headless libbcprov-java libbcpkix-java libbcutil-java
           libgoogle-gson-java
