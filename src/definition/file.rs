@@ -2,15 +2,16 @@
 //! that span entries (unique ids, callers claimed once). Each entry is checked by `vm.rs`;
 //! every problem comes back located by VM and JSON path from the file's root.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
+use crate::definition::checkers::Checkers;
 use crate::definition::strict::{StrictValue, Strictness};
-use crate::definition::vm::{VmDefinition, is_valid_id, vm_from_json, written_entry};
+use crate::definition::vm::{VmDefinition, is_valid_id};
 use crate::definition::yaml_depth;
 use crate::problem::{Problem, Problems};
 
@@ -148,13 +149,22 @@ pub fn parse(
     syntax: Option<Syntax>,
     source: &str,
 ) -> Result<Definitions, DefinitionError> {
+    parse_with(text, syntax, source, Checkers::workers_for(text.len()))
+}
+
+/// [`parse`], checking entries on `workers` threads (0: inline).
+fn parse_with(
+    text: &str,
+    syntax: Option<Syntax>,
+    source: &str,
+    workers: usize,
+) -> Result<Definitions, DefinitionError> {
     let read = match syntax {
-        Some(Syntax::Json) => read_json(text).map_err(|e| format!("not valid JSON: {e}")),
-        Some(Syntax::Yaml) => read_yaml(text).map_err(|e| format!("not valid YAML: {e}")),
-        None => match read_json(text) {
-            Err(Unreadable::Syntax(_)) => {
-                read_yaml(text).map_err(|e| format!("neither valid JSON nor valid YAML: {e}"))
-            }
+        Some(Syntax::Json) => read_json(text, workers).map_err(|e| format!("not valid JSON: {e}")),
+        Some(Syntax::Yaml) => read_yaml(text, workers).map_err(|e| format!("not valid YAML: {e}")),
+        None => match read_json(text, workers) {
+            Err(Unreadable::Syntax(_)) => read_yaml(text, workers)
+                .map_err(|e| format!("neither valid JSON nor valid YAML: {e}")),
             read => read.map_err(|e| format!("not valid JSON: {e}")),
         },
     };
@@ -213,14 +223,23 @@ impl fmt::Display for Unreadable {
     }
 }
 
-fn read_json(text: &str) -> Result<Reader, Unreadable> {
-    let mut reader = Reader::new();
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let read = Root(&mut reader)
-        .deserialize(&mut deserializer)
-        .and_then(|()| deserializer.end());
+fn read_json(text: &str, workers: usize) -> Result<Reader, Unreadable> {
+    std::thread::scope(|scope| {
+        let mut reader = Reader::new(Checkers::start(scope, workers));
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let read = Root(&mut reader)
+            .deserialize(&mut deserializer)
+            .and_then(|()| deserializer.end());
+        json_result(reader, read)
+    })
+}
+
+fn json_result(mut reader: Reader, read: serde_json::Result<()>) -> Result<Reader, Unreadable> {
     match read {
-        Ok(()) => Ok(reader),
+        Ok(()) => {
+            reader.finish();
+            Ok(reader)
+        }
         Err(error) => match reader.strictness.take_duplicate() {
             Some(duplicate) => Err(Unreadable::Meaning(format!(
                 "{}: {} (line {} column {})",
@@ -237,16 +256,26 @@ fn read_json(text: &str) -> Result<Reader, Unreadable> {
     }
 }
 
-fn read_yaml(text: &str) -> Result<Reader, Unreadable> {
+fn read_yaml(text: &str, workers: usize) -> Result<Reader, Unreadable> {
     if let Err(deep) = yaml_depth::check(text, MAX_DEPTH) {
         return Err(Unreadable::Meaning(format!(
             "collections are nested more than {MAX_DEPTH} levels deep (line {} column {})",
             deep.line, deep.column
         )));
     }
-    let mut reader = Reader::new();
-    match Root(&mut reader).deserialize(serde_yaml_ng::Deserializer::from_str(text)) {
-        Ok(()) => Ok(reader),
+    std::thread::scope(|scope| {
+        let mut reader = Reader::new(Checkers::start(scope, workers));
+        let read = Root(&mut reader).deserialize(serde_yaml_ng::Deserializer::from_str(text));
+        yaml_result(reader, read)
+    })
+}
+
+fn yaml_result(mut reader: Reader, read: Result<(), serde_yaml_ng::Error>) -> Result<Reader, Unreadable> {
+    match read {
+        Ok(()) => {
+            reader.finish();
+            Ok(reader)
+        }
         Err(error) => Err(match reader.strictness.take_duplicate() {
             Some(duplicate) => {
                 let at = error
@@ -269,37 +298,63 @@ struct Reader {
     problems: Vec<Located>,
     omitted: usize,
     strictness: Strictness,
+    /// Entries read and on their way to be checked; taken by [`Reader::finish`].
+    checkers: Option<Checkers>,
+    /// Ids held by the entries read so far: an entry without `id` defaults to its name only
+    /// when no earlier entry holds it.
+    claimed: HashSet<String>,
 }
 
 impl Reader {
-    fn new() -> Reader {
+    fn new(checkers: Checkers) -> Reader {
         Reader {
             vms: VmList::new(),
             top: Problems::new(),
             problems: Vec::new(),
             omitted: 0,
             strictness: Strictness::new(),
+            checkers: Some(checkers),
+            claimed: HashSet::new(),
         }
     }
 
-    /// Checks entry `index` as soon as it is read; once the file is known to be rejected,
-    /// entries are still checked (every problem is reported) but no longer kept.
+    /// Sends entry `index` to be checked as soon as it is read, with its default id.
     fn entry(&mut self, index: usize, entry: Value) {
-        let label = entry
+        let default_id = match entry
             .pointer("/instance/compute/name")
             .and_then(Value::as_str)
-            .filter(|name| !name.is_empty())
-            .unwrap_or("unnamed")
-            .to_string();
-        let keep = self.problems.is_empty();
-        let prefix = format!("vms[{index}]");
-        for problem in self.vms.add(index, entry, keep) {
-            if self.problems.len() < MAX_PROBLEMS {
-                let problem = problem.nest(&prefix);
-                self.problems
-                    .push(Located::new(Some((index, label.clone())), problem));
-            } else {
-                self.omitted += 1;
+        {
+            Some(name) if is_valid_id(name) && !self.claimed.contains(name) => name.to_string(),
+            _ => format!("vm-{index}"),
+        };
+        // The id `vm_from_json` will give it (an `id` that is not a string is a problem there).
+        let id = match entry.get("id") {
+            Some(Value::String(id)) => id.clone(),
+            _ => default_id.clone(),
+        };
+        self.claimed.insert(id);
+        if let Some(checkers) = self.checkers.as_mut() {
+            checkers.submit(default_id, entry);
+        }
+    }
+
+    /// Takes every entry's check in file order and applies the checks across entries; once
+    /// the file is known to be rejected, entries are still checked (every problem is
+    /// reported) but no longer kept.
+    fn finish(&mut self) {
+        let Some(checkers) = self.checkers.take() else {
+            return;
+        };
+        for (index, checked) in checkers.finish().into_iter().enumerate() {
+            let keep = self.problems.is_empty();
+            for problem in self.vms.add(index, checked.result, keep) {
+                if self.problems.len() < MAX_PROBLEMS {
+                    let problem = problem.nest(&format!("vms[{index}]"));
+                    self.problems
+                        .push(Located::new(Some((index, checked.label.clone())), problem));
+                } else {
+                    self.omitted += 1;
+                }
             }
         }
     }
@@ -472,18 +527,16 @@ impl VmList {
         }
     }
 
-    /// Checks entry `index` and, if valid and `keep`, keeps it; problems are relative to the
-    /// entry.
-    fn add(&mut self, index: usize, entry: Value, keep: bool) -> Vec<Problem> {
-        let default_id = match entry
-            .pointer("/instance/compute/name")
-            .and_then(Value::as_str)
-        {
-            Some(name) if is_valid_id(name) && !self.ids.contains_key(name) => name.to_string(),
-            _ => format!("vm-{index}"),
-        };
-        let vm = match vm_from_json(&entry, &default_id) {
-            Ok(vm) => vm,
+    /// Adds checked entry `index` and, if valid and `keep`, keeps it; problems are relative
+    /// to the entry.
+    fn add(
+        &mut self,
+        index: usize,
+        checked: Result<(VmDefinition, Box<[u8]>), Vec<Problem>>,
+        keep: bool,
+    ) -> Vec<Problem> {
+        let (vm, entry) = match checked {
+            Ok(checked) => checked,
             Err(problems) => return problems,
         };
         let mut problems = Problems::new();
@@ -506,7 +559,6 @@ impl VmList {
             }
         }
         if keep && problems.is_empty() {
-            let entry = written_entry(entry, &vm.id);
             self.vms.push(DefinedVm { vm, entry });
         }
         problems.into_vec()
@@ -559,6 +611,65 @@ mod tests {
         assert!(
             text.contains("VM 1 (unnamed): vms[1].callers[0]: expected an IP address"),
             "{text}"
+        );
+    }
+
+    /// A file of `n` small VMs, with `bad` (index, entry) replacing some.
+    fn numbered_file(n: usize, bad: &[(usize, &str)]) -> String {
+        let entries: Vec<String> = (0..n)
+            .map(|i| match bad.iter().find(|(at, _)| *at == i) {
+                Some((_, entry)) => entry.to_string(),
+                None => format!(
+                    r#"{{"callers":["10.{}.{}.{}"],"instance":{{"compute":{{"name":"vm{i}"}}}}}}"#,
+                    i >> 16,
+                    (i >> 8) & 255,
+                    i & 255
+                ),
+            })
+            .collect();
+        format!(r#"{{"vms":[{}]}}"#, entries.join(","))
+    }
+
+    #[test]
+    fn entries_checked_on_workers_come_back_as_checked_inline() {
+        let good = numbered_file(300, &[]);
+        let inline = parse_with(&good, Some(Syntax::Json), "f", 0).unwrap();
+        for workers in [1, 2, 3] {
+            let parallel = parse_with(&good, Some(Syntax::Json), "f", workers).unwrap();
+            assert_eq!(parallel, inline, "{workers} workers");
+        }
+        assert_eq!(inline.vms.len(), 300);
+        assert_eq!(inline.vms[299].vm.id, "vm299", "file order kept");
+        // Problems inside entries and across them (a caller claimed twice, an id taken, and a
+        // name already used as an id) are found and ordered the same way.
+        let bad = numbered_file(
+            200,
+            &[
+                (7, r#"{"callers":["10.0.0.3"]}"#),
+                (50, r#"{"id":"vm60","instance":{"compute":{"name":"x"}}}"#),
+                (80, r#"{"instance":{"compute":{"name":"y","zone":1}}}"#),
+                (120, r#"{"id":"vm60"}"#),
+                (150, r#"{"color":"blue"}"#),
+            ],
+        );
+        let inline = parse_with(&bad, Some(Syntax::Json), "f", 0).unwrap_err();
+        let parallel = parse_with(&bad, Some(Syntax::Json), "f", 2).unwrap_err();
+        assert_eq!(parallel.problems, inline.problems);
+        let text = parallel.to_string();
+        assert_eq!(parallel.problems.len(), 4, "{text}");
+        assert!(text.contains("VM 7 (unnamed): vms[7].callers[0]: 10.0.0.3 is already a caller of vms[3]"), "{text}");
+        assert!(text.contains("VM 80 (y): vms[80].instance.compute.zone: expected a string"), "{text}");
+        assert!(text.contains(r#"VM 120 (unnamed): vms[120].id: "vm60" is already the id of vms[50]"#), "{text}");
+        assert!(text.contains("VM 150 (unnamed): vms[150].color: unknown member"), "{text}");
+        // A name an earlier entry holds as its id is not taken as a default id.
+        let ok = numbered_file(70, &[(50, r#"{"id":"vm60","instance":{"compute":{"name":"x"}}}"#)]);
+        let ok = parse_with(&ok, Some(Syntax::Json), "f", 2).unwrap();
+        assert_eq!((ok.vms[50].vm.id.as_str(), ok.vms[60].vm.id.as_str()), ("vm60", "vm-60"));
+        // YAML takes the same path.
+        let yaml = serde_yaml_ng::to_string(&serde_json::from_str::<Value>(&good).unwrap()).unwrap();
+        assert_eq!(
+            parse_with(&yaml, Some(Syntax::Yaml), "f", 2).unwrap(),
+            parse_with(&good, Some(Syntax::Json), "f", 0).unwrap()
         );
     }
 

@@ -7,6 +7,7 @@
 //!
 //! - `file.rs`: a whole file ([`parse`] into [`Definitions`], or a located [`DefinitionError`]).
 //! - `vm.rs`: one VM entry ([`vm_from_json`] into a [`VmDefinition`]).
+//! - `checkers.rs`: a large file's entries checked on worker threads, in file order.
 //! - `checked.rs`: a checked VM as bytes, kept by the store so a restart need not check again.
 //! - `strict.rs`: JSON values read with every key given once ([`json_from_slice`]).
 //! - `yaml_depth.rs`: YAML nesting bounded before parsing (libyaml is quadratic in it).
@@ -14,6 +15,7 @@
 //! - `demo.json`: the built-in demo VM, parsed by the same code.
 
 pub mod checked;
+mod checkers;
 mod file;
 pub mod provisioning;
 mod strict;

@@ -100,11 +100,9 @@ impl InstanceDocument {
         &self.compact
     }
 
-    /// A string leaf by path of keys.
+    /// A string leaf by path of keys (array elements by index), read without a tree.
     pub fn string_at(&self, keys: &[&str]) -> Option<String> {
-        let value: Value = serde_json::from_slice(&self.compact).ok()?;
-        let pointer: String = keys.iter().map(|k| format!("/{k}")).collect();
-        value.pointer(&pointer)?.as_str().map(str::to_string)
+        crate::metadata::json_path::string_at(&self.compact, keys)
     }
 }
 

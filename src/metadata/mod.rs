@@ -2,6 +2,7 @@
 //! document, per-version shaping and rendering. Pure: no IO, no HTTP.
 
 pub mod document;
+pub mod json_path;
 pub mod loadbalancer;
 pub mod node;
 pub mod render;

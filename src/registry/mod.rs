@@ -19,7 +19,7 @@ use crate::attested::Cloud;
 use crate::definition::{self, DefinedVm, Definitions, Problem, VmDefinition, checked};
 use crate::snapshot::{self, CallerMode, Snapshot};
 use crate::state::Shared;
-use crate::store::{self, Checked, Expect, Origin, Store, StoredVm};
+use crate::store::{self, Checked, Expect, FileMark, Origin, Store, StoredVm};
 use crate::throttle::RateLimit;
 
 /// Largest VM entry accepted, as compact JSON. Azure caps userData at 64 KiB of base64; the rest
@@ -298,6 +298,31 @@ impl Registry {
     /// nothing.
     pub fn reconcile(&self, definitions: Definitions) -> Result<Reconciled, Error> {
         let _serialized = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+        self.reconcile_serialized(definitions)
+    }
+
+    /// [`Registry::reconcile`] for a definitions file, then records the file as applied
+    /// (`mark`), under the same write lock: a next start given the same bytes, with no VM
+    /// written in between, knows the store already holds what they give (see
+    /// [`Registry::file_still_applied`]).
+    pub fn reconcile_file(
+        &self,
+        definitions: Definitions,
+        mark: FileMark,
+    ) -> Result<Reconciled, Error> {
+        let _serialized = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+        let report = self.reconcile_serialized(definitions)?;
+        self.store.mark_file_applied(mark)?;
+        Ok(report)
+    }
+
+    /// Whether the store holds what the file `mark` names gave when it was last applied, with
+    /// no VM written since.
+    pub fn file_still_applied(&self, mark: FileMark) -> Result<bool, Error> {
+        Ok(self.store.file_still_applied(mark)?)
+    }
+
+    fn reconcile_serialized(&self, definitions: Definitions) -> Result<Reconciled, Error> {
         let listed: HashMap<&str, usize> = definitions
             .vms
             .iter()

@@ -37,11 +37,20 @@ pub(super) fn open(
     given: Option<Definitions>,
 ) -> Result<Opened, Error> {
     data_dir::prepare(&settings.data)?;
-    // Parse the file before touching anything, so a bad file stops the start cleanly.
-    let definitions = match (given, &settings.vms) {
+    // A bad file stops the start before a store is created for it. A store that exists may
+    // already hold what the file gives (`apply`), so there the file is parsed only if needed.
+    let mut file = match (&given, &settings.vms) {
+        (None, Some(path)) => Some(watch::DefinitionsFile::read(path)?),
+        _ => None,
+    };
+    let store_exists = match settings.store {
+        StoreLocation::Embedded => settings.data.join(data_dir::STORE_FILE).exists(),
+        StoreLocation::Etcd(_) => true,
+    };
+    let definitions = match (given, &mut file) {
         (Some(given), _) => Some(given),
-        (None, Some(path)) => Some(watch::load_definitions(path)?),
-        (None, None) => None,
+        (None, Some(file)) if !store_exists => Some(file.parse()?),
+        (None, _) => None,
     };
     let store = Arc::new(open_store(settings)?);
     // The host name picks this host's VMs only on a shared store; alone, it serves them all.
@@ -96,7 +105,7 @@ pub(super) fn open(
     let follower = store
         .is_shared()
         .then(|| follow::start(Arc::clone(&registry), Arc::clone(&store), loaded.revision));
-    apply(settings, &registry, definitions)?;
+    apply(settings, &registry, definitions, file)?;
     registry.import_all_events();
     Ok(Opened {
         shared,
@@ -166,30 +175,57 @@ fn open_attested(
 }
 
 /// Reconciles the definitions into the store; without any, an empty store in single mode
-/// gets the demo VM (the zero-config start).
+/// gets the demo VM (the zero-config start). A `--vms` file whose bytes the store applied
+/// last, with no VM written since, is not parsed again: the store already holds its result.
 fn apply(
     settings: &Settings,
     registry: &Registry,
     definitions: Option<Definitions>,
+    file: Option<watch::DefinitionsFile>,
 ) -> Result<(), Error> {
-    let Some(definitions) = definitions else {
-        let seeded =
-            settings.callers == CallerMode::Single && registry.seed_demo().map_err(Error::Seed)?;
-        if seeded {
-            tracing::info!("empty store: serving the built-in demo VM");
+    let name = || {
+        settings.vms.as_deref().map_or_else(
+            || "the given VM definitions".into(),
+            |p| p.display().to_string(),
+        )
+    };
+    let apply_error = |error| Error::Apply {
+        file: name(),
+        error,
+    };
+    let (definitions, mark) = match (definitions, file) {
+        (None, None) => {
+            let seeded = settings.callers == CallerMode::Single
+                && registry.seed_demo().map_err(Error::Seed)?;
+            if seeded {
+                tracing::info!("empty store: serving the built-in demo VM");
+            }
+            return Ok(());
         }
-        return Ok(());
+        (Some(given), None) => (given, None),
+        (parsed, Some(mut file)) => {
+            if parsed.is_none() && registry.file_still_applied(file.mark).map_err(apply_error)? {
+                tracing::info!(
+                    file = %name(),
+                    "VM definitions file unchanged since it was last applied, and no VM written since: not parsed again"
+                );
+                return Ok(());
+            }
+            let definitions = match parsed {
+                Some(parsed) => parsed,
+                None => file.parse()?,
+            };
+            (definitions, Some(file.mark))
+        }
     };
     for path in definitions.unknown_fields() {
         tracing::warn!(field = %path, "unknown instance field kept; served from the newest api-version only");
     }
-    let file = settings.vms.as_deref().map_or_else(
-        || "the given VM definitions".into(),
-        |p| p.display().to_string(),
-    );
-    let report = registry
-        .reconcile(definitions)
-        .map_err(|error| Error::Apply { file, error })?;
+    let report = match mark {
+        Some(mark) => registry.reconcile_file(definitions, mark),
+        None => registry.reconcile(definitions),
+    }
+    .map_err(apply_error)?;
     tracing::info!(
         written = report.written.len(),
         deleted = report.deleted.len(),

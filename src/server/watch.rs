@@ -10,22 +10,46 @@ use std::time::Duration;
 use crate::definition::{self, Definitions, Syntax};
 use crate::registry::{self, Registry};
 use crate::server::error::Error;
+use crate::store::FileMark;
 
 /// How often the file's size and modification time are compared.
 const POLL: Duration = Duration::from_secs(1);
 
-/// Reads and checks a definitions file.
-pub(super) fn load_definitions(path: &Path) -> Result<Definitions, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadDefinitions {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let name = path.display().to_string();
-    Ok(definition::parse(
-        &text,
-        Syntax::from_file_name(&name),
-        &name,
-    )?)
+/// A definitions file read whole: its text, and the mark that says whether the store has
+/// already applied exactly these bytes (`store::FileMark`).
+pub(super) struct DefinitionsFile {
+    name: String,
+    text: String,
+    pub(super) mark: FileMark,
+}
+
+impl DefinitionsFile {
+    pub(super) fn read(path: &Path) -> Result<DefinitionsFile, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ReadDefinitions {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mark = FileMark {
+            digest: openssl::sha::sha256(text.as_bytes()),
+            by: definition::checked::fingerprint(),
+        };
+        Ok(DefinitionsFile {
+            name: path.display().to_string(),
+            text,
+            mark,
+        })
+    }
+
+    /// Parses and checks it, then lets its text go: a 100k-VM file is not held beside the VMs
+    /// it gives while they are committed. Call it once.
+    pub(super) fn parse(&mut self) -> Result<Definitions, Error> {
+        let text = std::mem::take(&mut self.text);
+        Ok(definition::parse(
+            &text,
+            Syntax::from_file_name(&self.name),
+            &self.name,
+        )?)
+    }
 }
 
 /// Re-applies `path` through `registry` each time it changes, until `shutdown`.
@@ -53,15 +77,17 @@ pub(super) async fn watch_definitions(
             continue;
         }
         last = current;
-        let definitions = match load_definitions(&path) {
-            Ok(definitions) => definitions,
+        let parsed = DefinitionsFile::read(&path)
+            .and_then(|mut file| Ok((file.parse()?, file.mark)));
+        let (definitions, mark) = match parsed {
+            Ok(parsed) => parsed,
             Err(error) => {
                 tracing::error!("{error}; keeping the previous VMs");
                 continue;
             }
         };
         let writer = Arc::clone(&registry);
-        match tokio::task::spawn_blocking(move || writer.reconcile(definitions)).await {
+        match tokio::task::spawn_blocking(move || writer.reconcile_file(definitions, mark)).await {
             Ok(Ok(report)) => {
                 waiting_for_store = false;
                 tracing::info!(

@@ -16,6 +16,7 @@
 //! acknowledged) and the store reopens itself, so writes work again once there is room
 //! (`health`).
 
+mod applied;
 mod embedded;
 #[cfg(feature = "fleet")]
 mod etcd;
@@ -40,6 +41,7 @@ use serde_json::Value;
 use crate::events::Event;
 use crate::telemetry::histogram::Histogram;
 
+pub use applied::FileMark;
 pub use health::{StoreFailure, StoreHealth};
 pub use location::{EtcdAuth, EtcdOptions, EtcdTls, StoreLocation};
 pub use record::{Checked, RecordView};
@@ -247,6 +249,27 @@ impl Store {
     #[cfg(not(feature = "fleet"))]
     pub fn open_etcd(_options: &EtcdOptions) -> Result<Store, Error> {
         Err(Error::FleetNotBuilt)
+    }
+
+    /// Whether `mark` names the definitions file applied last, over a VM table nothing has
+    /// written since: a start can then skip parsing the file. Always `false` on etcd, where
+    /// other hosts write.
+    pub fn file_still_applied(&self, mark: FileMark) -> Result<bool, Error> {
+        match &self.backend {
+            Backend::Redb(b) => b.file_still_applied(mark),
+            #[cfg(feature = "fleet")]
+            Backend::Etcd(_) => Ok(false),
+        }
+    }
+
+    /// Records `mark` as the file just applied, with the VM table as it is now (nothing on
+    /// etcd).
+    pub fn mark_file_applied(&self, mark: FileMark) -> Result<(), Error> {
+        match &self.backend {
+            Backend::Redb(b) => b.mark_file_applied(mark),
+            #[cfg(feature = "fleet")]
+            Backend::Etcd(_) => Ok(()),
+        }
     }
 
     /// Which backend this is, for logs and status: `redb` or `etcd`.
