@@ -15,6 +15,12 @@ use azimds::cli::{
 use azimds::config::{LogFormat, LogSettings, ServeArgs, Settings};
 use azimds::server::{Ready, Server, ready};
 
+/// With the `mimalloc` feature the binary allocates through mimalloc (BENCHMARKS.md,
+/// "Allocator": what it changes at 100k VMs); the library never picks an allocator.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// An Azure-compatible Instance Metadata Service.
 ///
 /// Serves what Azure VMs read from http://169.254.169.254/metadata/…: instance metadata for

@@ -270,7 +270,10 @@ fn read_yaml(text: &str, workers: usize) -> Result<Reader, Unreadable> {
     })
 }
 
-fn yaml_result(mut reader: Reader, read: Result<(), serde_yaml_ng::Error>) -> Result<Reader, Unreadable> {
+fn yaml_result(
+    mut reader: Reader,
+    read: Result<(), serde_yaml_ng::Error>,
+) -> Result<Reader, Unreadable> {
     match read {
         Ok(()) => {
             reader.finish();
@@ -657,16 +660,37 @@ mod tests {
         assert_eq!(parallel.problems, inline.problems);
         let text = parallel.to_string();
         assert_eq!(parallel.problems.len(), 4, "{text}");
-        assert!(text.contains("VM 7 (unnamed): vms[7].callers[0]: 10.0.0.3 is already a caller of vms[3]"), "{text}");
-        assert!(text.contains("VM 80 (y): vms[80].instance.compute.zone: expected a string"), "{text}");
-        assert!(text.contains(r#"VM 120 (unnamed): vms[120].id: "vm60" is already the id of vms[50]"#), "{text}");
-        assert!(text.contains("VM 150 (unnamed): vms[150].color: unknown member"), "{text}");
+        assert!(
+            text.contains(
+                "VM 7 (unnamed): vms[7].callers[0]: 10.0.0.3 is already a caller of vms[3]"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("VM 80 (y): vms[80].instance.compute.zone: expected a string"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"VM 120 (unnamed): vms[120].id: "vm60" is already the id of vms[50]"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("VM 150 (unnamed): vms[150].color: unknown member"),
+            "{text}"
+        );
         // A name an earlier entry holds as its id is not taken as a default id.
-        let ok = numbered_file(70, &[(50, r#"{"id":"vm60","instance":{"compute":{"name":"x"}}}"#)]);
+        let ok = numbered_file(
+            70,
+            &[(50, r#"{"id":"vm60","instance":{"compute":{"name":"x"}}}"#)],
+        );
         let ok = parse_with(&ok, Some(Syntax::Json), "f", 2).unwrap();
-        assert_eq!((ok.vms[50].vm.id.as_str(), ok.vms[60].vm.id.as_str()), ("vm60", "vm-60"));
+        assert_eq!(
+            (ok.vms[50].vm.id.as_str(), ok.vms[60].vm.id.as_str()),
+            ("vm60", "vm-60")
+        );
         // YAML takes the same path.
-        let yaml = serde_yaml_ng::to_string(&serde_json::from_str::<Value>(&good).unwrap()).unwrap();
+        let yaml =
+            serde_yaml_ng::to_string(&serde_json::from_str::<Value>(&good).unwrap()).unwrap();
         assert_eq!(
             parse_with(&yaml, Some(Syntax::Yaml), "f", 2).unwrap(),
             parse_with(&good, Some(Syntax::Json), "f", 0).unwrap()

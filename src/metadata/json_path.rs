@@ -58,7 +58,8 @@ impl<'de> Visitor<'de> for PathSeed<'_> {
         let mut index = 0;
         loop {
             let element = if Some(index) == wanted {
-                seq.next_element_seed(PathSeed { keys: rest })?.map(|f| found = f)
+                seq.next_element_seed(PathSeed { keys: rest })?
+                    .map(|f| found = f)
             } else {
                 seq.next_element::<IgnoredAny>()?.map(drop)
             };
@@ -156,14 +157,27 @@ mod tests {
     fn finds_strings_by_key_and_index_and_nothing_else() {
         let json = br#"{"a":{"x":[1,{"y":"no"}],"b":"one","c":"t\u00e9"},"list":[{"k":"zero"},{"k":"first"}],"n":3}"#;
         assert_eq!(string_at(json, &["a", "b"]).as_deref(), Some("one"));
-        assert_eq!(string_at(json, &["a", "c"]).as_deref(), Some("té"), "escapes decoded");
-        assert_eq!(string_at(json, &["list", "1", "k"]).as_deref(), Some("first"));
-        assert_eq!(string_at(json, &["list", "0", "k"]).as_deref(), Some("zero"));
+        assert_eq!(
+            string_at(json, &["a", "c"]).as_deref(),
+            Some("té"),
+            "escapes decoded"
+        );
+        assert_eq!(
+            string_at(json, &["list", "1", "k"]).as_deref(),
+            Some("first")
+        );
+        assert_eq!(
+            string_at(json, &["list", "0", "k"]).as_deref(),
+            Some("zero")
+        );
         assert_eq!(string_at(json, &["list", "2", "k"]), None, "past the end");
         assert_eq!(string_at(json, &["n"]), None, "a number is not a string");
         assert_eq!(string_at(json, &["a"]), None, "an object is not a string");
         assert_eq!(string_at(json, &["a", "missing"]), None);
-        assert_eq!(string_at(json, &["a", "x", "1", "y"]).as_deref(), Some("no"));
+        assert_eq!(
+            string_at(json, &["a", "x", "1", "y"]).as_deref(),
+            Some("no")
+        );
         assert_eq!(string_at(b"{\"a\":", &["a"]), None, "not JSON");
     }
 
@@ -180,7 +194,10 @@ mod tests {
             &["instance", "network", "interface", "0", "macAddress"],
         ] {
             let pointer: String = path.iter().map(|k| format!("/{k}")).collect();
-            let expected = vm.pointer(&pointer).and_then(|v| v.as_str()).map(String::from);
+            let expected = vm
+                .pointer(&pointer)
+                .and_then(|v| v.as_str())
+                .map(String::from);
             assert!(expected.is_some(), "{pointer} is in the demo VM");
             assert_eq!(string_at(&bytes, path), expected, "{pointer}");
         }

@@ -204,7 +204,11 @@ fn apply(
         }
         (Some(given), None) => (given, None),
         (parsed, Some(mut file)) => {
-            if parsed.is_none() && registry.file_still_applied(file.mark).map_err(apply_error)? {
+            if parsed.is_none()
+                && registry
+                    .file_still_applied(file.mark)
+                    .map_err(apply_error)?
+            {
                 tracing::info!(
                     file = %name(),
                     "VM definitions file unchanged since it was last applied, and no VM written since: not parsed again"

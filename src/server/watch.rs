@@ -77,8 +77,8 @@ pub(super) async fn watch_definitions(
             continue;
         }
         last = current;
-        let parsed = DefinitionsFile::read(&path)
-            .and_then(|mut file| Ok((file.parse()?, file.mark)));
+        let parsed =
+            DefinitionsFile::read(&path).and_then(|mut file| Ok((file.parse()?, file.mark)));
         let (definitions, mark) = match parsed {
             Ok(parsed) => parsed,
             Err(error) => {
