@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Scale benchmark (issues #3 and #16): azimds with COUNT VMs (default 100,000) on one host.
 #
-#   scripts/bench-scale.sh                      # COUNT=100000, every figure; ~20 min on a quiet machine
-#   COUNT=2000 scripts/bench-scale.sh           # smoke run, about a minute (short defaults below 50k VMs)
-#   ROUNDS=0 TOUCH=0 scripts/bench-scale.sh     # start and import figures only (~5 min at 100k)
+#   scripts/bench-scale.sh                      # COUNT=100000, every figure; ~12 min on a quiet machine
+#   COUNT=2000 scripts/bench-scale.sh           # smoke run, 1-1.5 min (short defaults below 50k VMs)
+#   ROUNDS=0 TOUCH=0 scripts/bench-scale.sh     # start and import figures only (~4 min at 100k)
 #   AZIMDS_BIN=/tmp/glibc/azimds MAIN_LABEL=glibc \
 #   AZIMDS_BIN_ALT=/tmp/mimalloc/azimds ALT_LABEL=mimalloc SKIP_BUILD=1 scripts/bench-scale.sh
 #                                               # allocator comparison: import, start, idle and

@@ -53,7 +53,7 @@ def plot(points, path):
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
     panels = [
         ("start from the store (median)", "seconds", [("wall, spawn → first 200", "start_s"), ("CPU", "start_cpu_s")]),
-        ("import into a fresh store", "seconds", [("wall, spawn → first 200", "import_s"), ("CPU", "import_cpu_s")]),
+        ("import into an empty store", "seconds", [("wall, spawn → first 200", "import_s"), ("CPU", "import_cpu_s")]),
         ("memory", "MB", [("RSS after start", "start_rss_mb"), ("import peak (VmHWM)", "import_peak_mb")]),
     ]
     for ax, (title, unit, series) in zip(axes, panels):
