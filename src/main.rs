@@ -240,7 +240,12 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             ready::remove_stale(path)
                 .map_err(|e| format!("cannot remove the old ready file {}: {e}", path.display()))?;
         }
-        let server = Server::start(settings).await.map_err(|e| e.to_string())?;
+        // The start may wait for etcd (fleet mode): a SIGTERM meanwhile stops it.
+        let server = tokio::select! {
+            started = Server::start(settings) => started.map_err(|e| e.to_string())?,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = terminate.recv() => return Ok(()),
+        };
         let shutdown = async move {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}

@@ -27,6 +27,8 @@ mod embedding;
 mod faults;
 /// Issue 11: fleet mode, the real binary on a real etcd (with `--features fleet`).
 mod fleet;
+/// Issue 11: the fleet's signing keys in etcd, sealed with the KEK; one JWKS, rotation seen.
+mod fleet_keys;
 /// Shell completions and man pages from the clap definitions, with real bash and man.
 mod generated;
 /// Issue 13: connection floods, slow clients, descriptor limits, the control API's shape.
