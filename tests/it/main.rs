@@ -57,5 +57,7 @@ mod scheduled;
 mod secrets;
 /// Issue 13: a full disk refuses writes with 503 and heals without a restart (tmpfs, root).
 mod store_failure;
+/// Issue 11: `azimds store export` / `import`, redb → etcd → redb with nothing lost.
+mod store_transfer;
 /// The WireServer companion: goal state, health reports per VM, the Host GA Plugin, isolation.
 mod wireserver;
