@@ -33,6 +33,7 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod throttle;
+pub mod transfer;
 pub mod vm_runtime;
 pub mod wireserver;
 pub mod xml;

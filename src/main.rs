@@ -59,6 +59,14 @@ enum Command {
         #[command(flatten)]
         connect: ConnectArgs,
     },
+    /// Export a store (VMs, events, provisioning records, sealed keys) as JSON lines, or
+    /// import such a file: moving between the embedded store and etcd, or a backup.
+    ///
+    /// Example: azimds store export --data /var/lib/azimds --kek-file kek -o fleet.jsonl
+    Store {
+        #[command(subcommand)]
+        command: cli::StoreCommand,
+    },
     /// Make a running server answer as Azure does when it fails: 410 while updating, 429,
     /// 500 from Entra, slow, stalled, reset or truncated answers.
     ///
@@ -155,6 +163,9 @@ fn main() -> ExitCode {
         Command::Keys { command, connect } => client_command(|out| async move {
             cli::keys(command, &connect, default_data_dir, out).await
         }),
+        Command::Store { command } => {
+            client_command(|out| async move { cli::store(command, default_data_dir, out).await })
+        }
         Command::Faults { command, connect } => client_command(|out| async move {
             cli::faults(command, &connect, default_data_dir, out).await
         }),
@@ -246,7 +257,12 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             ready::remove_stale(path)
                 .map_err(|e| format!("cannot remove the old ready file {}: {e}", path.display()))?;
         }
-        let server = Server::start(settings).await.map_err(|e| e.to_string())?;
+        // The start may wait for etcd (fleet mode): a SIGTERM meanwhile stops it.
+        let server = tokio::select! {
+            started = Server::start(settings) => started.map_err(|e| e.to_string())?,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = terminate.recv() => return Ok(()),
+        };
         let shutdown = async move {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}

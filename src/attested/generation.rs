@@ -84,11 +84,9 @@ impl Leaf {
 
 /// The stored root CA, or a new one when there is none or it ends within [`RENEW_BEFORE`].
 pub(crate) fn open_ca(store: &dyn KeyStore, stored: &[StoredKey], now: i64) -> Result<Ca, Error> {
-    if let Some(entry) = stored.iter().find(|k| k.kid == CA_KID) {
-        let ca = Ca {
-            certificate: X509::from_pem(entry.certificate_pem.as_bytes())?,
-            key: PKey::private_key_from_pem(entry.private_key_pem.as_bytes())?,
-        };
+    let existing = stored.iter().find(|k| k.kid == CA_KID);
+    if let Some(entry) = existing {
+        let ca = parse_ca(entry)?;
         let due = Asn1Time::from_unix(now + RENEW_BEFORE.as_secs() as i64)?;
         if ca.certificate.not_after().compare(&due)?.is_gt() {
             return Ok(ca);
@@ -98,14 +96,29 @@ pub(crate) fn open_ca(store: &dyn KeyStore, stored: &[StoredKey], now: i64) -> R
     }
     let key = certs::generate_key()?;
     let certificate = certs::generate_ca(&key, now)?;
-    store.save(&StoredKey {
+    let entry = StoredKey {
         kid: CA_KID.into(),
         created: now as u64,
         retired: None,
         private_key_pem: private_pem(&key)?,
         certificate_pem: pem(&certificate)?,
-    })?;
+    };
+    if existing.is_some() {
+        store.save(&entry)?;
+    } else if !store.create(&entry)? {
+        // Another host sharing the store (a fleet) made the first CA meanwhile: every host
+        // must sign under the one CA, so this one uses it.
+        let winner = store.load()?.into_iter().find(|k| k.kid == CA_KID);
+        return winner.as_ref().map_or(Err(Error::CaVanished), parse_ca);
+    }
     Ok(Ca { certificate, key })
+}
+
+fn parse_ca(entry: &StoredKey) -> Result<Ca, Error> {
+    Ok(Ca {
+        certificate: X509::from_pem(entry.certificate_pem.as_bytes())?,
+        key: PKey::private_key_from_pem(entry.private_key_pem.as_bytes())?,
+    })
 }
 
 /// The newest unretired generation, if every one of its leaves is still good to sign with.

@@ -44,6 +44,10 @@ pub enum Error {
         "the attested signing certificate is operator-supplied; replace its files to rotate it"
     )]
     OperatorRotation,
+    /// Another host made the CA first (it was there when this one tried to), and then it was
+    /// gone when read: a fleet's store changed under the start.
+    #[error("the attested CA another host made is gone from the store; start again")]
+    CaVanished,
 }
 
 /// What is wrong with an operator's leaf, key or chain.

@@ -23,6 +23,7 @@ mod journal;
 mod keys;
 mod provisioning;
 mod status;
+mod store;
 mod vm;
 
 use std::path::PathBuf;
@@ -43,6 +44,7 @@ pub use journal::{JournalArgs, journal};
 pub use keys::{Keys, KeysCommand, keys};
 pub use provisioning::{OvfEnvArgs, ovf_env};
 pub use status::status;
+pub use store::{StoreCommand, StoreToolArgs, store};
 pub use vm::{VmCommand, vm};
 
 /// How to reach the control API.

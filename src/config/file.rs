@@ -28,6 +28,8 @@ pub(super) struct FileConfig {
     pub(super) etcd_key_file: Option<PathBuf>,
     pub(super) etcd_user: Option<String>,
     pub(super) etcd_password_file: Option<PathBuf>,
+    pub(super) etcd_max_txn_ops: Option<usize>,
+    pub(super) kek_file: Option<PathBuf>,
     pub(super) host_name: Option<String>,
     pub(super) rate_limit: Option<u32>,
     #[serde(default, deserialize_with = "deserialize_caller_mode")]

@@ -8,7 +8,7 @@
 mod file;
 mod flags;
 mod parse;
-mod store;
+pub mod store;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -42,6 +42,18 @@ pub struct StoreArgs {
     #[arg(long, env = "AZIMDS_ETCD_PASSWORD_FILE", value_name = "FILE")]
     pub etcd_password_file: Option<PathBuf>,
 
+    /// The most operations azimds puts in one etcd transaction: set it to etcd's own
+    /// `--max-txn-ops` when that was raised. A larger batch (a `--vms` file of more changed
+    /// VMs, an event touching more VMs) is refused whole with that reason. [default: 128]
+    #[arg(long, env = "AZIMDS_ETCD_MAX_TXN_OPS", value_name = "N")]
+    pub etcd_max_txn_ops: Option<usize>,
+
+    /// Key-encryption key (exactly 32 random bytes, owner-only file) that seals signing keys
+    /// before they are written to etcd; every host of a fleet uses the same one. Required
+    /// with --store etcd://. Make one with `head -c 32 /dev/urandom > kek; chmod 600 kek`.
+    #[arg(long, env = "AZIMDS_KEK_FILE", value_name = "FILE")]
+    pub kek_file: Option<PathBuf>,
+
     /// This host's name in a fleet (with --store etcd://): it serves the VMs whose `host` is
     /// this name (and those with no `host`), and no others. On the embedded store every VM is
     /// served. [default: the machine's hostname]
@@ -72,6 +84,16 @@ pub(super) fn resolve(
     file: &FileConfig,
     base: &Path,
 ) -> Result<StoreLocation, String> {
+    resolve_with(args, file, base, true)
+}
+
+/// [`resolve`]; `serving` requires the KEK with etcd (a server writes keys there).
+fn resolve_with(
+    args: StoreArgs,
+    file: &FileConfig,
+    base: &Path,
+    serving: bool,
+) -> Result<StoreLocation, String> {
     let store = args.store.or_else(|| file.store.clone());
     let in_file = |path: &Option<PathBuf>| path.as_ref().map(|p| base.join(p));
     let prefix = args.etcd_prefix.or_else(|| file.etcd_prefix.clone());
@@ -86,6 +108,8 @@ pub(super) fn resolve(
     let password_file = args
         .etcd_password_file
         .or_else(|| in_file(&file.etcd_password_file));
+    let max_txn_ops = args.etcd_max_txn_ops.or(file.etcd_max_txn_ops);
+    let kek_file = args.kek_file.or_else(|| in_file(&file.kek_file));
     let location = match store.as_deref() {
         None => StoreLocation::Embedded,
         Some(text) => parse_store(text)?,
@@ -94,9 +118,13 @@ pub(super) fn resolve(
         let etcd_only = prefix.is_some()
             || tls != EtcdTls::default()
             || user.is_some()
-            || password_file.is_some();
+            || password_file.is_some()
+            || max_txn_ops.is_some()
+            || kek_file.is_some();
         if etcd_only {
-            return Err("the --etcd-* settings need --store etcd://host:port".into());
+            return Err(
+                "the --etcd-* settings and --kek-file need --store etcd://host:port".into(),
+            );
         }
         return Ok(StoreLocation::Embedded);
     };
@@ -105,6 +133,17 @@ pub(super) fn resolve(
     if tls != EtcdTls::default() {
         options.tls = Some(tls);
     }
+    if let Some(ops) = max_txn_ops {
+        if ops == 0 {
+            return Err("--etcd-max-txn-ops: at least 1".into());
+        }
+        options.max_txn_ops = ops;
+    }
+    // A build without fleet mode says so first (at start), rather than asking for a KEK.
+    if kek_file.is_none() && serving && cfg!(feature = "fleet") {
+        return Err("--store etcd:// needs --kek-file: signing keys are shared through etcd, sealed with that key-encryption key (32 random bytes, owner-only; make one with `head -c 32 /dev/urandom > kek; chmod 600 kek`) and never written in the clear".into());
+    }
+    options.kek_file = kek_file;
     options.auth = match (user, password_file) {
         (Some(user), Some(path)) => {
             let text = std::fs::read_to_string(&path).map_err(|e| {
@@ -126,6 +165,18 @@ pub(super) fn resolve(
     Ok(StoreLocation::Etcd(options))
 }
 
+/// The store flags of `azimds store export|import`, from flags and the environment only: the
+/// location, and the KEK's file, which seals keys whichever store it is (on the embedded
+/// store too, where `serve` refuses it).
+pub fn resolve_for_tool(mut args: StoreArgs) -> Result<(StoreLocation, Option<PathBuf>), String> {
+    let kek_file = args.kek_file.clone();
+    if args.store.as_deref().is_none_or(|s| s == "redb") {
+        args.kek_file = None;
+    }
+    let location = resolve_with(args, &FileConfig::default(), Path::new(""), false)?;
+    Ok((location, kek_file))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +188,7 @@ mod tests {
     fn etcd(endpoints: &str) -> StoreArgs {
         StoreArgs {
             store: Some(endpoints.into()),
+            kek_file: Some("/etc/azimds/kek".into()),
             ..StoreArgs::default()
         }
     }
@@ -156,12 +208,54 @@ mod tests {
             resolve_args(StoreArgs::default()),
             Ok(StoreLocation::Embedded)
         );
-        assert_eq!(resolve_args(etcd("redb")), Ok(StoreLocation::Embedded));
+        let redb = StoreArgs {
+            store: Some("redb".into()),
+            ..StoreArgs::default()
+        };
+        assert_eq!(resolve_args(redb), Ok(StoreLocation::Embedded));
         let stray = StoreArgs {
             etcd_prefix: Some("/x/".into()),
             ..StoreArgs::default()
         };
         assert!(resolve_args(stray).unwrap_err().contains("--store etcd://"));
+    }
+
+    #[test]
+    fn an_etcd_store_needs_a_kek_file_and_takes_the_txn_limit() {
+        let no_kek = StoreArgs {
+            kek_file: None,
+            ..etcd("etcd://h:2379")
+        };
+        let refused = resolve_args(no_kek);
+        if cfg!(feature = "fleet") {
+            assert!(refused.unwrap_err().contains("needs --kek-file"));
+        } else {
+            assert!(
+                refused.is_ok(),
+                "without fleet mode the start says to build it"
+            );
+        }
+        let StoreLocation::Etcd(options) = resolve_args(etcd("etcd://h:2379")).unwrap() else {
+            panic!("an etcd store")
+        };
+        assert_eq!(options.max_txn_ops, 128, "etcd's default");
+        assert_eq!(
+            options.kek_file.as_deref(),
+            Some(Path::new("/etc/azimds/kek"))
+        );
+        let raised = StoreArgs {
+            etcd_max_txn_ops: Some(1024),
+            ..etcd("etcd://h:2379")
+        };
+        let StoreLocation::Etcd(options) = resolve_args(raised).unwrap() else {
+            panic!("an etcd store")
+        };
+        assert_eq!(options.max_txn_ops, 1024);
+        let zero = StoreArgs {
+            etcd_max_txn_ops: Some(0),
+            ..etcd("etcd://h:2379")
+        };
+        assert!(resolve_args(zero).is_err());
     }
 
     #[test]

@@ -60,6 +60,10 @@ pub enum ControlError {
 const STORE_UNAVAILABLE: (StatusCode, &str) =
     (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable");
 
+/// One write with more changes than one etcd transaction may hold (`--etcd-max-txn-ops`):
+/// nothing was written; the message says how many and the limit.
+const TOO_MANY_CHANGES: (StatusCode, &str) = (StatusCode::PAYLOAD_TOO_LARGE, "too_many_changes");
+
 impl IntoResponse for ControlError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
@@ -82,6 +86,7 @@ impl IntoResponse for ControlError {
                 registry::Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
                 registry::Error::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
                 registry::Error::Store(store::Error::Unavailable { .. }) => STORE_UNAVAILABLE,
+                registry::Error::Store(store::Error::BatchTooLarge { .. }) => TOO_MANY_CHANGES,
                 registry::Error::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             },
             ControlError::Events(error) => match error {
@@ -94,6 +99,7 @@ impl IntoResponse for ControlError {
                 maintenance::Error::Events(events::Error::Invalid(_))
                 | maintenance::Error::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
                 maintenance::Error::Store(store::Error::Unavailable { .. }) => STORE_UNAVAILABLE,
+                maintenance::Error::Store(store::Error::BatchTooLarge { .. }) => TOO_MANY_CHANGES,
                 maintenance::Error::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             },
             ControlError::Attested(attested::Error::OperatorRotation) => {

@@ -118,6 +118,32 @@ impl Issuer {
         Ok(kid)
     }
 
+    /// Reads the keys from the store again (fleet mode: another host rotated them), so this
+    /// host signs with the fleet's current key and publishes the same JWKS. Returns whether
+    /// the key set changed. Blocking (store reads).
+    pub fn reload(&self, now: SystemTime) -> Result<bool, keys::Error> {
+        let _one_at_a_time = self.rotating.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(ring) = KeyRing::reload(
+            self.store.as_ref(),
+            unix_seconds(now),
+            retention(self.lifetime),
+        )?
+        else {
+            return Ok(false);
+        };
+        let kids = |ring: &KeyRing| -> Vec<String> {
+            ring.published()
+                .iter()
+                .map(|k| k.kid().to_string())
+                .collect()
+        };
+        let changed = kids(&ring) != kids(&self.keys.load());
+        if changed {
+            self.keys.store(Arc::new(ring));
+        }
+        Ok(changed)
+    }
+
     /// The `kid` of the key signing new tokens.
     pub fn current_kid(&self) -> String {
         self.keys.load().current().kid().to_string()

@@ -73,6 +73,16 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
     fn save(&self, key: &StoredKey) -> Result<(), Error>;
     /// Forgets a key; removing a missing key is not an error.
     fn remove(&self, kid: &str) -> Result<(), Error>;
+    /// Saves `key` unless one with its `kid` exists; `Ok(false)` then. Hosts sharing a store
+    /// race to make a first key of a fixed name (the attested CA): the loser reads the
+    /// winner's. A store only one process writes checks and saves.
+    fn create(&self, key: &StoredKey) -> Result<bool, Error> {
+        if self.load()?.iter().any(|k| k.kid == key.kid) {
+            return Ok(false);
+        }
+        self.save(key)?;
+        Ok(true)
+    }
 }
 
 /// Keys as owner-only files `<dir>/<kid>.json` (mode 0600) in an owner-only directory (0700).
@@ -316,6 +326,22 @@ impl KeyRing {
             stored.push(key);
         }
         KeyRing::from_stored(stored)
+    }
+
+    /// The store's keys as they are now (another host of a fleet changed them), dropping
+    /// expired retired keys; `None` when there is no unretired key to sign with (a rotation
+    /// elsewhere half done: its new key follows), so the caller keeps what it has.
+    pub fn reload(
+        store: &dyn KeyStore,
+        now: u64,
+        retention: u64,
+    ) -> Result<Option<KeyRing>, Error> {
+        let mut stored = store.load()?;
+        prune(store, &mut stored, now, retention)?;
+        if !stored.iter().any(|k| k.retired.is_none()) {
+            return Ok(None);
+        }
+        KeyRing::from_stored(stored).map(Some)
     }
 
     /// Makes a new signing key; the previous one is retired but stays published until

@@ -32,6 +32,8 @@ pub enum Error {
     Load(registry::Error),
     #[error("cannot use the key directory {path}: {source}")]
     KeyDir { path: PathBuf, source: keys::Error },
+    #[error("{0}")]
+    Kek(store::kek::KekError),
     #[error("cannot load the token signing keys: {0}")]
     Keys(keys::Error),
     #[error("cannot read the attested {what} {path}: {source}")]

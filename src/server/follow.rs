@@ -6,7 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
+
 use crate::registry::Registry;
+use crate::state::Shared;
 use crate::store::{Store, WatchEvent};
 
 /// After a resync failed (etcd away again), how long before the next attempt.
@@ -75,4 +78,26 @@ async fn follow(registry: Arc<Registry>, store: Arc<Store>, mut after: u64) {
             }
         }
     }
+}
+
+/// Follows the fleet's signing keys: whenever a key record changes (a rotation on any host),
+/// the token issuer reads them again, so this host signs with the fleet's current key and its
+/// JWKS lists the same keys as every other host's.
+pub(super) fn follow_keys(shared: Arc<Shared>, mut changes: mpsc::Receiver<()>) -> Follower {
+    Follower(tokio::spawn(async move {
+        while changes.recv().await.is_some() {
+            let shared = Arc::clone(&shared);
+            let reloaded =
+                tokio::task::spawn_blocking(move || shared.issuer().reload(shared.clock().now()))
+                    .await;
+            match reloaded {
+                Ok(Ok(true)) => tracing::info!("token signing keys changed in the store; reloaded"),
+                Ok(Ok(false)) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "cannot reload the token signing keys; keeping the current ones")
+                }
+                Err(_) => return,
+            }
+        }
+    }))
 }

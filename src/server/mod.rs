@@ -75,6 +75,7 @@ pub struct Server {
     load_time: Duration,
     /// Fleet mode: follows the shared store while the server lives.
     _follower: Option<follow::Follower>,
+    _key_follower: Option<follow::Follower>,
 }
 
 /// A stalled write (a client that stopped reading its answer) is given up after this.
@@ -134,7 +135,9 @@ impl Server {
         let guest_policy = guest_policy(&settings, fd_limit::raise());
         let guest_connections = Tracker::new(guest_policy.caps);
         let watch_file = options.definitions.is_none() && settings.vms.is_some();
-        let opened = open::open(&settings, options.clock, options.definitions)?;
+        let prepared = open::prepare(&settings, options.definitions)?;
+        let store = open::connect(&settings).await?;
+        let opened = open::open(&settings, options.clock, prepared, store)?;
         let load_time = started.elapsed();
         let guest = listeners::bind_guests(&settings.listen).await?;
         let wireserver = listeners::bind_wireserver(settings.wireserver).await?;
@@ -164,6 +167,7 @@ impl Server {
             guest_connections,
             load_time,
             _follower: opened.follower,
+            _key_follower: opened.key_follower,
         })
     }
 

@@ -1,17 +1,18 @@
-//! Assembling a server's state, in one order and synchronously (store IO, key generation):
-//! data directory → definitions file → store → snapshot → issuer → attested signer → events
+//! Assembling a server's state, in one order: data directory → definitions file → KEK
+//! ([`prepare`]) → store ([`connect`]: on etcd, waited for until it answers) → snapshot → issuer → attested signer → events
 //! engine → provisioning records → shared state → registry → the file (or given VMs) applied,
 //! or the demo VM seeded → definition events imported.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::attested::AttestedSigner;
 use crate::clock::Clock;
 use crate::config::{AttestedSettings, Settings};
 use crate::definition::Definitions;
 use crate::identity::Issuer;
-use crate::identity::keys::FileKeyStore;
+use crate::identity::keys::{FileKeyStore, KeyStore};
 use crate::maintenance::{HookDelivery, Maintenance};
 use crate::provisioning::Provisioning;
 use crate::registry::Registry;
@@ -19,7 +20,7 @@ use crate::server::error::Error;
 use crate::server::{data_dir, follow, watch};
 use crate::snapshot::{CallerMode, Published};
 use crate::state::{Parts, Shared};
-use crate::store::{Store, StoreLocation};
+use crate::store::{self, ATTESTED_KEYS, IDENTITY_KEYS, Kek, SealedKeyStore, Store, StoreLocation};
 
 /// Everything a server serves from, before any listener is bound.
 pub(super) struct Opened {
@@ -29,13 +30,22 @@ pub(super) struct Opened {
     pub(super) hooks: Option<HookDelivery>,
     /// Fleet mode: the task following the shared store.
     pub(super) follower: Option<follow::Follower>,
+    /// Fleet mode: the task following the shared signing keys.
+    pub(super) key_follower: Option<follow::Follower>,
 }
 
-pub(super) fn open(
-    settings: &Settings,
-    clock: Arc<dyn Clock>,
-    given: Option<Definitions>,
-) -> Result<Opened, Error> {
+/// What is checked before the store is touched.
+pub(super) struct Prepared {
+    definitions: Option<Definitions>,
+    /// The `--vms` file, when `definitions` did not come from the caller (parsed already, or
+    /// left for `apply` to parse only if the store does not hold its result).
+    file: Option<watch::DefinitionsFile>,
+    kek: Option<Kek>,
+}
+
+/// The data directory, the definitions file and the KEK: a bad file stops the start cleanly,
+/// before anything is read or written (or waited for).
+pub(super) fn prepare(settings: &Settings, given: Option<Definitions>) -> Result<Prepared, Error> {
     data_dir::prepare(&settings.data)?;
     // A bad file stops the start before a store is created for it. A store that exists may
     // already hold what the file gives (`apply`), so there the file is parsed only if needed.
@@ -43,16 +53,81 @@ pub(super) fn open(
         (None, Some(path)) => Some(watch::DefinitionsFile::read(path)?),
         _ => None,
     };
+    // etcd never holds a file's result for this host alone (other hosts write): parse now.
     let store_exists = match settings.store {
         StoreLocation::Embedded => settings.data.join(data_dir::STORE_FILE).exists(),
-        StoreLocation::Etcd(_) => true,
+        StoreLocation::Etcd(_) => false,
     };
     let definitions = match (given, &mut file) {
         (Some(given), _) => Some(given),
         (None, Some(file)) if !store_exists => Some(file.parse()?),
         (None, _) => None,
     };
-    let store = Arc::new(open_store(settings)?);
+    let kek = open_kek(settings)?;
+    Ok(Prepared {
+        definitions,
+        file,
+        kek,
+    })
+}
+
+/// The first wait for an etcd that does not answer at start, doubled after each try up to
+/// the maximum.
+const ETCD_FIRST_RETRY: Duration = Duration::from_secs(1);
+const ETCD_MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// Opens the store `--store` names. An etcd that cannot be reached is waited for, retrying
+/// on a backoff and saying why each time: until it answers nothing is bound, so guests are
+/// served nothing rather than an empty or stale state. Settings etcd refuses for good (an
+/// unreadable TLS file) stop the start instead.
+pub(super) async fn connect(settings: &Settings) -> Result<Store, Error> {
+    let StoreLocation::Etcd(options) = &settings.store else {
+        return open_store(settings);
+    };
+    let endpoints = options.endpoints.join(",");
+    let mut retry = ETCD_FIRST_RETRY;
+    loop {
+        let attempt = options.clone();
+        let opened = tokio::task::spawn_blocking(move || Store::open_etcd(&attempt))
+            .await
+            .map_err(|e| Error::EtcdStore {
+                endpoints: endpoints.clone(),
+                source: store::Error::Unavailable {
+                    reason: e.to_string(),
+                },
+            })?;
+        match opened {
+            Ok(store) => {
+                tracing::info!(endpoints = %endpoints, prefix = %options.prefix, "store: etcd");
+                return Ok(store);
+            }
+            Err(store::Error::Unavailable { reason }) => {
+                tracing::warn!(
+                    endpoints = %endpoints,
+                    %reason,
+                    retry_in_seconds = retry.as_secs(),
+                    "cannot reach etcd at start; serving nothing until it answers"
+                );
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(ETCD_MAX_RETRY);
+            }
+            Err(source) => return Err(Error::EtcdStore { endpoints, source }),
+        }
+    }
+}
+
+pub(super) fn open(
+    settings: &Settings,
+    clock: Arc<dyn Clock>,
+    prepared: Prepared,
+    store: Store,
+) -> Result<Opened, Error> {
+    let Prepared {
+        definitions,
+        file,
+        kek,
+    } = prepared;
+    let store = Arc::new(store);
     // The host name picks this host's VMs only on a shared store; alone, it serves them all.
     let host_name = store.is_shared().then(|| settings.host_name.clone());
     let loaded = Registry::load(
@@ -66,8 +141,34 @@ pub(super) fn open(
     for warning in warnings {
         tracing::warn!("{warning}");
     }
-    let issuer = open_issuer(&settings.data, settings.token_lifetime, clock.as_ref())?;
-    let attested = open_attested(&settings.data, &settings.attested, clock.as_ref())?;
+    let key_store = |collection: &'static str, dir: &Path| -> Result<Arc<dyn KeyStore>, Error> {
+        match &kek {
+            Some(kek) => Ok(Arc::new(SealedKeyStore::new(
+                Arc::clone(&store),
+                collection,
+                kek.clone(),
+            ))),
+            None => FileKeyStore::open(dir)
+                .map(|files| Arc::new(files) as Arc<dyn KeyStore>)
+                .map_err(|source| Error::KeyDir {
+                    path: dir.to_path_buf(),
+                    source,
+                }),
+        }
+    };
+    let keys_dir = settings.data.join(data_dir::KEYS_DIR);
+    let issuer = Issuer::open(
+        key_store(IDENTITY_KEYS, &keys_dir)?,
+        settings.token_lifetime,
+        clock.now(),
+    )
+    .map_err(Error::Keys)?;
+    let attested_dir = keys_dir.join(data_dir::ATTESTED_KEYS_DIR);
+    let attested = open_attested(
+        || key_store(ATTESTED_KEYS, &attested_dir),
+        &settings.attested,
+        clock.as_ref(),
+    )?;
     let snapshot = Arc::new(Published::new(snapshot));
     let (events, hooks) = Maintenance::load(
         Arc::clone(&store),
@@ -105,6 +206,9 @@ pub(super) fn open(
     let follower = store
         .is_shared()
         .then(|| follow::start(Arc::clone(&registry), Arc::clone(&store), loaded.revision));
+    let key_follower = store
+        .watch_keys()
+        .map(|changes| follow::follow_keys(Arc::clone(&shared), changes));
     apply(settings, &registry, definitions, file)?;
     registry.import_all_events();
     Ok(Opened {
@@ -113,42 +217,35 @@ pub(super) fn open(
         registry,
         hooks,
         follower,
+        key_follower,
     })
 }
 
-/// The store `--store` names: the redb file in the data directory, or an etcd cluster.
+/// The embedded store: the redb file in the data directory.
 fn open_store(settings: &Settings) -> Result<Store, Error> {
+    let path = settings.data.join(data_dir::STORE_FILE);
+    data_dir::check_private_file(&path, "store")?;
+    Store::open(&path).map_err(|source| Error::Store { path, source })
+}
+
+/// The key-encryption key: fleet mode seals signing keys with it (the config requires it
+/// with an etcd store); the embedded store keeps them in owner-only files instead.
+fn open_kek(settings: &Settings) -> Result<Option<Kek>, Error> {
     match &settings.store {
-        StoreLocation::Embedded => {
-            let path = settings.data.join(data_dir::STORE_FILE);
-            data_dir::check_private_file(&path, "store")?;
-            Store::open(&path).map_err(|source| Error::Store { path, source })
-        }
-        StoreLocation::Etcd(options) => {
-            let store = Store::open_etcd(options).map_err(|source| Error::EtcdStore {
-                endpoints: options.endpoints.join(","),
-                source,
-            })?;
-            tracing::info!(endpoints = %options.endpoints.join(","), prefix = %options.prefix, "store: etcd");
-            Ok(store)
-        }
+        StoreLocation::Etcd(options) => options
+            .kek_file
+            .as_deref()
+            .map(|path| Kek::from_file(path).map_err(Error::Kek))
+            .transpose(),
+        StoreLocation::Embedded => Ok(None),
     }
 }
 
-/// Token signing keys: made on the first start, reused after (owner-only files).
-fn open_issuer(data: &Path, lifetime: u64, clock: &dyn Clock) -> Result<Issuer, Error> {
-    let keys_dir = data.join(data_dir::KEYS_DIR);
-    let key_store = FileKeyStore::open(&keys_dir).map_err(|source| Error::KeyDir {
-        path: keys_dir,
-        source,
-    })?;
-    Issuer::open(Arc::new(key_store), lifetime, clock.now()).map_err(Error::Keys)
-}
-
 /// Attested-document certificates: the operator's PEM files, checked now; else a CA and leaves
-/// made on the first start under `<data>/keys/attested` and reused after (owner-only files).
+/// made on the first start and reused after, in `key_store` (`<data>/keys/attested`, or the
+/// fleet's sealed keys).
 fn open_attested(
-    data: &Path,
+    key_store: impl FnOnce() -> Result<Arc<dyn KeyStore>, Error>,
     settings: &AttestedSettings,
     clock: &dyn Clock,
 ) -> Result<AttestedSigner, Error> {
@@ -167,11 +264,7 @@ fn open_attested(
         return AttestedSigner::from_operator_pem(&cert, &key, &chain, now)
             .map_err(Error::Attested);
     }
-    let dir = data
-        .join(data_dir::KEYS_DIR)
-        .join(data_dir::ATTESTED_KEYS_DIR);
-    let store = FileKeyStore::open(&dir).map_err(|source| Error::KeyDir { path: dir, source })?;
-    AttestedSigner::open(Arc::new(store), settings.issuer_url.clone(), now).map_err(Error::Attested)
+    AttestedSigner::open(key_store()?, settings.issuer_url.clone(), now).map_err(Error::Attested)
 }
 
 /// Reconciles the definitions into the store; without any, an empty store in single mode

@@ -30,7 +30,16 @@ pub struct EtcdOptions {
     pub tls: Option<EtcdTls>,
     /// etcd's user/password authentication.
     pub auth: Option<EtcdAuth>,
+    /// The key-encryption key's file (`--kek-file`): signing keys are sealed with it before
+    /// they are written to etcd. Required to serve on etcd.
+    pub kek_file: Option<PathBuf>,
+    /// How many operations one transaction may hold (`--etcd-max-txn-ops`, etcd's own
+    /// `--max-txn-ops`): larger batches are refused before they are sent.
+    pub max_txn_ops: usize,
 }
+
+/// etcd's default `--max-txn-ops`.
+pub(crate) const DEFAULT_MAX_TXN_OPS: usize = 128;
 
 /// TLS files (PEM): the CA that signed etcd's server certificates, and this host's client
 /// certificate and key when etcd requires them (`--client-cert-auth`).
@@ -55,6 +64,8 @@ impl fmt::Debug for EtcdOptions {
             .field("prefix", &self.prefix)
             .field("tls", &self.tls)
             .field("auth", &self.auth)
+            .field("kek_file", &self.kek_file)
+            .field("max_txn_ops", &self.max_txn_ops)
             .finish()
     }
 }
@@ -84,6 +95,8 @@ pub(crate) fn parse_store(text: &str) -> Result<StoreLocation, String> {
         prefix: DEFAULT_ETCD_PREFIX.to_string(),
         tls: None,
         auth: None,
+        kek_file: None,
+        max_txn_ops: DEFAULT_MAX_TXN_OPS,
     }))
 }
 

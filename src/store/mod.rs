@@ -22,10 +22,12 @@ mod embedded;
 mod etcd;
 mod file;
 mod health;
+pub mod kek;
 pub(crate) mod location;
 mod migrations;
 mod provisioning;
 mod record;
+pub mod sealed_keys;
 #[cfg(test)]
 mod semantics;
 mod watch;
@@ -43,8 +45,10 @@ use crate::telemetry::histogram::Histogram;
 
 pub use applied::FileMark;
 pub use health::{StoreFailure, StoreHealth};
+pub use kek::Kek;
 pub use location::{EtcdAuth, EtcdOptions, EtcdTls, StoreLocation};
 pub use record::{Checked, RecordView};
+pub use sealed_keys::{ATTESTED_KEYS, IDENTITY_KEYS, SealedKeyStore};
 pub use watch::{OwnedRecord, VmChange, WatchEvent};
 
 use embedded::{Redb, RedbBatch};
@@ -103,7 +107,7 @@ pub enum Error {
     Abandoned,
     /// More changes than one etcd transaction may hold: nothing was written.
     #[error(
-        "{changes} changes in one transaction are more than etcd allows ({limit}, etcd's --max-txn-ops); nothing was written"
+        "{changes} changes in one transaction are more than etcd allows ({limit}, etcd's --max-txn-ops); nothing was written. Write fewer at a time, or raise both etcd's --max-txn-ops and azimds' --etcd-max-txn-ops"
     )]
     BatchTooLarge { changes: usize, limit: usize },
     /// `--store etcd://…` on a build without the `fleet` feature.
@@ -111,6 +115,12 @@ pub enum Error {
         "this azimds was built without fleet mode (the etcd store); build it with `cargo build --release --features fleet`"
     )]
     FleetNotBuilt,
+    /// etcd settings that no retry can fix (an unreadable TLS file).
+    #[error("{reason}")]
+    Settings { reason: String },
+    /// Key records on the embedded store, which keeps keys in files (`<data>/keys`).
+    #[error("the embedded store keeps signing keys in files, not in the store")]
+    NoKeyRecords,
 }
 
 fn db<E: Into<redb::Error>>(error: E) -> Error {
@@ -443,6 +453,70 @@ impl Store {
     /// Replaces VM `vm`'s provisioning record. Durable when it returns.
     pub fn put_provisioning(&self, vm: &str, record: &[u8]) -> Result<(), Error> {
         on_backend!(self, b => b.put_provisioning(vm, record))
+    }
+
+    /// Every sealed key record of `collection` (`identity`, `attested`): (name, value).
+    /// Shared stores only: the embedded store keeps keys in files.
+    pub fn key_records(&self, collection: &str) -> Result<Vec<(String, Vec<u8>)>, Error> {
+        match &self.backend {
+            Backend::Redb(_) => {
+                let _ = collection;
+                Err(Error::NoKeyRecords)
+            }
+            #[cfg(feature = "fleet")]
+            Backend::Etcd(b) => b.key_records(collection),
+        }
+    }
+
+    /// Creates or replaces one key record. Durable when it returns.
+    pub fn put_key_record(&self, collection: &str, name: &str, value: &[u8]) -> Result<(), Error> {
+        match &self.backend {
+            Backend::Redb(_) => {
+                let _ = (collection, name, value);
+                Err(Error::NoKeyRecords)
+            }
+            #[cfg(feature = "fleet")]
+            Backend::Etcd(b) => b.put_key_record(collection, name, value),
+        }
+    }
+
+    /// Writes one key record unless one of that name exists; `Ok(false)` then.
+    pub fn create_key_record(
+        &self,
+        collection: &str,
+        name: &str,
+        value: &[u8],
+    ) -> Result<bool, Error> {
+        match &self.backend {
+            Backend::Redb(_) => {
+                let _ = (collection, name, value);
+                Err(Error::NoKeyRecords)
+            }
+            #[cfg(feature = "fleet")]
+            Backend::Etcd(b) => b.create_key_record(collection, name, value),
+        }
+    }
+
+    /// Removes one key record (a missing one is not an error).
+    pub fn delete_key_record(&self, collection: &str, name: &str) -> Result<(), Error> {
+        match &self.backend {
+            Backend::Redb(_) => {
+                let _ = (collection, name);
+                Err(Error::NoKeyRecords)
+            }
+            #[cfg(feature = "fleet")]
+            Backend::Etcd(b) => b.delete_key_record(collection, name),
+        }
+    }
+
+    /// A message whenever another host (or this one) changed a key record; `None` on the
+    /// embedded store.
+    pub fn watch_keys(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        match &self.backend {
+            Backend::Redb(_) => None,
+            #[cfg(feature = "fleet")]
+            Backend::Etcd(b) => Some(b.watch_keys()),
+        }
     }
 
     /// Removes VM `vm`'s provisioning record; `Ok(false)` if it had none.

@@ -264,6 +264,8 @@ fn the_etcd_store_keeps_the_semantics() {
             prefix: format!("/semantics/{case}/"),
             tls: None,
             auth: None,
+            kek_file: None,
+            max_txn_ops: 128,
         })
         .unwrap_or_else(|e| panic!("{e}\n{}", etcd.log()))
     });
@@ -284,6 +286,8 @@ fn an_etcd_outage_refuses_writes_and_loses_nothing_acknowledged() {
         prefix: "/outage/".into(),
         tls: None,
         auth: None,
+        kek_file: None,
+        max_txn_ops: 128,
     })
     .unwrap();
     let (a, _) = put(&store, "a", r#"{"x":1}"#, Expect::Absent).unwrap();
@@ -338,6 +342,8 @@ fn the_etcd_watch_delivers_changes_in_order_and_reports_compaction() {
         prefix: "/watch/".into(),
         tls: None,
         auth: None,
+        kek_file: None,
+        max_txn_ops: 128,
     })
     .unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()

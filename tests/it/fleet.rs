@@ -8,13 +8,35 @@ use std::time::Instant;
 #[cfg(feature = "fleet")]
 use serde_json::json;
 
+use crate::support::TempDir;
+#[cfg(not(feature = "fleet"))]
+use crate::support::serve_refused;
 #[cfg(feature = "fleet")]
 use crate::support::{ControlApi, Spawned, spawn_azimds};
-use crate::support::{TempDir, serve_refused};
 
 #[cfg(feature = "fleet")]
 #[path = "../../src/store/etcd/testing.rs"]
-mod etcd;
+pub(crate) mod etcd;
+
+/// The fleet's key-encryption key for the hosts of a test: 32 random bytes, owner-only, in
+/// `dir` (written once; every host of the test uses the same file).
+#[cfg(feature = "fleet")]
+pub(crate) fn kek_file(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("fleet.kek");
+    if !path.exists() {
+        let mut key = [0u8; 32];
+        openssl::rand::rand_bytes(&mut key).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut file, &key).unwrap();
+    }
+    path
+}
 
 /// Without the `fleet` feature, an etcd store is refused at start with how to get one.
 #[cfg(not(feature = "fleet"))]
@@ -31,26 +53,46 @@ fn a_build_without_fleet_mode_says_how_to_get_it() {
     assert!(stderr.contains("--features fleet"), "{stderr}");
 }
 
-/// etcd unreachable at start: azimds serves nothing and says why (it does not come up on an
-/// empty store of its own).
+/// etcd unreachable at start: azimds binds nothing (guests are served nothing, rather than an
+/// empty store of its own), says why and keeps retrying; once etcd answers it serves.
 #[cfg(feature = "fleet")]
-#[test]
-fn etcd_down_at_start_serves_nothing_and_says_why() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = closed.local_addr().unwrap().to_string();
-    drop(closed);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_down_at_start_serves_nothing_until_it_answers() {
+    let mut etcd = etcd::TestEtcd::reserve("it-down-at-start");
     let dir = TempDir::new("fleet-down-at-start");
-    let (code, stderr) = serve_refused(
-        &dir.path().join("data"),
-        &["--store", &format!("etcd://{endpoint}")],
-        Duration::from_secs(30),
-    )
-    .expect("refused at start");
-    assert_ne!(code, 0);
+    let data = dir.path().join("a");
+    let endpoint = etcd.endpoint();
+    let starting = {
+        let (endpoint, data) = (endpoint.clone(), data.clone());
+        std::thread::spawn(move || serve_through(&endpoint, &data, "host-a"))
+    };
+    // Nothing to await: the host must stay down for as long as etcd is. 3 s covers its
+    // first retries (1 s, then 2 s).
+    std::thread::sleep(Duration::from_secs(3));
     assert!(
-        stderr.contains(&format!("cannot open the etcd store at {endpoint}")),
-        "{stderr}"
+        !starting.is_finished(),
+        "azimds came up (or exited) without etcd"
     );
+    etcd.restart();
+    let host = tokio::task::spawn_blocking(move || starting.join().expect("azimds started"))
+        .await
+        .unwrap();
+    assert!(
+        host.wait_for_log(
+            &format!(
+                "cannot reach etcd at start; serving nothing until it answers endpoints={endpoint}"
+            ),
+            2,
+            Duration::from_secs(1),
+        ),
+        "it said why, at each retry"
+    );
+    let control = host.control_api(&data);
+    assert_eq!(readiness(&control).await.0, 200);
+    let vm = json!({"callers": ["127.0.0.1"], "instance": {"compute": {"name": "after-etcd"}}});
+    let put = control.call("PUT", "/v1/vms/vm1", Some(&vm), &[]).await;
+    assert_eq!(put.status, 201, "{}", put.text());
+    assert_eq!(guest_name(&host).await, (200, "after-etcd".into()));
 }
 
 #[cfg(feature = "fleet")]
@@ -58,28 +100,48 @@ fn serve_on(etcd: &etcd::TestEtcd, data: &std::path::Path) -> Spawned {
     serve_as(etcd, data, "the-host")
 }
 
-/// An azimds on `etcd` named `host` (`--host-name`).
+/// An azimds on `etcd` named `host` (`--host-name`), with the KEK next to its data directory.
 #[cfg(feature = "fleet")]
-fn serve_as(etcd: &etcd::TestEtcd, data: &std::path::Path, host: &str) -> Spawned {
-    spawn_azimds(
-        data,
-        &[
-            "--store",
-            &format!("etcd://{}", etcd.endpoint()),
-            "--etcd-prefix",
-            "/fleet-test/",
-            "--callers",
-            "source-address",
-            "--host-name",
-            host,
-        ],
-    )
+pub(crate) fn serve_as(etcd: &etcd::TestEtcd, data: &std::path::Path, host: &str) -> Spawned {
+    serve_through(&etcd.endpoint(), data, host)
+}
+
+/// An azimds on the etcd at `endpoint` named `host`, with the KEK next to its data directory.
+#[cfg(feature = "fleet")]
+pub(crate) fn serve_through(endpoint: &str, data: &std::path::Path, host: &str) -> Spawned {
+    serve_with(endpoint, data, host, &[])
+}
+
+/// [`serve_through`] with `extra` flags.
+#[cfg(feature = "fleet")]
+pub(crate) fn serve_with(
+    endpoint: &str,
+    data: &std::path::Path,
+    host: &str,
+    extra: &[&str],
+) -> Spawned {
+    let kek = kek_file(data.parent().unwrap());
+    let endpoint = format!("etcd://{endpoint}");
+    let mut args = vec![
+        "--kek-file",
+        kek.to_str().unwrap(),
+        "--store",
+        &endpoint,
+        "--etcd-prefix",
+        "/fleet-test/",
+        "--callers",
+        "source-address",
+        "--host-name",
+        host,
+    ];
+    args.extend_from_slice(extra);
+    spawn_azimds(data, &args)
 }
 
 /// The `compute.name` a host serves to 127.0.0.1, or `None` when it closes the connection
 /// unanswered (it serves no VM with that caller: spec'd fail-closed behaviour).
 #[cfg(feature = "fleet")]
-async fn served_name(server: &Spawned) -> Option<String> {
+pub(crate) async fn served_name(server: &Spawned) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(server.field("listen"))
         .await
@@ -101,7 +163,7 @@ async fn served_name(server: &Spawned) -> Option<String> {
 /// Waits until `server` serves `expected` to 127.0.0.1 (the other host's write reaches it
 /// through etcd's watch; there is nothing on this side to await but the answer).
 #[cfg(feature = "fleet")]
-async fn until_served(server: &Spawned, expected: Option<&str>) -> Duration {
+pub(crate) async fn until_served(server: &Spawned, expected: Option<&str>) -> Duration {
     let started = Instant::now();
     while served_name(server).await.as_deref() != expected {
         assert!(
@@ -123,7 +185,7 @@ async fn guest_name(server: &Spawned) -> (u16, String) {
 }
 
 #[cfg(feature = "fleet")]
-async fn readiness(control: &ControlApi) -> (u16, serde_json::Value) {
+pub(crate) async fn readiness(control: &ControlApi) -> (u16, serde_json::Value) {
     let reply = control
         .anonymous()
         .call_raw("GET", "/readyz", None, &[])
@@ -333,19 +395,7 @@ async fn a_compaction_while_a_host_is_cut_off_forces_a_clean_resync() {
     let dir = TempDir::new("fleet-compaction");
     let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
     let host_a = serve_as(&etcd, &data_a, "host-a");
-    let host_b = spawn_azimds(
-        &data_b,
-        &[
-            "--store",
-            &format!("etcd://{}", proxy.addr),
-            "--etcd-prefix",
-            "/fleet-test/",
-            "--callers",
-            "source-address",
-            "--host-name",
-            "host-b",
-        ],
-    );
+    let host_b = serve_through(&proxy.addr.to_string(), &data_b, "host-b");
     let control_a = host_a.control_api(&data_a);
     let vm = json!({"host": "host-b", "callers": ["127.0.0.1"], "instance": {"compute": {"name": "before"}}});
     let put = control_a.call("PUT", "/v1/vms/vm1", Some(&vm), &[]).await;
@@ -396,4 +446,52 @@ async fn a_compaction_while_a_host_is_cut_off_forces_a_clean_resync() {
         .await;
     assert_eq!(patched.status, 200, "{}", patched.text());
     until_served(&host_b, Some("followed")).await;
+}
+
+/// One write with more changes than one etcd transaction may hold (`--etcd-max-txn-ops`, here
+/// 4) is refused whole with a 413 that says why and how to raise the limit, not a 500; at the
+/// limit it is written.
+#[cfg(feature = "fleet")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_over_the_transaction_limit_is_refused_with_the_reason() {
+    let etcd = etcd::TestEtcd::start("it-txn-limit");
+    let dir = TempDir::new("fleet-txn-limit");
+    let data = dir.path().join("a");
+    let host = serve_with(
+        &etcd.endpoint(),
+        &data,
+        "host-a",
+        &["--etcd-max-txn-ops", "4"],
+    );
+    let control = host.control_api(&data);
+    for n in 1..=4 {
+        let vm = json!({"callers": [format!("127.0.0.{n}")]});
+        let put = control
+            .call("PUT", &format!("/v1/vms/vm{n}"), Some(&vm), &[])
+            .await;
+        assert_eq!(put.status, 201, "{}", put.text());
+    }
+    // An event is one transaction: the event and each VM's DocumentIncarnation.
+    let four_vms = json!({"type": "Reboot", "vms": ["vm1", "vm2", "vm3", "vm4"]});
+    let refused = control
+        .call("POST", "/v1/events", Some(&four_vms), &[])
+        .await;
+    assert_eq!(refused.status, 413, "{}", refused.text());
+    let error = &refused.json()["error"];
+    assert_eq!(error["code"], "too_many_changes");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("5 changes in one transaction")
+            && message.contains("(4, etcd's --max-txn-ops)"),
+        "{message}"
+    );
+    assert!(message.contains("--etcd-max-txn-ops"), "{message}");
+    let listed = control.call("GET", "/v1/events", None, &[]).await.json();
+    assert_eq!(listed, json!({"events": []}), "nothing written");
+
+    let three_vms = json!({"type": "Reboot", "vms": ["vm1", "vm2", "vm3"]});
+    let written = control
+        .call("POST", "/v1/events", Some(&three_vms), &[])
+        .await;
+    assert_eq!(written.status, 201, "{}", written.text());
 }

@@ -27,6 +27,8 @@ mod embedding;
 mod faults;
 /// Issue 11: fleet mode, the real binary on a real etcd (with `--features fleet`).
 mod fleet;
+/// Issue 11: the fleet's signing keys in etcd, sealed with the KEK; one JWKS, rotation seen.
+mod fleet_keys;
 /// Shell completions and man pages from the clap definitions, with real bash and man.
 mod generated;
 /// Issue 13: connection floods, slow clients, descriptor limits, the control API's shape.
@@ -55,5 +57,7 @@ mod scheduled;
 mod secrets;
 /// Issue 13: a full disk refuses writes with 503 and heals without a restart (tmpfs, root).
 mod store_failure;
+/// Issue 11: `azimds store export` / `import`, redb → etcd → redb with nothing lost.
+mod store_transfer;
 /// The WireServer companion: goal state, health reports per VM, the Host GA Plugin, isolation.
 mod wireserver;

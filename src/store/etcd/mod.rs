@@ -20,6 +20,7 @@
 //! is what `/readyz` and status report. A write that timed out may still have been applied by
 //! etcd: it was not acknowledged, and the next read shows whether it was.
 
+mod keys;
 mod records;
 #[cfg(test)]
 pub(super) mod testing;
@@ -43,8 +44,6 @@ pub(super) use records::EtcdBatch;
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long connecting to a member may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// etcd's default `--max-txn-ops`: more operations in one transaction are refused.
-pub(super) const MAX_TXN_OPS: usize = 128;
 /// Records read per range request when loading everything (etcd's default request limit is
 /// 1.5 MiB for writes; responses are bounded by gRPC's message size, 4 MiB in this client).
 const PAGE: i64 = 500;
@@ -54,6 +53,8 @@ pub(super) struct Etcd {
     runtime: Option<tokio::runtime::Runtime>,
     client: Client,
     prefix: String,
+    /// `--etcd-max-txn-ops`: a transaction with more operations is refused before it is sent.
+    max_txn_ops: usize,
     failure: Mutex<Option<StoreFailure>>,
     commits: Histogram,
 }
@@ -96,6 +97,7 @@ impl Etcd {
             runtime: Some(runtime),
             client,
             prefix: options.prefix.clone(),
+            max_txn_ops: options.max_txn_ops,
             failure: Mutex::new(None),
             commits: Histogram::new(histogram::COMMIT_BOUNDS),
         };
@@ -248,11 +250,8 @@ fn connect_options(options: &EtcdOptions) -> Result<ConnectOptions, Error> {
     }
     if let Some(tls) = &options.tls {
         let read = |what: &str, path: &std::path::Path| {
-            std::fs::read(path).map_err(|e| {
-                unavailable(format!(
-                    "cannot read the etcd {what} {}: {e}",
-                    path.display()
-                ))
+            std::fs::read(path).map_err(|e| Error::Settings {
+                reason: format!("cannot read the etcd {what} {}: {e}", path.display()),
             })
         };
         let mut config = TlsOptions::new();
@@ -268,10 +267,11 @@ fn connect_options(options: &EtcdOptions) -> Result<ConnectOptions, Error> {
             }
             (None, None) => {}
             _ => {
-                return Err(unavailable(
-                    "an etcd client certificate needs both --etcd-cert-file and --etcd-key-file"
-                        .into(),
-                ));
+                return Err(Error::Settings {
+                    reason:
+                        "an etcd client certificate needs both --etcd-cert-file and --etcd-key-file"
+                            .into(),
+                });
             }
         }
         connect = connect.with_tls(config);

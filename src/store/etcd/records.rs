@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
 
 use crate::events::Event;
-use crate::store::etcd::{Etcd, MAX_TXN_OPS, corrupt, revision_of};
+use crate::store::etcd::{Etcd, corrupt, revision_of};
 use crate::store::{
     Checked, Error, Expect, Origin, RecordView, StoredEvents, StoredVm, record, stored_vm,
 };
@@ -142,7 +142,7 @@ impl Etcd {
             .any(|r| matches!(r, TxnOpResponse::Delete(delete) if delete.deleted() > 0)))
     }
 
-    /// `fill`'s changes as one transaction (at most etcd's [`MAX_TXN_OPS`]).
+    /// `fill`'s changes as one transaction (at most `--etcd-max-txn-ops`).
     pub(in crate::store) fn batch<T, E: From<Error>>(
         &self,
         fill: impl FnOnce(&mut EtcdBatch) -> Result<T, E>,
@@ -162,10 +162,10 @@ impl Etcd {
         if ops.is_empty() {
             return Ok(());
         }
-        if ops.len() > MAX_TXN_OPS {
+        if ops.len() > self.max_txn_ops {
             return Err(Error::BatchTooLarge {
                 changes: ops.len(),
-                limit: MAX_TXN_OPS,
+                limit: self.max_txn_ops,
             });
         }
         let txn = Txn::new().and_then(ops);

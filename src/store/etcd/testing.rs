@@ -13,7 +13,8 @@ const READY_WITHIN: Duration = Duration::from_secs(20);
 
 /// One etcd member on loopback.
 pub(crate) struct TestEtcd {
-    child: Child,
+    /// `None` until started ([`TestEtcd::reserve`]) and after [`TestEtcd::stop`].
+    child: Option<Child>,
     dir: PathBuf,
     /// Client, peer and metrics listeners.
     ports: [SocketAddr; 3],
@@ -23,25 +24,36 @@ impl TestEtcd {
     /// Starts etcd and returns once its client port accepts connections. Panics with how to
     /// install it when the binary is missing: the fleet tests never skip.
     pub(crate) fn start(name: &str) -> TestEtcd {
+        let mut etcd = TestEtcd::reserve(name);
+        etcd.restart();
+        etcd
+    }
+
+    /// A member's directory and ports, not started yet ([`TestEtcd::restart`] starts it):
+    /// for clients that must start before etcd does.
+    pub(crate) fn reserve(name: &str) -> TestEtcd {
         let dir = std::env::temp_dir().join(format!("azimds-etcd-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let ports = free_ports();
-        let child = spawn(&dir, ports);
-        let mut etcd = TestEtcd { child, dir, ports };
-        etcd.wait_until_listening();
-        etcd
+        TestEtcd {
+            child: None,
+            dir,
+            ports: free_ports(),
+        }
     }
 
     /// Kills the member (SIGKILL: what a crash or a lost host looks like to clients).
     pub(crate) fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
-    /// Starts the member again on its data directory and ports, after [`TestEtcd::stop`].
+    /// Starts the member (again) on its data directory and ports.
     pub(crate) fn restart(&mut self) {
-        self.child = spawn(&self.dir, self.ports);
+        self.stop();
+        self.child = Some(spawn(&self.dir, self.ports));
         self.wait_until_listening();
     }
 
@@ -58,7 +70,7 @@ impl TestEtcd {
     fn wait_until_listening(&mut self) {
         let deadline = Instant::now() + READY_WITHIN;
         while TcpStream::connect_timeout(&self.ports[0], Duration::from_millis(200)).is_err() {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 panic!("etcd exited at start ({status}):\n{}", self.log());
             }
             assert!(
@@ -74,8 +86,7 @@ impl TestEtcd {
 
 impl Drop for TestEtcd {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
