@@ -21,12 +21,17 @@
 #      opentelemetry-resource-detector-azure, azure-identity, msal).
 #   4. npm ci in tests/clients/js (@azure/identity, pinned by its package-lock.json),
 #      skipped when node_modules already matches the lock file.
+#   5. a venv at .venv-schema (override: AZIMDS_SCHEMA_VENV) with tests/schema/requirements.txt
+#      (schemathesis, for scripts/test-schema.sh), apart from the clients' venv so that its
+#      dependencies never change what the clients run with.
 # Each step prints how long it took.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${AZIMDS_CLIENTS_VENV:-$REPO/.venv-clients}
 REQS=$REPO/tests/clients/requirements.txt
+SCHEMA_VENV=${AZIMDS_SCHEMA_VENV:-$REPO/.venv-schema}
+SCHEMA_REQS=$REPO/tests/schema/requirements.txt
 # curl: the guests of tests/it/isolation.rs (ip netns exec NS curl ...).
 # openssl: the command line that verifies attested documents (tests/it/attested.rs, the
 # attested unit tests, Microsoft's IMDSSample.py in tests/clients).
@@ -222,6 +227,17 @@ else
     (cd "$JS" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
     log "npm ci in tests/clients/js: $(elapsed "$t")"
 fi
+
+# ---------------------------------------------------------------- 5. schemathesis venv
+t=$(now)
+if [[ ! -x $SCHEMA_VENV/bin/python ]]; then
+    [[ -e $SCHEMA_VENV ]] && { log "replacing unusable venv $SCHEMA_VENV"; rm -rf "$SCHEMA_VENV"; }
+    "$SYS_PY" -m venv "$SCHEMA_VENV"
+    printf '*\n' >"$SCHEMA_VENV/.gitignore"
+fi
+PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
+    "$SCHEMA_VENV/bin/python" -m pip install -q -r "$SCHEMA_REQS"
+log "schemathesis $("$SCHEMA_VENV/bin/schemathesis" --version | awk '{print $NF}') in $SCHEMA_VENV: $(elapsed "$t")"
 
 # ---------------------------------------------------------------- check
 "$VENV/bin/python" - <<'EOF'

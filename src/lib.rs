@@ -4,6 +4,10 @@
 //! installs logging and signal handling, and runs a [`server::Server`]. See ARCHITECTURE.md for
 //! the map.
 
+// Also set for every target in Cargo.toml's [lints]; here so that it holds for whoever
+// builds this file without that table.
+#![forbid(unsafe_code)]
+
 pub mod attested;
 pub mod capture;
 pub mod cli;

@@ -1,6 +1,10 @@
 //! The `azimds` binary: command-line parsing, logging, signals and exit codes. The server
 //! itself is [`azimds::server::Server`]; the client subcommands are in [`azimds::cli`].
 
+// Also set for every target in Cargo.toml's [lints]; here so that it holds for whoever
+// builds this file without that table.
+#![forbid(unsafe_code)]
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -46,6 +46,15 @@ pub(super) async fn advance(
         .parse()
         .map_err(|m| invalid(Problem::new("by", m)))?;
     let clock = manual(&state)?;
+    if state
+        .shared
+        .clock()
+        .now()
+        .checked_add(by)
+        .is_none_or(|to| to > latest())
+    {
+        return Err(invalid(Problem::new("by", too_late())));
+    }
     clock.advance(by);
     apply_due(state, |now| format!("clock advanced by {by:?} to {now}")).await
 }
@@ -67,6 +76,9 @@ pub(super) async fn set(
     let to = SystemTime::UNIX_EPOCH
         + Duration::try_from(to - time::OffsetDateTime::UNIX_EPOCH)
             .map_err(|_| invalid(Problem::new("to", "expected a time after 1970")))?;
+    if to > latest() {
+        return Err(invalid(Problem::new("to", too_late())));
+    }
     manual(&state)?.set(to);
     apply_due(state, |now| format!("clock set to {now}")).await
 }
@@ -105,6 +117,16 @@ fn now_json(state: &ControlState, transitions: Option<usize>) -> serde_json::Val
         body["transitions"] = json!(transitions);
     }
     body
+}
+
+/// The latest time a manual clock may show: a year (the longest event notice) before the
+/// last time RFC 3339 and RFC 1123 can write, so every time derived from it can be shown.
+fn latest() -> SystemTime {
+    SystemTime::from(time::macros::datetime!(9999-01-01 00:00 UTC))
+}
+
+fn too_late() -> String {
+    format!("the clock cannot go past {}", rfc3339(latest()))
 }
 
 fn invalid(problem: Problem) -> ControlError {

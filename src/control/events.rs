@@ -95,11 +95,23 @@ pub(super) async fn command(
     .into_response())
 }
 
+/// 404 for a VM this server does not serve (as the VM's other routes answer), rather than
+/// the empty document no guest can fetch.
+fn served(state: &ControlState, vm: &str) -> Result<(), ControlError> {
+    match state.shared.snapshot().vm(vm) {
+        Some(_) => Ok(()),
+        None => Err(ControlError::Registry(crate::registry::Error::NotFound(
+            vm.to_string(),
+        ))),
+    }
+}
+
 /// What the VM's guest document looks like now (newest version), for operators.
 pub(super) async fn vm_document(
     State(state): State<Arc<ControlState>>,
     Path(vm): Path<String>,
 ) -> Result<Response, ControlError> {
+    served(&state, &vm)?;
     let engine = engine(&state);
     let (incarnation, document) = engine.document(&vm, EventsVersion::V2020_07_01);
     let document: serde_json::Value =
@@ -120,6 +132,7 @@ pub(super) async fn wait(
     Path(vm): Path<String>,
     Query(query): Query<WaitQuery>,
 ) -> Result<Response, ControlError> {
+    served(&state, &vm)?;
     let timeout = Duration::from_secs(query.timeout.unwrap_or(30)).min(MAX_WAIT);
     match engine(&state)
         .wait_fetched(&vm, query.incarnation, timeout)

@@ -107,13 +107,16 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// A VM's line in the list. The entry is kept as written, where a `null` member means the
+/// member was left out: no callers is an empty list, never `null`.
 fn summary(vm: &StoredVm) -> Value {
+    let callers = vm.definition.get("callers").filter(|c| !c.is_null());
     json!({
         "id": vm.id,
         "etag": etag(vm.revision),
         "origin": vm.origin,
         "name": vm.definition.pointer("/instance/compute/name").cloned().unwrap_or(Value::Null),
-        "callers": vm.definition.get("callers").cloned().unwrap_or(json!([])),
+        "callers": callers.cloned().unwrap_or(json!([])),
     })
 }
 

@@ -140,7 +140,7 @@ fn not_before(
     if not_before.is_none() {
         problems.push(
             "NotBefore",
-            format!("{text:?} is not an RFC 1123 time like \"Wed, 24 Jan 2018 21:20:44 GMT\""),
+            format!("{text:?} is not an RFC 1123 time like \"Wed, 24 Jan 2018 21:20:44 GMT\" (from 1970 on)"),
         );
     }
     not_before

@@ -92,7 +92,8 @@ pub fn rfc1123(at: SystemTime) -> String {
         .expect("every SystemTime after 1970 formats")
 }
 
-/// Parses `Wed, 24 Jan 2018 21:20:44 GMT` (definition files paste it from real documents).
+/// Parses `Wed, 24 Jan 2018 21:20:44 GMT` (definition files paste it from real documents), from
+/// 1970 on: events are kept as times since the epoch.
 pub fn parse_rfc1123(text: &str) -> Option<SystemTime> {
     let format = format_description!(
         "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
@@ -100,6 +101,7 @@ pub fn parse_rfc1123(text: &str) -> Option<SystemTime> {
     time::PrimitiveDateTime::parse(text, &format)
         .ok()
         .map(|t| t.assume_utc().into())
+        .filter(|t| *t >= SystemTime::UNIX_EPOCH)
 }
 
 #[cfg(test)]

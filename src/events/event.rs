@@ -107,16 +107,24 @@ impl Event {
     /// When the next time-driven input is due.
     pub fn deadline(&self) -> (SystemTime, Input) {
         match (self.status, self.started_at) {
-            (Status::Started, Some(started)) => {
-                (started + self.complete_after, Input::CompletionReached)
-            }
+            (Status::Started, Some(started)) => (
+                later(started, self.complete_after),
+                Input::CompletionReached,
+            ),
             (Status::Started, None) => (
-                self.not_before + self.complete_after,
+                later(self.not_before, self.complete_after),
                 Input::CompletionReached,
             ),
             (Status::Scheduled, _) => (self.not_before, Input::NotBeforeReached),
         }
     }
+}
+
+/// `at + by`, or, past what `SystemTime` holds, a time that never comes: a deadline so far
+/// out (a definition's huge DurationInSeconds) must not panic whoever computes it.
+fn later(at: SystemTime, by: Duration) -> SystemTime {
+    at.checked_add(by)
+        .unwrap_or(SystemTime::UNIX_EPOCH + Duration::MAX / 2)
 }
 
 /// A new upper-case GUID for an event id (§6.2).

@@ -10,6 +10,10 @@ use crate::maintenance::config::MaintenanceConfig;
 use crate::problem::Problem;
 use crate::snapshot::Snapshot;
 
+/// The longest notice, stay or duration an event may be given: a year, so that its times
+/// stay within what the clock, the store and RFC 1123 hold.
+const MAX_EVENT_SECONDS: u64 = 366 * 24 * 3600;
+
 /// What an operator asks for when scheduling.
 #[derive(Clone, Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -59,6 +63,18 @@ pub(super) fn event_from_request(
             "durationSeconds",
             "must be -1 (unknown) or more",
         ));
+    }
+    for (member, seconds) in [
+        ("noticeSeconds", request.notice_seconds),
+        ("completeAfterSeconds", request.complete_after_seconds),
+        ("durationSeconds", u64::try_from(duration_seconds).ok()),
+    ] {
+        if seconds.is_some_and(|s| s > MAX_EVENT_SECONDS) {
+            problems.push(Problem::new(
+                member,
+                format!("must be at most {MAX_EVENT_SECONDS} (a year)"),
+            ));
+        }
     }
     let id = event_id(request.event_id.as_deref(), &mut problems);
     let (Some(event_type), true) = (event_type, problems.is_empty()) else {
@@ -132,11 +148,14 @@ fn not_before(
         (Some(text), None) => parse_time(text).unwrap_or_else(|| {
             problems.push(Problem::new(
                 "notBefore",
-                format!("{text:?} is neither RFC 3339 nor RFC 1123"),
+                format!("{text:?} is neither RFC 3339 nor RFC 1123 (from 1970 on)"),
             ));
             now
         }),
-        (None, Some(seconds)) => whole_second_after(now + Duration::from_secs(seconds)),
+        (None, Some(seconds)) => {
+            // Over the limit is a problem already; bounded here so the sum cannot overflow.
+            whole_second_after(now + Duration::from_secs(seconds.min(MAX_EVENT_SECONDS)))
+        }
         (None, None) => whole_second_after(now + default_notice),
     }
 }
@@ -219,5 +238,6 @@ fn parse_time(text: &str) -> Option<SystemTime> {
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .ok()
         .map(SystemTime::from)
+        .filter(|t| *t >= SystemTime::UNIX_EPOCH)
         .or_else(|| events::parse_rfc1123(text))
 }

@@ -15,6 +15,8 @@ mod capture;
 mod cli;
 /// The control API in-process: every route, auth, validation, ETags, isolation from guests.
 mod control;
+/// Issue 14: what the schemathesis run found in the control API, each pinned.
+mod control_contract;
 /// Issue 13: the data directory's owner and modes, the control token, the store file, the socket.
 mod data_dir;
 /// Definition input that costs too much or means two things; records changed on disk.
