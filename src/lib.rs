@@ -35,4 +35,5 @@ pub mod testing;
 pub mod throttle;
 pub mod vm_runtime;
 pub mod wireserver;
+pub mod writable_paths;
 pub mod xml;

@@ -20,6 +20,7 @@ use crate::server::{data_dir, follow, watch};
 use crate::snapshot::{CallerMode, Published};
 use crate::state::{Parts, Shared};
 use crate::store::{Store, StoreLocation};
+use crate::writable_paths::WritablePaths;
 
 /// Everything a server serves from, before any listener is bound.
 pub(super) struct Opened {
@@ -29,6 +30,8 @@ pub(super) struct Opened {
     pub(super) hooks: Option<HookDelivery>,
     /// Fleet mode: the task following the shared store.
     pub(super) follower: Option<follow::Follower>,
+    /// What must stay writable, for readiness.
+    pub(super) writable: WritablePaths,
 }
 
 pub(super) fn open(
@@ -37,6 +40,10 @@ pub(super) fn open(
     given: Option<Definitions>,
 ) -> Result<Opened, Error> {
     data_dir::prepare(&settings.data)?;
+    let writable = writable_paths(settings);
+    if let Some(read_only) = writable.check() {
+        return Err(Error::ReadOnly(read_only));
+    }
     // Parse the file before touching anything, so a bad file stops the start cleanly.
     let definitions = match (given, &settings.vms) {
         (Some(given), _) => Some(given),
@@ -104,7 +111,23 @@ pub(super) fn open(
         registry,
         hooks,
         follower,
+        writable,
     })
+}
+
+/// The data directory, the store file and the key directories (those this server uses).
+fn writable_paths(settings: &Settings) -> WritablePaths {
+    let mut paths = WritablePaths::default();
+    paths.add(&settings.data);
+    if matches!(settings.store, StoreLocation::Embedded) {
+        paths.add(settings.data.join(data_dir::STORE_FILE));
+    }
+    let keys = settings.data.join(data_dir::KEYS_DIR);
+    paths.add(&keys);
+    if settings.attested.operator.is_none() {
+        paths.add(keys.join(data_dir::ATTESTED_KEYS_DIR));
+    }
+    paths
 }
 
 /// The store `--store` names: the redb file in the data directory, or an etcd cluster.
