@@ -40,4 +40,5 @@ pub mod throttle;
 pub mod transfer;
 pub mod vm_runtime;
 pub mod wireserver;
+pub mod writable_paths;
 pub mod xml;

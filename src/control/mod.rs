@@ -4,7 +4,7 @@
 //!
 //! Routes (all JSON):
 //! - `GET /healthz`, `GET /readyz` (unauthenticated; ready once the snapshot is loaded, and
-//!   503 while the store cannot write)
+//!   503 while the store cannot write or the data directory is read-only)
 //! - `GET /openapi.json` (unauthenticated)
 //! - `GET /{tenant}/.well-known/openid-configuration`, `GET /common/discovery/keys`
 //!   (unauthenticated: what relying parties fetch to validate managed-identity tokens)
@@ -50,6 +50,7 @@ pub use crate::control::error::ControlError;
 use crate::registry::{MAX_VM_BYTES, Registry};
 use crate::state::Shared;
 use crate::store::{Store, StoreHealth};
+use crate::writable_paths::WritablePaths;
 
 /// Largest request body read: a VM entry at its limit, plus room for the JSON around it.
 pub const MAX_BODY_BYTES: usize = MAX_VM_BYTES + 4096;
@@ -72,6 +73,8 @@ pub struct ControlState {
     pub guest_connections: Arc<crate::connections::Tracker>,
     /// For readiness and `status`: whether the store can commit.
     pub store: Arc<Store>,
+    /// For readiness and `status`: the data directory, store file and key directories.
+    pub writable: WritablePaths,
 }
 
 /// How a control listener authenticates callers.
@@ -182,6 +185,17 @@ async fn readyz(State(state): State<Arc<ControlState>>) -> Response {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(serde_json::json!({"status": "loading"})),
+        )
+            .into_response();
+    }
+    if let Some(read_only) = state.writable.check() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({
+                "status": "data-read-only",
+                "path": read_only.path,
+                "error": read_only.reason,
+            })),
         )
             .into_response();
     }

@@ -108,6 +108,7 @@ impl FileKeyStore {
         if mode & 0o077 != 0 {
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
         }
+        remove_partial_saves(&dir).map_err(io)?;
         Ok(FileKeyStore { dir })
     }
 
@@ -173,6 +174,22 @@ impl KeyStore for FileKeyStore {
             _ => Ok(()),
         }
     }
+}
+
+/// Removes the temporary files of saves a crash cut short (`.<kid>.tmp`, never renamed into
+/// place, so never a key): the store holds only whole keys, and no litter.
+fn remove_partial_saves(dir: &std::path::Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let partial = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp"));
+        if partial {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// Keys in memory only: tests, and a guest plane started without a data directory.
@@ -430,6 +447,24 @@ mod tests {
         .unwrap();
         assert_eq!(again.current().kid(), kid);
         assert_eq!(again.published().len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_save_cut_short_leaves_a_partial_file_that_open_removes() {
+        let dir = std::env::temp_dir().join(format!("azimds-keys-partial-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = FileKeyStore::open(&dir).unwrap();
+        let ring = KeyRing::open(&store, 1_700_000_000, 90_000).unwrap();
+        // What a kill between the temporary file's write and its rename leaves.
+        std::fs::write(dir.join(".half-written-kid.tmp"), b"{\"kid\":").unwrap();
+        let reopened = FileKeyStore::open(&dir).unwrap();
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, [format!("{}.json", ring.current().kid())]);
+        assert_eq!(reopened.load().unwrap().len(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

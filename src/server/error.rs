@@ -67,6 +67,8 @@ pub enum Error {
     UnsafePath { path: PathBuf, reason: String },
     #[error("cannot add the config file's fault rules: {0}")]
     Faults(crate::faults::AddError),
+    #[error("refusing a data directory that cannot be written: {0}")]
+    ReadOnly(crate::writable_paths::ReadOnly),
     #[error("cannot restrict {path}: {source}")]
     Restrict {
         path: PathBuf,

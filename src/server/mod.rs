@@ -148,6 +148,7 @@ impl Server {
             ready: AtomicBool::new(false),
             guest_connections: Arc::clone(&guest_connections),
             store: Arc::clone(&opened.store),
+            writable: opened.writable.clone(),
             guest_listeners: local_addresses(&guest)
                 .iter()
                 .map(SocketAddr::to_string)

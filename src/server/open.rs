@@ -21,6 +21,7 @@ use crate::server::{data_dir, follow, watch};
 use crate::snapshot::{CallerMode, Published};
 use crate::state::{Parts, Shared};
 use crate::store::{self, ATTESTED_KEYS, IDENTITY_KEYS, Kek, SealedKeyStore, Store, StoreLocation};
+use crate::writable_paths::WritablePaths;
 
 /// Everything a server serves from, before any listener is bound.
 pub(super) struct Opened {
@@ -32,6 +33,8 @@ pub(super) struct Opened {
     pub(super) follower: Option<follow::Follower>,
     /// Fleet mode: the task following the shared signing keys.
     pub(super) key_follower: Option<follow::Follower>,
+    /// What must stay writable, for readiness.
+    pub(super) writable: WritablePaths,
 }
 
 /// What is checked before the store is touched.
@@ -41,12 +44,17 @@ pub(super) struct Prepared {
     /// left for `apply` to parse only if the store does not hold its result).
     file: Option<watch::DefinitionsFile>,
     kek: Option<Kek>,
+    writable: WritablePaths,
 }
 
 /// The data directory, the definitions file and the KEK: a bad file stops the start cleanly,
 /// before anything is read or written (or waited for).
 pub(super) fn prepare(settings: &Settings, given: Option<Definitions>) -> Result<Prepared, Error> {
     data_dir::prepare(&settings.data)?;
+    let writable = writable_paths(settings);
+    if let Some(read_only) = writable.check() {
+        return Err(Error::ReadOnly(read_only));
+    }
     // A bad file stops the start before a store is created for it. A store that exists may
     // already hold what the file gives (`apply`), so there the file is parsed only if needed.
     let mut file = match (&given, &settings.vms) {
@@ -68,6 +76,7 @@ pub(super) fn prepare(settings: &Settings, given: Option<Definitions>) -> Result
         definitions,
         file,
         kek,
+        writable,
     })
 }
 
@@ -126,6 +135,7 @@ pub(super) fn open(
         definitions,
         file,
         kek,
+        writable,
     } = prepared;
     let store = Arc::new(store);
     // The host name picks this host's VMs only on a shared store; alone, it serves them all.
@@ -218,7 +228,23 @@ pub(super) fn open(
         hooks,
         follower,
         key_follower,
+        writable,
     })
+}
+
+/// The data directory, the store file and the key directories (those this server uses).
+fn writable_paths(settings: &Settings) -> WritablePaths {
+    let mut paths = WritablePaths::default();
+    paths.add(&settings.data);
+    if matches!(settings.store, StoreLocation::Embedded) {
+        paths.add(settings.data.join(data_dir::STORE_FILE));
+    }
+    let keys = settings.data.join(data_dir::KEYS_DIR);
+    paths.add(&keys);
+    if settings.attested.operator.is_none() {
+        paths.add(keys.join(data_dir::ATTESTED_KEYS_DIR));
+    }
+    paths
 }
 
 /// The embedded store: the redb file in the data directory.

@@ -17,6 +17,8 @@ mod cli;
 mod control;
 /// Issue 14: what the schemathesis run found in the control API, each pinned.
 mod control_contract;
+/// Issue 14: SIGKILL during event transitions, approvals and key rotations; nothing acknowledged lost.
+mod crash_points;
 /// Issue 13: the data directory's owner and modes, the control token, the store file, the socket.
 mod data_dir;
 /// Definition input that costs too much or means two things; records changed on disk.
@@ -41,12 +43,16 @@ mod identity;
 mod instance;
 /// Host mode in real network namespaces: each VM sees only itself, strangers get nothing.
 mod isolation;
+/// Issue 14: unprivileged on port 80 with one capability; no writes outside the data directory.
+mod least_privilege;
 /// `/metadata/loadbalancer` per version and every §8.4 answer; `loadBalancer` validation.
 mod loadbalancer;
 /// The request journal, metrics moving with requests, the manual clock through the API.
 mod observe;
 /// Property tests: version monotonicity, arbitrary paths.
 mod properties;
+/// Issue 14: a read-only data directory, store file or key directory: refused, or not ready.
+mod read_only;
 /// The ready line, `--ready-file` and `READY=1` for systemd: starting azimds on port 0.
 mod ready;
 /// `/metadata/reprovisiondata` and the assign action (control API and CLI).

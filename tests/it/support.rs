@@ -549,16 +549,14 @@ pub(crate) fn azimds_binary() -> PathBuf {
 
 /// `azimds serve` on ephemeral guest and control ports, unthrottled, with `--data data` and
 /// `extra` (which may set `--listen`, `--control` or `--rate-limit` instead), run through
-/// `prlimit` with `nofile` (soft, hard) if given.
-fn serve_command(data: &Path, extra: &[&str], nofile: Option<(u64, u64)>) -> std::process::Command {
-    let mut command = match nofile {
+/// `launcher` (a command and its arguments that end by running the binary that follows them:
+/// `prlimit … --`, `unshare … sh -c '…; exec "$@"' sh`), if any.
+fn serve_command(data: &Path, extra: &[&str], launcher: &[String]) -> std::process::Command {
+    let mut command = match launcher.split_first() {
         None => std::process::Command::new(azimds_binary()),
-        Some((soft, hard)) => {
-            let mut command = std::process::Command::new("prlimit");
-            command
-                .arg(format!("--nofile={soft}:{hard}"))
-                .arg("--")
-                .arg(azimds_binary());
+        Some((program, args)) => {
+            let mut command = std::process::Command::new(program);
+            command.args(args).arg(azimds_binary());
             command
         }
     };
@@ -589,12 +587,23 @@ fn serve_command(data: &Path, extra: &[&str], nofile: Option<(u64, u64)>) -> std
 /// `extra`, and returns once it logs where it listens. Its stderr keeps being collected, so the
 /// server never blocks on a full pipe.
 pub(crate) fn spawn_azimds(data: &Path, extra: &[&str]) -> Spawned {
-    spawn_serving(data, extra, None)
+    spawn_serving(data, extra, &[])
+}
+
+/// [`spawn_azimds`] through `launcher` (see [`serve_command`]).
+pub(crate) fn spawn_azimds_through(launcher: &[String], data: &Path, extra: &[&str]) -> Spawned {
+    spawn_serving(data, extra, launcher)
 }
 
 /// [`spawn_azimds`] under a file-descriptor limit (soft, hard), as systemd sets one.
 pub(crate) fn spawn_azimds_limited(data: &Path, extra: &[&str], nofile: (u64, u64)) -> Spawned {
-    spawn_serving(data, extra, Some(nofile))
+    let (soft, hard) = nofile;
+    let launcher = [
+        "prlimit".into(),
+        format!("--nofile={soft}:{hard}"),
+        "--".into(),
+    ];
+    spawn_serving(data, extra, &launcher)
 }
 
 /// Runs `azimds serve` expecting it to refuse to start: its exit code and stderr, or `None`
@@ -604,7 +613,17 @@ pub(crate) fn serve_refused(
     extra: &[&str],
     within: Duration,
 ) -> Option<(i32, String)> {
-    let mut child = serve_command(data, extra, None).spawn().unwrap();
+    serve_refused_through(&[], data, extra, within)
+}
+
+/// [`serve_refused`] through `launcher` (see [`serve_command`]).
+pub(crate) fn serve_refused_through(
+    launcher: &[String],
+    data: &Path,
+    extra: &[&str],
+    within: Duration,
+) -> Option<(i32, String)> {
+    let mut child = serve_command(data, extra, launcher).spawn().unwrap();
     let mut stderr = child.stderr.take().unwrap();
     // stderr reaches its end when the process exits.
     let (done, ended) = std::sync::mpsc::channel();
@@ -623,9 +642,9 @@ pub(crate) fn serve_refused(
     }
 }
 
-fn spawn_serving(data: &Path, extra: &[&str], nofile: Option<(u64, u64)>) -> Spawned {
+fn spawn_serving(data: &Path, extra: &[&str], launcher: &[String]) -> Spawned {
     use std::io::{BufRead, BufReader};
-    let mut child = serve_command(data, extra, nofile).spawn().unwrap();
+    let mut child = serve_command(data, extra, launcher).spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let log = Arc::new(std::sync::Mutex::new(Vec::new()));
     let line = loop {
