@@ -119,6 +119,11 @@ impl Event {
     }
 }
 
+/// The longest notice, duration or completion time an event may ask for: a year. Far longer
+/// ones overflow the clock when added to it, and put NotBefore past year 9999, where no date
+/// shows it (found by fuzzing, RELIABILITY.md).
+pub const MAX_EVENT_SECONDS: u64 = 365 * 86_400;
+
 /// A new upper-case GUID for an event id (§6.2).
 pub fn new_event_id() -> String {
     uuid::Uuid::new_v4()
