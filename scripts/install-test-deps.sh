@@ -21,6 +21,7 @@
 #      opentelemetry-resource-detector-azure, azure-identity, msal).
 #   4. npm ci in tests/clients/js (@azure/identity, pinned by its package-lock.json),
 #      skipped when node_modules already matches the lock file.
+#   5. the nightly toolchain and cargo-fuzz, for scripts/fuzz.sh (skipped when present).
 # Each step prints how long it took.
 set -euo pipefail
 
@@ -220,6 +221,19 @@ else
     (cd "$JS" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
     log "npm ci in tests/clients/js: $(elapsed "$t")"
 fi
+
+# ---------------------------------------------------------------- 5. cargo-fuzz
+# scripts/fuzz.sh (the fuzz targets, RELIABILITY.md): libFuzzer through cargo-fuzz, which needs
+# the nightly toolchain (sanitizer-coverage flags). Both are only checked when present.
+t=$(now)
+CARGO_FUZZ_VERSION=0.13.2
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+    rustup toolchain install nightly --profile minimal
+fi
+if [[ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]]; then
+    cargo install --quiet --locked cargo-fuzz --version "$CARGO_FUZZ_VERSION"
+fi
+log "$(rustup run nightly rustc --version); $(cargo fuzz --version): $(elapsed "$t")"
 
 # ---------------------------------------------------------------- check
 "$VENV/bin/python" - <<'EOF'

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine with Rust: installs what the tests need
 # (Debian's cloud-init and waagent, Python clients in a venv), then runs the Rust tests, the
-# real-client conformance suite, and the packaging tests (the static binary in an empty root,
-# the container file, the .deb installed here, the conformance kit against a server it did
-# not start). Safe to re-run; installs are skipped when already present.
+# fuzz targets over their corpora, the real-client conformance suite, and the packaging tests
+# (the static binary in an empty root, the container file, the .deb installed here, the
+# conformance kit against a server it did not start). Safe to re-run; installs are skipped
+# when already present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,9 @@ cargo test --all-targets --features fleet 2>&1
 
 step "cargo test (the default build, without fleet mode)"
 cargo test --all-targets 2>&1
+
+step "fuzz targets replay their corpora and regression inputs (scripts/fuzz.sh --replay)"
+bash scripts/fuzz.sh --replay
 
 step "real clients against azimds (network namespaces)"
 cargo build --bin azimds
