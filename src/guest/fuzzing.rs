@@ -1,8 +1,8 @@
 //! The guest plane's request rules without a server, for the fuzz targets (cargo feature
-//! `fuzzing`; re-exported by `crate::fuzzing`, not a stable API): the token endpoint's query
-//! and identity selection (§4.2), the attested document's query (§7.1) with the content it
-//! signs, and the scheduled-events `StartRequests` body (§6.4). Each calls the function the
-//! guest plane answers with, not a copy of it.
+//! `fuzzing`; re-exported by the top-level `fuzzing` module, not a stable API): the token
+//! endpoint's query and identity selection (§4.2), the attested document's query (§7.1) with
+//! the content it signs, and the scheduled-events `StartRequests` body (§6.4). Each calls the
+//! function the guest plane answers with, not a copy of it.
 
 use std::time::SystemTime;
 
