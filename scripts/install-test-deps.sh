@@ -24,6 +24,7 @@
 #   5. a venv at .venv-schema (override: AZIMDS_SCHEMA_VENV) with tests/schema/requirements.txt
 #      (schemathesis, for scripts/test-schema.sh), apart from the clients' venv so that its
 #      dependencies never change what the clients run with.
+#   6. the nightly toolchain and cargo-fuzz, for scripts/fuzz.sh (skipped when present).
 # Each step prints how long it took.
 set -euo pipefail
 
@@ -238,6 +239,19 @@ fi
 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
     "$SCHEMA_VENV/bin/python" -m pip install -q -r "$SCHEMA_REQS"
 log "schemathesis $("$SCHEMA_VENV/bin/schemathesis" --version | awk '{print $NF}') in $SCHEMA_VENV: $(elapsed "$t")"
+
+# ---------------------------------------------------------------- 6. cargo-fuzz
+# scripts/fuzz.sh (the fuzz targets, RELIABILITY.md): libFuzzer through cargo-fuzz, which needs
+# the nightly toolchain (sanitizer-coverage flags). Both are only checked when present.
+t=$(now)
+CARGO_FUZZ_VERSION=0.13.2
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+    rustup toolchain install nightly --profile minimal
+fi
+if [[ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]]; then
+    cargo install --quiet --locked cargo-fuzz --version "$CARGO_FUZZ_VERSION"
+fi
+log "$(rustup run nightly rustc --version); $(cargo fuzz --version): $(elapsed "$t")"
 
 # ---------------------------------------------------------------- check
 "$VENV/bin/python" - <<'EOF'

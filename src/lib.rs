@@ -19,6 +19,9 @@ pub mod control;
 pub mod definition;
 pub mod events;
 pub mod faults;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod guest;
 pub mod identity;
 pub mod maintenance;

@@ -195,32 +195,12 @@ impl Builder {
         self
     }
 
-    /// Starts the server on ephemeral loopback ports and serves it in the background.
-    pub async fn start(self) -> Result<TestServer, Error> {
-        let definitions = match self.vms {
-            Vms::Demo => None,
-            // A file must define a VM; a test may start empty and add them through the API.
-            Vms::Entries(vms) if vms.is_empty() => Some(Definitions { vms: Vec::new() }),
-            Vms::Entries(vms) => Some(definition::parse(
-                &serde_json::json!({ "vms": vms }).to_string(),
-                Some(definition::Syntax::Json),
-                "test VMs",
-            )?),
-            Vms::Text(text) => Some(definition::parse(&text, None, "test definitions")?),
-        };
-        let temp = match &self.data {
-            Some(_) => None,
-            None => Some(TempDir::new().map_err(|(path, source)| Error::DataDir { path, source })?),
-        };
-        let data = match (&self.data, &temp) {
-            (Some(dir), _) => dir.clone(),
-            (None, Some(temp)) => temp.0.join("data"),
-            (None, None) => unreachable!("a temporary directory is made when none is given"),
-        };
-        let settings = Settings {
+    /// The settings a server started from this builder runs with, its state in `data`.
+    pub(crate) fn settings(&self, data: PathBuf) -> Settings {
+        Settings {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
             vms: None,
-            data: data.clone(),
+            data,
             store: StoreLocation::Embedded,
             host_name: "localhost".into(),
             rate_limit: RateLimit(self.rate_limit),
@@ -229,7 +209,7 @@ impl Builder {
             workers: None,
             token_lifetime: self.token_lifetime,
             identity_limits: self.identity_limits,
-            events: self.events,
+            events: self.events.clone(),
             connections: ConnectionSettings::default(),
             wireserver: None,
             attested: AttestedSettings::default(),
@@ -241,7 +221,32 @@ impl Builder {
             telemetry: TelemetrySettings::default(),
             log: LogSettings::default(),
             ready_file: None,
+        }
+    }
+
+    /// Starts the server on ephemeral loopback ports and serves it in the background.
+    pub async fn start(self) -> Result<TestServer, Error> {
+        let definitions = match &self.vms {
+            Vms::Demo => None,
+            // A file must define a VM; a test may start empty and add them through the API.
+            Vms::Entries(vms) if vms.is_empty() => Some(Definitions { vms: Vec::new() }),
+            Vms::Entries(vms) => Some(definition::parse(
+                &serde_json::json!({ "vms": vms }).to_string(),
+                Some(definition::Syntax::Json),
+                "test VMs",
+            )?),
+            Vms::Text(text) => Some(definition::parse(text, None, "test definitions")?),
         };
+        let temp = match &self.data {
+            Some(_) => None,
+            None => Some(TempDir::new().map_err(|(path, source)| Error::DataDir { path, source })?),
+        };
+        let data = match (&self.data, &temp) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(temp)) => temp.path().join("data"),
+            (None, None) => unreachable!("a temporary directory is made when none is given"),
+        };
+        let settings = self.settings(data.clone());
         let (clock, manual): (Arc<dyn Clock>, _) = match self.clock {
             ClockChoice::Manual(start) => {
                 let clock = Arc::new(ManualClock::new(start));
@@ -361,10 +366,10 @@ impl TestServer {
 
 /// A directory under the system temp dir, unique per process and call, removed on drop.
 #[derive(Debug)]
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new() -> Result<TempDir, (PathBuf, std::io::Error)> {
+    pub(crate) fn new() -> Result<TempDir, (PathBuf, std::io::Error)> {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!(
@@ -374,6 +379,10 @@ impl TempDir {
         ));
         std::fs::create_dir_all(&dir).map_err(|e| (dir.clone(), e))?;
         Ok(TempDir(dir))
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
     }
 }
 

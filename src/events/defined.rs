@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use serde_json::{Map, Value};
 
 use crate::events::document::parse_rfc1123;
-use crate::events::event::{EventSource, EventType};
+use crate::events::event::{EventSource, EventType, MAX_EVENT_SECONDS};
 use crate::events::machine::Status;
 use crate::problem::{Problem, Problems};
 
@@ -157,13 +157,17 @@ fn source(entry: &Map<String, Value>, problems: &mut Problems) -> EventSource {
     })
 }
 
-/// `DurationInSeconds`: `-1` (unknown, the default) or more.
+/// `DurationInSeconds`: `-1` (unknown, the default) up to a year ([`MAX_EVENT_SECONDS`]).
 fn duration_seconds(entry: &Map<String, Value>, problems: &mut Problems) -> i64 {
+    let in_range = |n: i64| (-1..=MAX_EVENT_SECONDS as i64).contains(&n);
     match entry.get("DurationInSeconds") {
         None | Some(Value::Null) => -1,
-        Some(Value::Number(n)) if n.as_i64().is_some_and(|n| n >= -1) => n.as_i64().unwrap_or(-1),
+        Some(Value::Number(n)) if n.as_i64().is_some_and(in_range) => n.as_i64().unwrap_or(-1),
         Some(_) => {
-            problems.push("DurationInSeconds", "expected an integer, -1 or more");
+            problems.push(
+                "DurationInSeconds",
+                "expected an integer from -1 up to a year (31536000)",
+            );
             -1
         }
     }
@@ -195,5 +199,26 @@ fn text(entry: &Map<String, Value>, key: &str, problems: &mut Problems) -> Optio
             problems.push(key, "expected a string");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// Found with the fuzz targets (RELIABILITY.md): a `DurationInSeconds` too long to add to
+    /// the clock made a Started event's completion time overflow, a panic in the events engine.
+    #[test]
+    fn duration_past_a_year_is_a_problem() {
+        let event = |duration: Value| json!({"EventType": "Freeze", "EventStatus": "Started", "DurationInSeconds": duration});
+        for too_long in [json!(i64::MAX), json!(365 * 86_400 + 1)] {
+            let problems = parse_defined_event(&event(too_long.clone())).unwrap_err();
+            let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+            assert_eq!(paths, ["DurationInSeconds"], "{too_long}");
+        }
+        let year = parse_defined_event(&event(json!(365 * 86_400))).unwrap();
+        assert_eq!(year.duration_seconds, 365 * 86_400);
     }
 }

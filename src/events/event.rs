@@ -120,6 +120,11 @@ impl Event {
     }
 }
 
+/// The longest notice, duration or completion time an event may ask for: a year. Far longer
+/// ones overflow the clock when added to it, and put NotBefore past year 9999, where no date
+/// shows it (found by fuzzing, RELIABILITY.md).
+pub const MAX_EVENT_SECONDS: u64 = 365 * 86_400;
+
 /// `at + by`, or, past what `SystemTime` holds, a time that never comes: a deadline so far
 /// out (a definition's huge DurationInSeconds) must not panic whoever computes it.
 fn later(at: SystemTime, by: Duration) -> SystemTime {

@@ -20,6 +20,8 @@ pub mod version;
 pub use book::{Error, EventBook, Transition, TransitionKind};
 pub use defined::{DefinedEvent, parse_defined_event};
 pub use document::{parse_rfc1123, render, rfc1123};
-pub use event::{Event, EventSource, EventType, default_description, new_event_id};
+pub use event::{
+    Event, EventSource, EventType, MAX_EVENT_SECONDS, default_description, new_event_id,
+};
 pub use machine::{Input, Removal, Status, Step, next};
 pub use version::EventsVersion;

@@ -13,6 +13,7 @@ use crate::attested::{self, InstanceFacts, Nonce};
 use crate::guest::error::GuestError;
 use crate::guest::request::{Format, Query};
 use crate::guest::response::{self, Body, CONTENT_TYPE_CERTIFICATE, CONTENT_TYPE_JSON};
+use crate::metadata::version::ApiVersion;
 use crate::snapshot::ServedVm;
 use crate::state::Shared;
 
@@ -22,19 +23,7 @@ pub(super) async fn document(
     vm: Arc<ServedVm>,
     query: &Query<'_>,
 ) -> Result<Response<Body>, GuestError> {
-    let version = query.api_version()?;
-    if !attested::accepts(version) {
-        return Err(GuestError::ApiVersion);
-    }
-    query.reject_duplicates()?;
-    if query.format()? != Format::Json {
-        return Err(GuestError::JsonOnly);
-    }
-    // §7.1: 1 to 32 letters and digits; `nonce=` with nothing after it is refused too.
-    let nonce = match query.single("nonce")? {
-        None => None,
-        Some(text) => Some(Nonce::parse(text).map_err(|_| GuestError::BadNonce)?),
-    };
+    let (version, nonce) = checked_query(query)?;
     let now = shared.clock().now();
     // Held until the signature is made: the concurrency limit counts signatures in flight.
     let _permit = shared
@@ -64,6 +53,24 @@ pub(super) async fn document(
         }
         Err(_) => Err(GuestError::Internal),
     }
+}
+
+/// The api-version (§2.2's gate) and the nonce (§7.1) a document request asks for.
+pub(super) fn checked_query(query: &Query<'_>) -> Result<(ApiVersion, Option<Nonce>), GuestError> {
+    let version = query.api_version()?;
+    if !attested::accepts(version) {
+        return Err(GuestError::ApiVersion);
+    }
+    query.reject_duplicates()?;
+    if query.format()? != Format::Json {
+        return Err(GuestError::JsonOnly);
+    }
+    // §7.1: 1 to 32 letters and digits; `nonce=` with nothing after it is refused too.
+    let nonce = match query.single("nonce")? {
+        None => None,
+        Some(text) => Some(Nonce::parse(text).map_err(|_| GuestError::BadNonce)?),
+    };
+    Ok((version, nonce))
 }
 
 /// The certificate that issued the signing leaves, DER. Public material: certificate tooling

@@ -16,7 +16,7 @@ use crate::guest::response::{self, Body, CONTENT_TYPE_JSON};
 use crate::identity::limits::Permit;
 use crate::identity::selection::{self, Selector};
 use crate::identity::token::IssuedToken;
-use crate::identity::{Identities, unix_seconds};
+use crate::identity::{Identities, Identity, unix_seconds};
 use crate::metadata::version::ApiVersion;
 use crate::snapshot::ServedVm;
 use crate::state::Shared;
@@ -66,7 +66,7 @@ fn admit(shared: &Shared, vm: &ServedVm) -> Result<Permit, GuestError> {
 }
 
 /// Headers, then the query with an identity api-version (≥ 2018-02-01) and no duplicates.
-fn checked_query<B>(request: &Request<B>) -> Result<Query<'_>, GuestError> {
+pub(super) fn checked_query<B>(request: &Request<B>) -> Result<Query<'_>, GuestError> {
     let fail = GuestError::on_identity_endpoint;
     request::check_headers(request.headers()).map_err(fail)?;
     let query = Query::parse(request.uri().query()).map_err(fail)?;
@@ -95,6 +95,43 @@ async fn token(
     identities: Option<&Identities>,
     query: &Query<'_>,
 ) -> Result<Response<Body>, GuestError> {
+    let asked = token_request(query, identities)?;
+    let tenant_id = identities.map_or("", |ids| ids.tenant_id.as_str());
+    let vm_id = &vm.definition().id;
+    let now = shared.clock().now();
+    let token = shared
+        .issuer()
+        .token(
+            vm_id,
+            tenant_id,
+            asked.identity,
+            asked.resource,
+            now,
+            asked.bypass_cache,
+        )
+        .await
+        .map_err(|error| {
+            tracing::error!(vm = %vm_id, %error, "token signing failed");
+            IdentityError::ServerError
+        })?;
+    Ok(json(token_body(&token, unix_seconds(now))))
+}
+
+/// What a token request asks for, once its parameters are checked and its identity selected.
+#[derive(Debug)]
+pub(super) struct TokenRequest<'q, 'i> {
+    /// Never empty.
+    pub(super) resource: &'q str,
+    pub(super) identity: &'i Identity,
+    pub(super) bypass_cache: bool,
+}
+
+/// The token endpoint's parameters (§4.2) after [`checked_query`]: `resource`, at most one
+/// selector, `bypass_cache`, then the identity they select among `identities`.
+pub(super) fn token_request<'q, 'i>(
+    query: &'q Query<'_>,
+    identities: Option<&'i Identities>,
+) -> Result<TokenRequest<'q, 'i>, GuestError> {
     let fail = GuestError::on_identity_endpoint;
     let resource = query
         .single("resource")
@@ -102,23 +139,16 @@ async fn token(
         .filter(|r| !r.is_empty())
         .ok_or(IdentityError::MissingResource)?;
     let selector = selector(query)?;
-    let bypass = bypass_cache(query)?;
+    let bypass_cache = bypass_cache(query)?;
     let identity = selection::select(identities, selector).map_err(|e| match e {
         selection::Error::NotFound => IdentityError::IdentityNotFound,
         selection::Error::Ambiguous => IdentityError::MultipleUserAssigned,
     })?;
-    let tenant_id = identities.map_or("", |ids| ids.tenant_id.as_str());
-    let vm_id = &vm.definition().id;
-    let now = shared.clock().now();
-    let token = shared
-        .issuer()
-        .token(vm_id, tenant_id, identity, resource, now, bypass)
-        .await
-        .map_err(|error| {
-            tracing::error!(vm = %vm_id, %error, "token signing failed");
-            IdentityError::ServerError
-        })?;
-    Ok(json(token_body(&token, unix_seconds(now))))
+    Ok(TokenRequest {
+        resource,
+        identity,
+        bypass_cache,
+    })
 }
 
 fn bypass_cache(query: &Query<'_>) -> Result<bool, GuestError> {

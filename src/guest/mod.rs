@@ -9,6 +9,8 @@ mod attested;
 mod error;
 mod exchange;
 mod faults;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing;
 mod identity;
 mod instance;
 mod loadbalancer;

@@ -118,7 +118,7 @@ fn events_version(query: &Query<'_>) -> Result<EventsVersion, GuestError> {
 }
 
 /// `{"StartRequests":[{"EventId":"…"},…]}` → the ids.
-fn start_requests(body: &[u8]) -> Option<Vec<String>> {
+pub(super) fn start_requests(body: &[u8]) -> Option<Vec<String>> {
     let value: Value = serde_json::from_slice(body).ok()?;
     let requests = value.get("StartRequests")?.as_array()?;
     requests

@@ -24,6 +24,8 @@ use tokio::sync::Notify;
 pub use crate::maintenance::config::MaintenanceConfig;
 pub use crate::maintenance::hooks::{HookDelivery, HookSender};
 pub use crate::maintenance::schedule::ScheduleRequest;
+#[cfg(feature = "fuzzing")]
+pub(crate) use crate::maintenance::schedule::event_from_request;
 
 use crate::clock::Clock;
 use crate::events::{self, Event, EventBook, EventsVersion, Input, Transition};

@@ -10,9 +10,9 @@ use crate::maintenance::config::MaintenanceConfig;
 use crate::problem::Problem;
 use crate::snapshot::Snapshot;
 
-/// The longest notice, stay or duration an event may be given: a year, so that its times
-/// stay within what the clock, the store and RFC 1123 hold.
-const MAX_EVENT_SECONDS: u64 = 366 * 24 * 3600;
+const AT_MOST_A_YEAR: &str = "must be at most a year (31536000 seconds)";
+/// [`events::MAX_EVENT_SECONDS`] as `durationSeconds` is typed.
+const MAX_SECONDS: i64 = events::MAX_EVENT_SECONDS as i64;
 
 /// What an operator asks for when scheduling.
 #[derive(Clone, Debug, Default, serde::Deserialize)]
@@ -34,7 +34,7 @@ pub struct ScheduleRequest {
 
 /// The event an operator's request describes, or every problem with it. VM ids are checked
 /// against `snapshot`, whose names become the default `Resources`.
-pub(super) fn event_from_request(
+pub(crate) fn event_from_request(
     request: ScheduleRequest,
     snapshot: &Snapshot,
     config: &MaintenanceConfig,
@@ -63,18 +63,11 @@ pub(super) fn event_from_request(
             "durationSeconds",
             "must be -1 (unknown) or more",
         ));
+    } else if duration_seconds > MAX_SECONDS {
+        problems.push(Problem::new("durationSeconds", AT_MOST_A_YEAR));
     }
-    for (member, seconds) in [
-        ("noticeSeconds", request.notice_seconds),
-        ("completeAfterSeconds", request.complete_after_seconds),
-        ("durationSeconds", u64::try_from(duration_seconds).ok()),
-    ] {
-        if seconds.is_some_and(|s| s > MAX_EVENT_SECONDS) {
-            problems.push(Problem::new(
-                member,
-                format!("must be at most {MAX_EVENT_SECONDS} (a year)"),
-            ));
-        }
+    if request.complete_after_seconds > Some(events::MAX_EVENT_SECONDS) {
+        problems.push(Problem::new("completeAfterSeconds", AT_MOST_A_YEAR));
     }
     let id = event_id(request.event_id.as_deref(), &mut problems);
     let (Some(event_type), true) = (event_type, problems.is_empty()) else {
@@ -152,10 +145,11 @@ fn not_before(
             ));
             now
         }),
-        (None, Some(seconds)) => {
-            // Over the limit is a problem already; bounded here so the sum cannot overflow.
-            whole_second_after(now + Duration::from_secs(seconds.min(MAX_EVENT_SECONDS)))
+        (None, Some(seconds)) if seconds > events::MAX_EVENT_SECONDS => {
+            problems.push(Problem::new("noticeSeconds", AT_MOST_A_YEAR));
+            now
         }
+        (None, Some(seconds)) => whole_second_after(now + Duration::from_secs(seconds)),
         (None, None) => whole_second_after(now + default_notice),
     }
 }

@@ -115,6 +115,14 @@ fn guest_policy(settings: &Settings, fd_limit: u64) -> ConnectionPolicy {
     }
 }
 
+/// The state a server would serve, opened as [`Server::start_with`] opens it but without
+/// binding a listener or starting a task: the fuzz targets (feature `fuzzing`) answer guest
+/// requests on it with `guest::respond`, in-process.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn open_state(settings: &Settings, options: Options) -> Result<Arc<Shared>, Error> {
+    open::open(settings, options.clock, options.definitions).map(|opened| opened.shared)
+}
+
 impl Server {
     /// Starts a server from `settings`, on the clock they name (`--clock`).
     pub async fn start(settings: Settings) -> Result<Server, Error> {

@@ -1242,6 +1242,51 @@ async fn operator_start_complete_and_cancel() {
     assert_eq!(listed, [other.as_str()]);
 }
 
+/// Found with the fuzz targets (RELIABILITY.md): a notice, duration or completion time too long
+/// to add to the clock, or putting NotBefore past year 9999 where no date can show it, panicked
+/// in the handler (500) or later in the events timer. Each is a 422 naming its member; a year
+/// is the most each may ask for, and a year is accepted and runs its course.
+#[tokio::test]
+async fn schedule_refuses_times_past_a_year() {
+    let host = start_host(CallerMode::Single, MaintenanceConfig::default(), &one_vm()).await;
+    let year: u64 = 365 * 86_400;
+    let cases = [
+        (json!({"noticeSeconds": u64::MAX}), "noticeSeconds"),
+        (
+            json!({"noticeSeconds": 1_000_000_000_000_u64}),
+            "noticeSeconds",
+        ),
+        (json!({"noticeSeconds": year + 1}), "noticeSeconds"),
+        (
+            json!({"completeAfterSeconds": u64::MAX}),
+            "completeAfterSeconds",
+        ),
+        (
+            json!({"completeAfterSeconds": year + 1}),
+            "completeAfterSeconds",
+        ),
+        (json!({"durationSeconds": i64::MAX}), "durationSeconds"),
+        (json!({"durationSeconds": year + 1}), "durationSeconds"),
+    ];
+    for (mut request, path) in cases {
+        request["type"] = json!("Freeze");
+        request["vms"] = json!(["vm1"]);
+        let reply = host.control("POST", "/v1/events", Some(&request)).await;
+        assert_eq!(reply.status, 422, "{request}: {}", reply.text());
+        assert_eq!(problem_paths(&reply), [path], "{request}");
+    }
+    let id = host
+        .schedule_id(json!({"type": "Freeze", "vms": ["vm1"], "noticeSeconds": year, "durationSeconds": year}))
+        .await;
+    assert_eq!(host.approve(A, &[&id]).await.status, 200);
+    assert_eq!(host.tick(Duration::from_secs(year - 1)), 0);
+    assert_eq!(
+        host.tick(Duration::from_secs(1)),
+        1,
+        "completed a year after it started"
+    );
+}
+
 #[tokio::test]
 async fn schedule_validation_names_every_problem() {
     let host = start_host(CallerMode::Single, MaintenanceConfig::default(), &one_vm()).await;
