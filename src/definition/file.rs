@@ -26,7 +26,7 @@ pub struct Definitions {
 #[derive(Clone, Debug, PartialEq)]
 pub struct DefinedVm {
     pub vm: VmDefinition,
-    /// The entry with its `id` filled in, as compact JSON ([`written_entry`]): what the store
+    /// The entry with its `id` filled in, as compact JSON ([`super::written_entry`]): what the store
     /// keeps and the control API returns.
     pub entry: Box<[u8]>,
 }
