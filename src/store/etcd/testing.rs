@@ -116,9 +116,21 @@ fn spawn(dir: &Path, [client, peer, metrics]: [SocketAddr; 3]) -> Child {
 
 /// Three distinct free loopback ports (held open together so they differ, then released).
 fn free_ports() -> [SocketAddr; 3] {
-    let listeners: Vec<_> = (0..3)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let addrs: Vec<_> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
-    [addrs[0], addrs[1], addrs[2]]
+    // Below the kernel's ephemeral range (32768-60999 by default): a port picked by binding
+    // port 0 is free only until the next `bind(0)` or outgoing connection of a parallel test
+    // takes it, and a member started again later (a restart, or a test that starts etcd after
+    // azimds) would then find it taken. Ports here are never handed out by the kernel.
+    // Never the same port twice in one test process, where members of parallel tests start.
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    let mut ports = Vec::with_capacity(3);
+    while ports.len() < 3 {
+        let port = 20_000 + fastrand::u16(..12_000);
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if !handed_out.contains(&port) && TcpListener::bind(addr).is_ok() {
+            handed_out.push(port);
+            ports.push(addr);
+        }
+    }
+    [ports[0], ports[1], ports[2]]
 }
