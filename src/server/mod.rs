@@ -120,7 +120,9 @@ fn guest_policy(settings: &Settings, fd_limit: u64) -> ConnectionPolicy {
 /// requests on it with `guest::respond`, in-process.
 #[cfg(feature = "fuzzing")]
 pub(crate) fn open_state(settings: &Settings, options: Options) -> Result<Arc<Shared>, Error> {
-    open::open(settings, options.clock, options.definitions).map(|opened| opened.shared)
+    let prepared = open::prepare(settings, options.definitions)?;
+    let store = open::open_store(settings)?;
+    open::open(settings, options.clock, prepared, store).map(|opened| opened.shared)
 }
 
 impl Server {

@@ -248,7 +248,7 @@ fn writable_paths(settings: &Settings) -> WritablePaths {
 }
 
 /// The embedded store: the redb file in the data directory.
-fn open_store(settings: &Settings) -> Result<Store, Error> {
+pub(super) fn open_store(settings: &Settings) -> Result<Store, Error> {
     let path = settings.data.join(data_dir::STORE_FILE);
     data_dir::check_private_file(&path, "store")?;
     Store::open(&path).map_err(|source| Error::Store { path, source })
