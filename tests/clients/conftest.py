@@ -42,6 +42,9 @@ VM_FILE = HERE / "vm.yaml"
 FOREIGN_SERVER = os.environ.get("AZIMDS_CT_SERVER") or None
 FOREIGN_TARGET = os.environ.get("AZIMDS_CT_TARGET") or None
 FOREIGN = bool(FOREIGN_SERVER or FOREIGN_TARGET)
+# Between probes against a foreign server: long enough for a 5-per-second bucket to refill.
+PROBE_SPACING_S = 1.1
+_LAST_PROBE_END = 0.0
 PROBES = HERE / "probes"
 IMDS_IP = "169.254.169.254"
 IMDS_PORT = 80
@@ -225,6 +228,19 @@ class Imds:
     def run_probe(self, name: str, *args: str) -> dict:
         """Run probes/<name>.py with this venv's python inside the namespace (extra `args`
         after OUT.json and WORKDIR)."""
+        if FOREIGN:
+            # IMDS answers 429 past 5 requests a second per VM (spec §1.11), Azure included: a
+            # probe starts with the bucket full, as a client on a VM would, not after the
+            # previous probe's burst (on a fast machine the OTel detector's third request got
+            # a 429 and it returned None).
+            global _LAST_PROBE_END
+            time.sleep(max(0.0, _LAST_PROBE_END + PROBE_SPACING_S - time.monotonic()))
+        try:
+            return self._run_probe(name, *args)
+        finally:
+            _LAST_PROBE_END = time.monotonic()
+
+    def _run_probe(self, name: str, *args: str) -> dict:
         workdir = self.workroot / "-".join((name, *args))
         workdir.mkdir(parents=True, exist_ok=True)
         out = workdir / "out.json"
