@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use once_cell::race::OnceBox;
 
 use crate::definition::VmDefinition;
 use crate::metadata::render::Rendered;
@@ -219,8 +220,10 @@ struct VersionSlot {
 pub struct ServedVm {
     definition: VmDefinition,
     /// Indexed by `2 * version.index() + extended`. Allocated on the VM's first instance
-    /// request, so idle VMs of a large host cost a pointer, not 70 slots.
-    renders: OnceLock<Box<[OnceLock<Box<VersionSlot>>]>>,
+    /// request, so idle VMs of a large host cost a pointer, not 70 slots; each slot is one
+    /// pointer (`OnceBox`, 8 bytes, not `OnceLock`'s 16): at 100k VMs each fetched once that
+    /// is 56 MB (BENCHMARKS.md). Two first requests racing may both render; one result is kept.
+    renders: OnceLock<Box<[OnceBox<VersionSlot>]>>,
     throttle: Arc<TokenBucket>,
     runtime: Arc<VmRuntime>,
 }
@@ -257,11 +260,9 @@ impl ServedVm {
     }
 
     fn slot(&self, version: ApiVersion, extended: bool) -> &VersionSlot {
-        let renders = self.renders.get_or_init(|| {
-            (0..2 * ApiVersion::COUNT)
-                .map(|_| OnceLock::new())
-                .collect()
-        });
+        let renders = self
+            .renders
+            .get_or_init(|| (0..2 * ApiVersion::COUNT).map(|_| OnceBox::new()).collect());
         renders[2 * version.index() + usize::from(extended)].get_or_init(|| {
             Box::new(VersionSlot {
                 json: self.render(version, extended).bytes(),

@@ -1,7 +1,8 @@
 //! A definitions file's entries checked on every core while the parser reads on: parsing is
 //! sequential, but each entry's check (`vm_from_json`, the written form) depends only on the
 //! entry and its default id, so at 100k VMs it is spread over worker threads and the results
-//! are taken back in file order. Small files are checked inline, without threads.
+//! are taken back in file order. Small files are checked inline, without threads, and so is
+//! every file unless the binary allocates with mimalloc ([`Checkers::workers_for`]).
 
 use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
 use std::thread::Scope;
@@ -75,8 +76,14 @@ impl Checkers {
     }
 
     /// The worker count for a file of `bytes`: every core for a large file, none for a small.
+    ///
+    /// Only with the `mimalloc` feature. The parser allocates each entry's tree and a worker
+    /// frees it, and glibc's malloc pays for every such cross-thread free. At 100k VMs,
+    /// checking on workers took 32 CPU-s and 25.9 s with glibc, and 15 CPU-s and 11.8 s with
+    /// mimalloc (BENCHMARKS.md, "Start and import at 100,000 VMs"). Parsing on the workers
+    /// too would remove the cross-thread frees; that is not built yet.
     pub(super) fn workers_for(bytes: usize) -> usize {
-        if bytes < PARALLEL_ABOVE_BYTES {
+        if bytes < PARALLEL_ABOVE_BYTES || !cfg!(feature = "mimalloc") {
             0
         } else {
             std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
