@@ -31,7 +31,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use azimds::control::token::ControlToken;
 
-use crate::support::{Spawned, TempDir, spawn_azimds};
+use crate::support::{Spawned, TempDir, spawn_azimds, test_seed};
 
 const CYCLES: usize = 5;
 /// The VMs of the definitions file; VM `i` calls from 127.3.0.(i+1).
@@ -647,11 +647,7 @@ fn unretired_generations(data: &Path) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_approvals_and_key_rotations_survive_sigkill_at_random_moments() {
     let began = Instant::now();
-    let seed = std::env::var("AZIMDS_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
-    eprintln!("crash points: AZIMDS_TEST_SEED={seed}");
+    let seed = test_seed("crash points");
     let mut rng = fastrand::Rng::with_seed(seed);
     let dir = TempDir::new("crash-points");
     let data = dir.path().join("data");

@@ -21,7 +21,7 @@ use http::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{Spawned, TempDir, spawn_azimds};
+use crate::support::{Spawned, TempDir, spawn_azimds, test_seed};
 
 const CYCLES: usize = 3;
 
@@ -201,11 +201,7 @@ async fn guest_tags(guest: SocketAddr, source: Ipv4Addr) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_sigkill_at_random_moments() {
     let began = Instant::now();
-    let seed = std::env::var("AZIMDS_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
-    eprintln!("durability: AZIMDS_TEST_SEED={seed}");
+    let seed = test_seed("durability");
     let mut rng = fastrand::Rng::with_seed(seed);
     let dir = TempDir::new("durability");
     let data = dir.path().join("data");

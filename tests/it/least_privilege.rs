@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{ControlApi, TempDir, serve_refused_through, spawn_azimds_through};
+use crate::support::{
+    ControlApi, TempDir, in_mount_namespace, serve_refused_through, spawn_azimds_through,
+};
 
 const NOBODY: u32 = 65534;
 /// `CAP_NET_BIND_SERVICE` is capability 10 (linux/capability.h).
@@ -172,20 +174,7 @@ fn only_data_writable(data: &Path) -> Vec<String> {
         && mount -o remount,ro,bind / \
         && mount -t tmpfs -o size=1m,mode=1777 tmpfs /dev/shm \
         && shift && exec "$@""#;
-    [
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        script,
-        "sh",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([data.display().to_string()])
-    .collect()
+    in_mount_namespace(script, data)
 }
 
 #[tokio::test]

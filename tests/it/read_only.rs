@@ -10,25 +10,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{ControlApi, TempDir, serve_refused_through, spawn_azimds};
+use crate::support::{
+    ControlApi, TempDir, in_mount_namespace, serve_refused_through, spawn_azimds,
+};
 
 /// A launcher that runs the server in a mount namespace of its own where `path` is a
 /// read-only bind mount of itself.
 fn read_only_mount(path: &Path) -> Vec<String> {
-    [
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
+    in_mount_namespace(
         r#"mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" "$1" && shift && exec "$@""#,
-        "sh",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([path.display().to_string()])
-    .collect()
+        path,
+    )
 }
 
 /// `chattr +i` on a path until dropped.

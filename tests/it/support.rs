@@ -690,3 +690,33 @@ fn register_spawned_secrets(data: &Path, extra: &[&str]) {
         crate::secrets::definitions(&text);
     }
 }
+
+/// The seed of a randomised test: `AZIMDS_TEST_SEED` when set (to replay a failure), else a
+/// fresh one; printed under `label` either way so a failing run can be repeated.
+pub(crate) fn test_seed(label: &str) -> u64 {
+    let seed = std::env::var("AZIMDS_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    eprintln!("{label}: AZIMDS_TEST_SEED={seed}");
+    seed
+}
+
+/// A launcher that runs the server in a private mount namespace: `sh -c SCRIPT sh PATH
+/// COMMAND…`, where the script sees `path` as `$1` and execs the rest.
+pub(crate) fn in_mount_namespace(script: &str, path: &Path) -> Vec<String> {
+    [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        "sh",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([path.display().to_string()])
+    .collect()
+}
