@@ -182,6 +182,25 @@ mod tests {
         assert_eq!(json_from_slice(text.as_bytes()).unwrap(), expected);
     }
 
+    /// Found by the control_vm_entry fuzz target (RELIABILITY.md): a number past u64::MAX is
+    /// kept as a float, and without serde_json's `float_roundtrip` the float read back from
+    /// the written entry was a different one, so a stored VM did not check to itself.
+    #[test]
+    fn numbers_past_u64_and_long_floats_survive_being_written_and_read_again() {
+        for text in [
+            "92000000000249148829",
+            "1.7976931348623157e308",
+            "0.30000000000000004",
+            "2.2250738585072014e-308",
+            "123456789012345678901234567890.123456789",
+        ] {
+            let first = json_from_slice(text.as_bytes()).unwrap();
+            let written = serde_json::to_vec(&first).unwrap();
+            let again = json_from_slice(&written).unwrap();
+            assert_eq!(again, first, "{text} became {}", String::from_utf8_lossy(&written));
+        }
+    }
+
     #[test]
     fn a_duplicate_key_is_refused_with_its_path() {
         let text = br#"{"instance": {"compute": {"name": "a", "zone": "1", "name": "b"}}}"#;
