@@ -101,3 +101,22 @@ pub(super) fn follow_keys(shared: Arc<Shared>, mut changes: mpsc::Receiver<()>) 
         }
     }))
 }
+
+/// Follows the fleet's scheduled events: whenever any host wrote them (a guest's approval
+/// there, its timer starting an event, an operator's command), this host reads them again,
+/// so its guests and its control API see the fleet's one state.
+pub(super) fn follow_events(shared: Arc<Shared>, mut changes: mpsc::Receiver<()>) -> Follower {
+    Follower(tokio::spawn(async move {
+        while changes.recv().await.is_some() {
+            let shared = Arc::clone(&shared);
+            match tokio::task::spawn_blocking(move || shared.events().reload()).await {
+                Ok(Ok(true)) => tracing::debug!("scheduled events changed in the store; reloaded"),
+                Ok(Ok(false)) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "cannot read the scheduled events again; serving the last known ones")
+                }
+                Err(_) => return,
+            }
+        }
+    }))
+}
