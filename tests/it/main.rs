@@ -36,6 +36,9 @@ mod fleet;
 mod fleet_events;
 /// Issue 11: the fleet's signing keys in etcd, sealed with the KEK; one JWKS, rotation seen.
 mod fleet_keys;
+/// Issue 11: two hypervisor hosts in network namespaces on one etcd, an outage, a move.
+#[cfg(feature = "fleet")]
+mod fleet_namespaces;
 /// Shell completions and man pages from the clap definitions, with real bash and man.
 mod generated;
 /// Issue 13: connection floods, slow clients, descriptor limits, the control API's shape.
