@@ -248,6 +248,12 @@ async fn a_vm_written_through_one_host_is_served_by_another_and_survives_an_outa
     let refused = control.call("PUT", "/v1/vms/vm2", Some(&vm2), &[]).await;
     assert_eq!(refused.status, 503, "{}", refused.text());
     assert_eq!(refused.json()["error"]["code"], "store_unavailable");
+    // Forgetting a VM's provisioning record is a store write like the others (it was a 500).
+    let reset = control
+        .call("DELETE", "/v1/vms/vm1/provisioning", None, &[])
+        .await;
+    assert_eq!(reset.status, 503, "{}", reset.text());
+    assert_eq!(reset.json()["error"]["code"], "store_unavailable");
     assert_eq!(guest_name(&second).await, (200, "vm-fleet".into()));
 
     etcd.restart();
