@@ -90,6 +90,21 @@ impl Listen for TcpListener {
     }
 }
 
+/// A listener lent for a while (a fleet host's control listener answers "waiting for etcd"
+/// before it serves the control API).
+impl<L: Listen + Sync> Listen for &L {
+    type Stream = L::Stream;
+    fn accept_one(
+        &self,
+    ) -> impl Future<Output = std::io::Result<(Self::Stream, Option<SocketAddr>)>> + Send {
+        (**self).accept_one()
+    }
+
+    fn prepare(stream: &Self::Stream) {
+        L::prepare(stream);
+    }
+}
+
 impl Listen for UnixListener {
     type Stream = UnixStream;
     async fn accept_one(&self) -> std::io::Result<(UnixStream, Option<SocketAddr>)> {

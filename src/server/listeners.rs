@@ -203,7 +203,7 @@ pub(super) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// The control API's accept loop: caps at accept, a head timeout and stall limits per
 /// connection, and a shutdown that never waits on a client longer than [`SHUTDOWN_GRACE`].
-async fn serve_router<L>(
+pub(super) async fn serve_router<L>(
     listener: L,
     router: axum::Router,
     policy: ConnectionPolicy,

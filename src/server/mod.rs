@@ -12,6 +12,7 @@ mod listeners;
 mod open;
 pub mod ready;
 mod recovery;
+mod waiting;
 mod watch;
 
 use std::future::Future;
@@ -37,6 +38,7 @@ use crate::server::listeners::{ControlListener, WireServerListeners};
 pub use crate::server::ready::Ready;
 use crate::snapshot::CallerMode;
 use crate::state::Shared;
+use crate::store::StoreLocation;
 use crate::wireserver;
 
 /// What a server is started with besides its [`Settings`].
@@ -83,7 +85,7 @@ pub struct Server {
 const WRITE_STALL: Duration = Duration::from_secs(10);
 
 /// The control API: loopback automation and operators, not thousands of VMs.
-const CONTROL_POLICY: ConnectionPolicy = ConnectionPolicy {
+pub(super) const CONTROL_POLICY: ConnectionPolicy = ConnectionPolicy {
     caps: Caps {
         total: 64,
         per_caller: 64,
@@ -147,12 +149,27 @@ impl Server {
         let guest_connections = Tracker::new(guest_policy.caps);
         let watch_file = options.definitions.is_none() && settings.vms.is_some();
         let prepared = open::prepare(&settings, options.definitions)?;
-        let store = open::connect(&settings).await?;
+        let (store, control) = match settings.store {
+            StoreLocation::Embedded => (open::connect(&settings, None).await?, None),
+            // On etcd the control listener is bound first, so that `/readyz` says why while
+            // etcd is waited for (`waiting.rs`); guests are still served nothing until then.
+            StoreLocation::Etcd(_) => {
+                let control = listeners::bind_control(&settings.control, &settings.data).await?;
+                let waiting = Arc::new(waiting::WaitingForStore::default());
+                let connecting = open::connect(&settings, Some(&waiting));
+                let store =
+                    waiting::answer_until(&control, Arc::clone(&waiting), connecting).await?;
+                (store, Some(control))
+            }
+        };
         let opened = open::open(&settings, options.clock, prepared, store)?;
         let load_time = started.elapsed();
         let guest = listeners::bind_guests(&settings.listen).await?;
         let wireserver = listeners::bind_wireserver(settings.wireserver).await?;
-        let control = listeners::bind_control(&settings.control, &settings.data).await?;
+        let control = match control {
+            Some(control) => control,
+            None => listeners::bind_control(&settings.control, &settings.data).await?,
+        };
         let state = Arc::new(ControlState {
             shared: Arc::clone(&opened.shared),
             registry: Arc::clone(&opened.registry),

@@ -17,6 +17,7 @@ use crate::maintenance::{HookDelivery, Maintenance};
 use crate::provisioning::Provisioning;
 use crate::registry::Registry;
 use crate::server::error::Error;
+use crate::server::waiting::WaitingForStore;
 use crate::server::{data_dir, follow, watch};
 use crate::snapshot::{CallerMode, Published};
 use crate::state::{Parts, Shared};
@@ -91,7 +92,10 @@ const ETCD_MAX_RETRY: Duration = Duration::from_secs(30);
 /// on a backoff and saying why each time: until it answers nothing is bound, so guests are
 /// served nothing rather than an empty or stale state. Settings etcd refuses for good (an
 /// unreadable TLS file) stop the start instead.
-pub(super) async fn connect(settings: &Settings) -> Result<Store, Error> {
+pub(super) async fn connect(
+    settings: &Settings,
+    waiting: Option<&WaitingForStore>,
+) -> Result<Store, Error> {
     let StoreLocation::Etcd(options) = &settings.store else {
         return open_store(settings);
     };
@@ -113,6 +117,9 @@ pub(super) async fn connect(settings: &Settings) -> Result<Store, Error> {
                 return Ok(store);
             }
             Err(store::Error::Unavailable { reason }) => {
+                if let Some(waiting) = waiting {
+                    waiting.failed(&reason);
+                }
                 tracing::warn!(
                     endpoints = %endpoints,
                     %reason,

@@ -53,8 +53,9 @@ fn a_build_without_fleet_mode_says_how_to_get_it() {
     assert!(stderr.contains("--features fleet"), "{stderr}");
 }
 
-/// etcd unreachable at start: azimds binds nothing (guests are served nothing, rather than an
-/// empty store of its own), says why and keeps retrying; once etcd answers it serves.
+/// etcd unreachable at start: azimds binds no guest listener (guests are served nothing,
+/// rather than an empty store of its own), says why in its log and on its control listener's
+/// `/readyz`, and keeps retrying; once etcd answers it serves, on the same control listener.
 #[cfg(feature = "fleet")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_down_at_start_serves_nothing_until_it_answers() {
@@ -62,9 +63,11 @@ async fn etcd_down_at_start_serves_nothing_until_it_answers() {
     let dir = TempDir::new("fleet-down-at-start");
     let data = dir.path().join("a");
     let endpoint = etcd.endpoint();
+    let control_addr = unused_loopback_port();
     let starting = {
         let (endpoint, data) = (endpoint.clone(), data.clone());
-        std::thread::spawn(move || serve_through(&endpoint, &data, "host-a"))
+        let control = control_addr.to_string();
+        std::thread::spawn(move || serve_with(&endpoint, &data, "host-a", &["--control", &control]))
     };
     // Nothing to await: the host must stay down for as long as etcd is. 3 s covers its
     // first retries (1 s, then 2 s).
@@ -73,6 +76,28 @@ async fn etcd_down_at_start_serves_nothing_until_it_answers() {
         !starting.is_finished(),
         "azimds came up (or exited) without etcd"
     );
+    // Its control listener says why, and refuses the rest of the API with the reason.
+    let waiting = ControlApi {
+        addr: control_addr,
+        token: None,
+    };
+    let (status, body) = readiness(&waiting).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "waiting-for-store", "{body}");
+    assert_eq!(body["store"]["writable"], false);
+    assert!(
+        body["store"]["error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
+    assert!(body["store"]["failingSince"].is_string(), "{body}");
+    let refused = waiting.call_raw("GET", "/v1/vms", None, &[]).await;
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.json()["error"]["code"], "store_unavailable");
+    assert_eq!(refused.header("retry-after"), Some("5"));
+    let alive = waiting.call_raw("GET", "/healthz", None, &[]).await;
+    assert_eq!(alive.status, 200, "{}", alive.text());
     etcd.restart();
     let host = tokio::task::spawn_blocking(move || starting.join().expect("azimds started"))
         .await
@@ -88,11 +113,27 @@ async fn etcd_down_at_start_serves_nothing_until_it_answers() {
         "it said why, at each retry"
     );
     let control = host.control_api(&data);
+    assert_eq!(
+        control.addr, control_addr,
+        "the same control listener serves the API"
+    );
     assert_eq!(readiness(&control).await.0, 200);
     let vm = json!({"callers": ["127.0.0.1"], "instance": {"compute": {"name": "after-etcd"}}});
     let put = control.call("PUT", "/v1/vms/vm1", Some(&vm), &[]).await;
     assert_eq!(put.status, 201, "{}", put.text());
     assert_eq!(guest_name(&host).await, (200, "after-etcd".into()));
+}
+
+/// A loopback port nothing listens on, below the kernel's ephemeral range (so no parallel
+/// test's `bind(0)` takes it meanwhile) and below the test etcd members' range.
+#[cfg(feature = "fleet")]
+fn unused_loopback_port() -> std::net::SocketAddr {
+    loop {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 12_000 + fastrand::u16(..8_000)));
+        if std::net::TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
+    }
 }
 
 #[cfg(feature = "fleet")]
