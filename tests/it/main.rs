@@ -31,6 +31,9 @@ mod embedding;
 mod faults;
 /// Issue 11: fleet mode, the real binary on a real etcd (with `--features fleet`).
 mod fleet;
+/// Issue 11: three hosts on a three-member etcd cluster: leader killed, all of etcd stopped.
+#[cfg(feature = "fleet")]
+mod fleet_cluster;
 /// Issue 11: the fleet's signing keys in etcd, sealed with the KEK; one JWKS, rotation seen.
 mod fleet_keys;
 /// Shell completions and man pages from the clap definitions, with real bash and man.
