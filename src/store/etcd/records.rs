@@ -79,7 +79,10 @@ impl Etcd {
 
     pub(in crate::store) fn vm(&self, id: &str) -> Result<Option<StoredVm>, Error> {
         let key = self.key(&format!("vms/{id}"));
-        let mut response = self.call(move |mut kv| async move { kv.get(key, None).await })?;
+        let mut response = self.call(move |mut kv| {
+            let key = key.clone();
+            async move { kv.get(key, None).await }
+        })?;
         response
             .take_kvs()
             .first()
@@ -106,7 +109,10 @@ impl Etcd {
                 Some(PutOptions::new().with_prev_key()),
             )])
             .or_else([TxnOp::get(key.as_str(), None)]);
-        let response = self.commit(move |mut kv| async move { kv.txn(txn).await })?;
+        let response = self.commit(move |mut kv| {
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })?;
         let responses = response.op_responses();
         if !response.succeeded() {
             return Err(Error::PreconditionFailed {
@@ -130,7 +136,10 @@ impl Etcd {
             .when(compare(&key, expect))
             .and_then([TxnOp::delete(key.as_str(), None)])
             .or_else([TxnOp::get(key.as_str(), None)]);
-        let response = self.commit(move |mut kv| async move { kv.txn(txn).await })?;
+        let response = self.commit(move |mut kv| {
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })?;
         let responses = response.op_responses();
         if !response.succeeded() {
             return Err(Error::PreconditionFailed {
@@ -169,7 +178,10 @@ impl Etcd {
             });
         }
         let txn = Txn::new().and_then(ops);
-        self.commit(move |mut kv| async move { kv.txn(txn).await })?;
+        self.commit(move |mut kv| {
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })?;
         Ok(())
     }
 
@@ -253,13 +265,19 @@ impl Etcd {
     pub(in crate::store) fn put_provisioning(&self, vm: &str, bytes: &[u8]) -> Result<(), Error> {
         let key = self.key(&format!("provisioning/{vm}"));
         let bytes = bytes.to_vec();
-        self.commit(move |mut kv| async move { kv.put(key, bytes, None).await })?;
+        self.commit(move |mut kv| {
+            let (key, bytes) = (key.clone(), bytes.clone());
+            async move { kv.put(key, bytes, None).await }
+        })?;
         Ok(())
     }
 
     pub(in crate::store) fn delete_provisioning(&self, vm: &str) -> Result<bool, Error> {
         let key = self.key(&format!("provisioning/{vm}"));
-        let response = self.commit(move |mut kv| async move { kv.delete(key, None).await })?;
+        let response = self.commit(move |mut kv| {
+            let key = key.clone();
+            async move { kv.delete(key, None).await }
+        })?;
         Ok(response.deleted() > 0)
     }
 }

@@ -8,11 +8,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-// Used by tests/it/fleet_cluster.rs only: the unit tests run single members.
+// Restarts and whole-cluster stops are used by tests/it/fleet_cluster.rs only.
 #[allow(dead_code)]
 #[path = "testing_cluster.rs"]
 mod cluster;
-#[allow(unused_imports)]
 pub(crate) use cluster::TestCluster;
 
 /// How long etcd may take to answer after it was started (it measured 0.63 s here).

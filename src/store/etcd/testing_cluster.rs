@@ -76,11 +76,6 @@ impl TestCluster {
         }
     }
 
-    /// Whether member `n` is running.
-    pub(crate) fn is_running(&self, n: usize) -> bool {
-        self.members[n].child.is_some()
-    }
-
     /// Kills member `n` (SIGKILL: a crashed machine, not a member leaving the cluster).
     pub(crate) fn kill(&mut self, n: usize) {
         self.members[n].stop();
