@@ -279,20 +279,7 @@ async fn the_leader_killed_mid_stream_of_writes_loses_no_acknowledged_write() {
     );
     let mut reads = Reads::default();
     for vm in &acknowledged {
-        for control in &fleet.controls[1..] {
-            let got = reads.vm(control, &vm.id).await;
-            assert_eq!(
-                got.status,
-                200,
-                "acknowledged {} lost: {}",
-                vm.id,
-                got.text()
-            );
-            assert_eq!(got.json()["instance"]["compute"]["name"], vm.name);
-        }
-        until_served_to(&fleet.hosts[vm.host], vm.caller, Some(&vm.name)).await;
-        let other = &fleet.hosts[(vm.host + 1) % HOSTS.len()];
-        assert_eq!(served_to(other, vm.caller).await, None, "{vm:?}");
+        kept_everywhere(&fleet, vm, &mut reads).await;
     }
     for (vm, _, _) in writes
         .iter()
@@ -313,6 +300,25 @@ async fn the_leader_killed_mid_stream_of_writes_loses_no_acknowledged_write() {
     // again like any call that could not connect.
     assert_eq!(put(&fleet.controls[2], &after).await, Outcome::Acknowledged);
     until_served_to(&fleet.hosts[after.host], after.caller, Some(&after.name)).await;
+}
+
+/// An acknowledged write of `vm` is readable through hosts B and C (A wrote it) and served
+/// by the host it names, and not by the next one.
+async fn kept_everywhere(fleet: &Fleet, vm: &TestVm, reads: &mut Reads) {
+    for control in &fleet.controls[1..] {
+        let got = reads.vm(control, &vm.id).await;
+        assert_eq!(
+            got.status,
+            200,
+            "acknowledged {} lost: {}",
+            vm.id,
+            got.text()
+        );
+        assert_eq!(got.json()["instance"]["compute"]["name"], vm.name);
+    }
+    until_served_to(&fleet.hosts[vm.host], vm.caller, Some(&vm.name)).await;
+    let other = &fleet.hosts[(vm.host + 1) % HOSTS.len()];
+    assert_eq!(served_to(other, vm.caller).await, None, "{vm:?}");
 }
 
 /// An unacknowledged write of `vm` is, once the hosts have caught up, on all of them with its

@@ -302,8 +302,8 @@ fn connect_options(options: &EtcdOptions) -> Result<ConnectOptions, Error> {
 /// while it failed because no connection to the member the client picked could be made. The
 /// client balances calls over every endpoint and keeps picking a member that is down (about
 /// one call in four with one of three down, tests/it/fleet_cluster.rs measured); such a call
-/// was never sent, so trying again, on whichever member is picked next, is safe for a write
-/// too. Any other failure is returned at once: the call may have reached etcd.
+/// was never sent (tonic's `Reconnect::call` returns the connect error in place of sending
+/// it), so trying again, on whichever member is picked next, is safe for a write too. Any other failure is returned at once: the call may have reached etcd.
 async fn until_connected<T, F>(
     kv: KvClient,
     call: impl Fn(KvClient) -> F,
