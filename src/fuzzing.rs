@@ -126,7 +126,7 @@ pub fn schedule_request(body: &[u8]) -> Option<Result<Event, Vec<Problem>>> {
     });
     Some(maintenance::event_from_request(
         request,
-        &DEMO,
+        |id| DEMO.vm(id).map(|vm| vm.definition().label().to_string()),
         &MaintenanceConfig::default(),
         fixed_now(),
     ))

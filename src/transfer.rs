@@ -250,14 +250,14 @@ pub fn import(
     }
     // One record per transaction: an etcd transaction holds only so many (`--max-txn-ops`).
     for event in &events {
-        store.write_events(&[*event], &[], &[], &[])?;
+        store.write_events(None, &[*event], &[], &[], &[])?;
         imported.events += 1;
     }
     for incarnation in &incarnations {
-        store.write_events(&[], &[], std::slice::from_ref(incarnation), &[])?;
+        store.write_events(None, &[], &[], std::slice::from_ref(incarnation), &[])?;
     }
     for mark in &marks {
-        store.write_events(&[], &[], &[], &[*mark])?;
+        store.write_events(None, &[], &[], &[], &[*mark])?;
     }
     for (key_store, stored) in &opened_keys {
         key_store.save(stored)?;

@@ -30,6 +30,12 @@ pub const RENEW_BEFORE: Duration = Duration::from_secs(30 * 86_400);
 
 const CA_KID: &str = "ca";
 
+/// The leaf every generation is made with (its regional leaves come on first use).
+const ANCHOR: LeafName = LeafName {
+    cloud: Cloud::Public,
+    region: None,
+};
+
 /// The generated root. `Debug` omits the key.
 pub(crate) struct Ca {
     pub(crate) certificate: X509,
@@ -122,6 +128,9 @@ fn parse_ca(entry: &StoredKey) -> Result<Ca, Error> {
 }
 
 /// The newest unretired generation, if every one of its leaves is still good to sign with.
+/// Newest by its anchor (the regionless public leaf, made with the generation): a regional
+/// leaf a host added to its generation just after another host rotated is newer than the new
+/// anchor, but its generation is retired.
 pub(crate) fn current_generation(
     stored: &[StoredKey],
     ca: &Ca,
@@ -131,7 +140,10 @@ pub(crate) fn current_generation(
     let Some(newest) = stored
         .iter()
         .filter(|k| k.retired.is_none())
-        .filter_map(|k| parse_leaf_kid(&k.kid).map(|(generation, _)| (k.created, generation)))
+        .filter_map(|k| match parse_leaf_kid(&k.kid) {
+            Some((generation, name)) if name == ANCHOR => Some((k.created, generation)),
+            _ => None,
+        })
         .max()
     else {
         return Ok(None);
@@ -192,11 +204,7 @@ pub(crate) fn new_generation(
         leaves: HashMap::new(),
         fixed: None,
     };
-    let anchor = LeafName {
-        cloud: Cloud::Public,
-        region: None,
-    };
-    add_leaf(store, ca, &mut generation, anchor, ca_issuers_url, now)?;
+    add_leaf(store, ca, &mut generation, ANCHOR, ca_issuers_url, now)?;
     Ok(generation)
 }
 
@@ -209,7 +217,7 @@ pub(crate) fn add_leaf(
     ca_issuers_url: Option<&str>,
     now: i64,
 ) -> Result<Arc<Leaf>, Error> {
-    let certificate = certs::issue_leaf(
+    let mut certificate = certs::issue_leaf(
         &ca.certificate,
         &ca.key,
         &generation.key,
@@ -217,16 +225,42 @@ pub(crate) fn add_leaf(
         ca_issuers_url,
         now,
     )?;
-    store.save(&StoredKey {
+    let entry = StoredKey {
         kid: leaf_kid(&generation.id, &name),
         created: now as u64,
         retired: None,
         private_key_pem: generation.key_pem.clone(),
         certificate_pem: pem(&certificate)?,
-    })?;
+    };
+    if !store.create(&entry)? {
+        // Another host sharing the store (a fleet) issued this leaf meanwhile: this one signs
+        // with the stored leaf too, so there is one leaf per name whichever host signed.
+        if let Some(stored) = stored_leaf(store, &entry.kid, &generation.key)? {
+            certificate = stored;
+        }
+    }
     let leaf = Arc::new(Leaf::new(certificate, generation.key.clone())?);
     generation.leaves.insert(name, Arc::clone(&leaf));
     Ok(leaf)
+}
+
+/// The stored certificate `kid`, if it certifies `key` (else the caller keeps its own, which
+/// chains to the same CA).
+fn stored_leaf(
+    store: &dyn KeyStore,
+    kid: &str,
+    key: &PKey<Private>,
+) -> Result<Option<X509>, Error> {
+    let Some(entry) = store.load()?.into_iter().find(|k| k.kid == kid) else {
+        return Ok(None);
+    };
+    let Ok(certificate) = X509::from_pem(entry.certificate_pem.as_bytes()) else {
+        return Ok(None);
+    };
+    Ok(certificate
+        .public_key()?
+        .public_eq(key)
+        .then_some(certificate))
 }
 
 /// Retires every unretired leaf except those of generation `keep`.

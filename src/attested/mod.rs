@@ -6,8 +6,9 @@
 //! - `cms` — the DER envelope (§7.4); `der` — the small DER writer and reader it uses.
 //! - `certs` — the generated root CA and the leaves named like Azure's (§7.5).
 //! - `signer` — [`AttestedSigner`]: the current leaves, lazily per (cloud, region), and
-//!   rotation; `generation` — their `KeyStore` layout and pruning; `operator` —
-//!   operator-supplied leaf, key and chain instead.
+//!   rotation, and reloading them from a store other hosts share (`reload_tests`);
+//!   `generation` — their `KeyStore` layout and pruning; `operator` — operator-supplied
+//!   leaf, key and chain instead.
 
 pub mod certs;
 pub mod cms;
@@ -96,5 +97,7 @@ pub fn response_body(signature_der: &[u8]) -> Vec<u8> {
     body
 }
 
+#[cfg(test)]
+mod reload_tests;
 #[cfg(test)]
 mod tests;

@@ -142,6 +142,7 @@ mod tests {
             Err(Error::OperatorRotation)
         ));
         assert!(!signer.renew_if_due(at(NOW)).unwrap());
+        assert!(!signer.reload(at(NOW)).unwrap(), "nothing to follow");
     }
 
     #[test]

@@ -185,6 +185,55 @@ impl AttestedSigner {
         Ok(id)
     }
 
+    /// Reads the store again (fleet mode: another host rotated, renewed or issued a regional
+    /// leaf) and signs with what it holds: its current generation when that is not this
+    /// host's, or this host's with the leaves other hosts added. Returns whether anything
+    /// changed. Never writes: a store with no usable current generation (a rotation half-done
+    /// elsewhere, leaves under another CA or AIA URL) leaves this host's as it is. The CA is
+    /// not reloaded: it is replaced only at a start within 30 days of its ten years, so a
+    /// host then keeps its generation until it restarts too. Operator certificates are never
+    /// reloaded. Blocking (store reads).
+    pub fn reload(&self, now: SystemTime) -> Result<bool, Error> {
+        let Source::Generated {
+            store,
+            ca,
+            ca_issuers_url,
+        } = &self.source
+        else {
+            return Ok(false);
+        };
+        // Not across a rotation or a leaf this host is issuing: either would be lost.
+        let _one_writer = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        let stored = store.load()?;
+        let Some(mut found) =
+            current_generation(&stored, ca, ca_issuers_url.as_deref(), unix(now))?
+        else {
+            return Ok(false);
+        };
+        let held = self.current.load();
+        if found.id == held.id {
+            let mut unchanged = true;
+            for (name, leaf) in &found.leaves {
+                unchanged &= match held.leaves.get(name) {
+                    Some(mine) => mine.certificate.to_der()? == leaf.certificate.to_der()?,
+                    None => false,
+                };
+            }
+            if unchanged {
+                return Ok(false);
+            }
+            // A leaf this host holds but the store lost keeps signing (it chains to the CA).
+            for (name, leaf) in &held.leaves {
+                found
+                    .leaves
+                    .entry(name.clone())
+                    .or_insert_with(|| Arc::clone(leaf));
+            }
+        }
+        self.current.store(Arc::new(found));
+        Ok(true)
+    }
+
     /// Rotates when a current leaf ends within [`RENEW_BEFORE`] (a long-running server calls
     /// this, say, daily). Returns whether it rotated.
     pub fn renew_if_due(&self, now: SystemTime) -> Result<bool, Error> {

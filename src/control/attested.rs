@@ -1,6 +1,7 @@
 //! The attested-document certificates on the control listener: `GET /attested/ca.pem` and
 //! `GET /attested/ca.cer` (public material, no token: what relying parties pin or download),
-//! and `POST /v1/attested/keys/rotate` (a new signing key and leaves; `azimds keys rotate`).
+//! `GET /v1/attested/keys` (the generation signing now) and `POST /v1/attested/keys/rotate` (a
+//! new signing key and leaves; `azimds keys rotate`).
 
 use std::sync::Arc;
 
@@ -26,6 +27,13 @@ pub(super) async fn ca_der(State(state): State<Arc<ControlState>>) -> Response {
         state.shared.attested().issuer_der(),
     )
         .into_response()
+}
+
+/// The generation of leaves this host signs with (`operator` for operator certificates): in
+/// fleet mode every host reports the same one once it has followed a rotation.
+pub(super) async fn keys(State(state): State<Arc<ControlState>>) -> Response {
+    let generation = state.shared.attested().generation();
+    axum::Json(serde_json::json!({ "generation": generation })).into_response()
 }
 
 /// New documents are signed with a new key and new leaves; retired leaves are kept until

@@ -112,6 +112,9 @@ impl IntoResponse for ControlError {
             ControlError::ProvisioningFailed { .. } => {
                 (StatusCode::CONFLICT, "provisioning_failed")
             }
+            ControlError::Provisioning(provisioning::Error::Store(store::Error::Unavailable {
+                ..
+            })) => STORE_UNAVAILABLE,
             ControlError::Provisioning(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ControlError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ControlError::Invalid(..) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),

@@ -111,6 +111,7 @@ pub fn router(state: Arc<ControlState>, access: Access) -> Router {
         .route("/v1/vms/{id}/provisioning/wait", get(provisioning::wait))
         .route("/v1/vms/{id}/ovf-env", get(provisioning::ovf_env))
         .route("/v1/identity/keys/rotate", post(rotate_keys))
+        .route("/v1/attested/keys", get(attested::keys))
         .route("/v1/attested/keys/rotate", post(attested::rotate))
         .route("/v1/events", get(events::list).post(events::schedule))
         .route("/v1/events/{id}", get(events::get))

@@ -197,7 +197,12 @@ mod tests {
             let first = json_from_slice(text.as_bytes()).unwrap();
             let written = serde_json::to_vec(&first).unwrap();
             let again = json_from_slice(&written).unwrap();
-            assert_eq!(again, first, "{text} became {}", String::from_utf8_lossy(&written));
+            assert_eq!(
+                again,
+                first,
+                "{text} became {}",
+                String::from_utf8_lossy(&written)
+            );
         }
     }
 

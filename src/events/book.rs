@@ -197,12 +197,23 @@ impl EventBook {
 
     /// Applies every time-driven input due at `now`, oldest deadline first.
     pub fn advance(&mut self, now: SystemTime) -> Vec<Transition> {
+        self.advance_where(now, |_| true)
+    }
+
+    /// [`EventBook::advance`] for the events `owned` picks (in a fleet, those whose timer
+    /// this host runs).
+    pub fn advance_where(
+        &mut self,
+        now: SystemTime,
+        owned: impl Fn(&Event) -> bool,
+    ) -> Vec<Transition> {
         let mut transitions = Vec::new();
         // Starting an event creates its completion deadline, which may itself be due.
         loop {
             let mut due: Vec<(SystemTime, String, Input)> = self
                 .events
                 .values()
+                .filter(|e| owned(e))
                 .map(|e| {
                     let (at, input) = e.deadline();
                     (at, e.id.clone(), input)
@@ -223,7 +234,16 @@ impl EventBook {
 
     /// The earliest time-driven input.
     pub fn next_deadline(&self) -> Option<SystemTime> {
-        self.events.values().map(|e| e.deadline().0).min()
+        self.next_deadline_where(|_| true)
+    }
+
+    /// The earliest time-driven input of the events `owned` picks.
+    pub fn next_deadline_where(&self, owned: impl Fn(&Event) -> bool) -> Option<SystemTime> {
+        self.events
+            .values()
+            .filter(|e| owned(e))
+            .map(|e| e.deadline().0)
+            .min()
     }
 
     /// Adds a VM to an existing event (several definitions listing one EventId); only that

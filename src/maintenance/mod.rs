@@ -11,6 +11,7 @@
 mod config;
 pub mod hooks;
 mod schedule;
+mod writes;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -53,7 +54,9 @@ pub struct Maintenance {
     clock: Arc<dyn Clock>,
     config: MaintenanceConfig,
     book: ArcSwap<EventBook>,
-    writes: Mutex<()>,
+    /// Serializes writes; holds the events revision the book is at (`StoredEvents::revision`),
+    /// which a write on a shared store expects to still be current.
+    writes: Mutex<u64>,
     /// Highest incarnation each VM has fetched, for `wait_fetched`.
     fetched: Mutex<HashMap<String, u64>>,
     fetched_changed: Notify,
@@ -90,7 +93,7 @@ impl Maintenance {
                 stored.incarnations,
                 stored.imported,
             )),
-            writes: Mutex::new(()),
+            writes: Mutex::new(stored.revision),
             fetched: Mutex::new(HashMap::new()),
             fetched_changed: Notify::new(),
             book_changed: Notify::new(),
@@ -215,10 +218,25 @@ impl Maintenance {
     /// Schedules a new event from an operator's request.
     pub fn schedule(&self, request: ScheduleRequest) -> Result<Event, Error> {
         let now = self.clock.now();
-        let event = schedule::event_from_request(request, &self.snapshot.load(), &self.config, now)
-            .map_err(Error::Invalid)?;
+        let event =
+            schedule::event_from_request(request, |id| self.label_of(id), &self.config, now)
+                .map_err(Error::Invalid)?;
         let transitions = self.change(|book| Ok(vec![book.schedule(event.clone(), now)?]))?;
         Ok(transitions.into_iter().next().map_or(event, |t| t.event))
+    }
+
+    /// The name of VM `id`, `None` if there is none. In a fleet an operator may schedule
+    /// through any host for VMs other hosts serve: those are read from the store.
+    fn label_of(&self, id: &str) -> Option<String> {
+        if let Some(served) = self.snapshot.load().vm(id) {
+            return Some(served.definition().label().to_string());
+        }
+        if !self.store.is_shared() {
+            return None;
+        }
+        let stored = self.store.vm(id).ok()??;
+        let vm = crate::definition::vm_from_json(&stored.definition, id).ok()?;
+        Some(vm.label().to_string())
     }
 
     /// Imports the `scheduledEvents` of a VM definition: each entry is seeded once (recorded
@@ -243,7 +261,14 @@ impl Maintenance {
             if self.book.load().was_imported(vm_id, &event.id) {
                 continue;
             }
+            let mut seeded = false;
             self.change(|book| {
+                // Asked again here: in a fleet another host serving this VM may have just
+                // imported it (the write is then redone on what that host stored).
+                seeded = !book.was_imported(vm_id, &event.id);
+                if !seeded {
+                    return Ok(Vec::new());
+                }
                 book.mark_imported(vm_id, &event.id);
                 // Several VMs listing one EventId share one event (§6.7).
                 if book.event(&event.id).is_some() {
@@ -252,7 +277,7 @@ impl Maintenance {
                 }
                 Ok(vec![book.schedule(event.clone(), now)?])
             })?;
-            imported += 1;
+            imported += usize::from(seeded);
         }
         Ok(imported)
     }
@@ -267,59 +292,32 @@ impl Maintenance {
     }
 
     /// Applies every time-driven transition due now. Returns how many happened.
+    /// In a fleet, only the events whose timer this host runs ([`Maintenance::runs_timer_of`]).
     pub fn advance(&self) -> Result<usize, Error> {
         let now = self.clock.now();
-        let due = self.book.load().next_deadline().is_some_and(|d| d <= now);
+        let due = self
+            .book
+            .load()
+            .next_deadline_where(|e| self.runs_timer_of(e))
+            .is_some_and(|d| d <= now);
         if !due {
             return Ok(0);
         }
-        Ok(self.change(|book| Ok(book.advance(now)))?.len())
+        Ok(self
+            .change(|book| Ok(book.advance_where(now, |e| self.runs_timer_of(e))))?
+            .len())
     }
 
-    /// Runs `edit` on a copy of the book; persists and publishes the result if it succeeds.
-    fn change(
-        &self,
-        edit: impl FnOnce(&mut EventBook) -> Result<Vec<Transition>, Error>,
-    ) -> Result<Vec<Transition>, Error> {
-        let _serialized = self.writes.lock().unwrap_or_else(|p| p.into_inner());
-        let old = self.book.load_full();
-        let mut new = (*old).clone();
-        let transitions = edit(&mut new)?;
-        if new != *old {
-            self.persist(&old, &new)?;
-            self.book.store(Arc::new(new));
-            self.book_changed.notify_one();
+    /// Whether this host moves `event` along in time. Alone, it runs every event's timer. In
+    /// a fleet, the hosts serving the event's VMs do (the timer follows a moved VM to its new
+    /// host); as transitions are conditional writes, when two hosts serve an event's VMs the
+    /// second to try finds it done, so each transition still happens once.
+    fn runs_timer_of(&self, event: &Event) -> bool {
+        if !self.store.is_shared() {
+            return true;
         }
-        for transition in &transitions {
-            self.report(transition);
-        }
-        Ok(transitions)
-    }
-
-    fn persist(&self, old: &EventBook, new: &EventBook) -> Result<(), Error> {
-        let written: Vec<&Event> = new
-            .events()
-            .filter(|e| old.event(&e.id) != Some(*e))
-            .collect();
-        let removed: Vec<&str> = old
-            .events()
-            .filter(|e| new.event(&e.id).is_none())
-            .map(|e| e.id.as_str())
-            .collect();
-        let incarnations: Vec<(&str, u64)> = new
-            .incarnations()
-            .iter()
-            .filter(|(vm, n)| old.incarnations().get(*vm) != Some(n))
-            .map(|(vm, n)| (vm.as_str(), *n))
-            .collect();
-        let imported: Vec<&str> = new
-            .imported()
-            .difference(old.imported())
-            .map(String::as_str)
-            .collect();
-        self.store
-            .write_events(&written, &removed, &incarnations, &imported)?;
-        Ok(())
+        let snapshot = self.snapshot.load();
+        event.targets.iter().any(|vm| snapshot.vm(vm).is_some())
     }
 
     fn report(&self, transition: &Transition) {
@@ -338,7 +336,7 @@ impl Maintenance {
             let wait = self
                 .book
                 .load()
-                .next_deadline()
+                .next_deadline_where(|e| self.runs_timer_of(e))
                 .map(|d| d.duration_since(self.clock.now()).unwrap_or(Duration::ZERO))
                 .unwrap_or(Duration::from_secs(3600))
                 // Re-check at least every second: the clock may be moved by an operator.

@@ -8,7 +8,6 @@ use serde_json::Value;
 use crate::events::{self, DefinedEvent, Event, EventSource, EventType, Status};
 use crate::maintenance::config::MaintenanceConfig;
 use crate::problem::Problem;
-use crate::snapshot::Snapshot;
 
 const AT_MOST_A_YEAR: &str = "must be at most a year (31536000 seconds)";
 /// [`events::MAX_EVENT_SECONDS`] as `durationSeconds` is typed.
@@ -33,10 +32,11 @@ pub struct ScheduleRequest {
 }
 
 /// The event an operator's request describes, or every problem with it. VM ids are checked
-/// against `snapshot`, whose names become the default `Resources`.
+/// with `label_of` (a VM's name, `None` when there is no such VM); the names become the
+/// default `Resources`.
 pub(crate) fn event_from_request(
     request: ScheduleRequest,
-    snapshot: &Snapshot,
+    label_of: impl Fn(&str) -> Option<String>,
     config: &MaintenanceConfig,
     now: SystemTime,
 ) -> Result<Event, Vec<Problem>> {
@@ -52,7 +52,7 @@ pub(crate) fn event_from_request(
         ));
     }
     let source = source(request.source.as_deref(), &mut problems);
-    let names = vm_names(&request.vms, snapshot, &mut problems);
+    let names = vm_names(&request.vms, label_of, &mut problems);
     let default_notice = event_type.map_or(Duration::ZERO, |t| {
         t.default_notice(config.terminate_notice)
     });
@@ -107,14 +107,18 @@ fn source(text: Option<&str>, problems: &mut Vec<Problem>) -> EventSource {
 }
 
 /// The names of the target VMs, each of which must exist.
-fn vm_names(vms: &[String], snapshot: &Snapshot, problems: &mut Vec<Problem>) -> Vec<String> {
+fn vm_names(
+    vms: &[String],
+    label_of: impl Fn(&str) -> Option<String>,
+    problems: &mut Vec<Problem>,
+) -> Vec<String> {
     if vms.is_empty() {
         problems.push(Problem::new("vms", "name at least one VM id"));
     }
     let mut names = Vec::new();
     for (i, vm) in vms.iter().enumerate() {
-        match snapshot.vm(vm) {
-            Some(served) => names.push(served.definition().label().to_string()),
+        match label_of(vm) {
+            Some(label) => names.push(label),
             None => problems.push(Problem::new(
                 format!("vms[{i}]"),
                 format!("no VM with id {vm:?}"),

@@ -22,6 +22,7 @@ impl Registry {
         let fingerprint = checked::fingerprint();
         let mut next = (*self.shared.snapshot()).clone();
         let mut warnings = Vec::new();
+        let mut with_events = Vec::new();
         for change in changes {
             let vm = change.record.as_ref().and_then(|record| {
                 checked_vm(
@@ -36,9 +37,14 @@ impl Registry {
             match vm {
                 Some((vm, _)) if serves(self.host.as_deref(), &vm) => {
                     let id = vm.id.clone();
-                    if let Err(error) = next.put_vm(vm) {
-                        tracing::warn!(vm = %id, %error, "a VM assigned to this host cannot be served");
-                        next.delete_vm(&id);
+                    let lists_events = vm.scheduled_events.is_some();
+                    match next.put_vm(vm) {
+                        Ok(()) if lists_events => with_events.push(id),
+                        Ok(()) => {}
+                        Err(error) => {
+                            tracing::warn!(vm = %id, %error, "a VM assigned to this host cannot be served");
+                            next.delete_vm(&id);
+                        }
                     }
                 }
                 _ => next.delete_vm(&change.id),
@@ -49,6 +55,9 @@ impl Registry {
         }
         self.shared.published().publish(next);
         self.applied(revision);
+        // The host that serves a VM seeds the events its definition lists, whichever host
+        // it was written through (seeding is recorded, so it happens once fleet-wide).
+        self.import_events_of(&with_events);
     }
 
     /// Reads every record again and serves exactly those assigned here (after the watch lost

@@ -80,21 +80,63 @@ async fn follow(registry: Arc<Registry>, store: Arc<Store>, mut after: u64) {
     }
 }
 
-/// Follows the fleet's signing keys: whenever a key record changes (a rotation on any host),
-/// the token issuer reads them again, so this host signs with the fleet's current key and its
-/// JWKS lists the same keys as every other host's.
+/// Follows the fleet's signing keys: whenever a key record changes (a rotation, a renewal or
+/// a new regional leaf on any host), the token issuer and the attested signer read theirs
+/// again, so this host signs tokens with the fleet's current key, publishes the same JWKS,
+/// and signs attested documents with the fleet's current generation of leaves. One watch
+/// covers both collections; each reload finds out whether its own keys changed.
 pub(super) fn follow_keys(shared: Arc<Shared>, mut changes: mpsc::Receiver<()>) -> Follower {
     Follower(tokio::spawn(async move {
         while changes.recv().await.is_some() {
             let shared = Arc::clone(&shared);
-            let reloaded =
-                tokio::task::spawn_blocking(move || shared.issuer().reload(shared.clock().now()))
-                    .await;
-            match reloaded {
-                Ok(Ok(true)) => tracing::info!("token signing keys changed in the store; reloaded"),
+            let reloaded = tokio::task::spawn_blocking(move || {
+                let now = shared.clock().now();
+                (
+                    shared.issuer().reload(now),
+                    shared
+                        .attested()
+                        .reload(now)
+                        .map(|changed| changed.then(|| shared.attested().generation())),
+                )
+            })
+            .await;
+            let Ok((tokens, attested)) = reloaded else {
+                return;
+            };
+            match tokens {
+                Ok(true) => tracing::info!("token signing keys changed in the store; reloaded"),
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "cannot reload the token signing keys; keeping the current ones")
+                }
+            }
+            match attested {
+                Ok(Some(generation)) => tracing::info!(
+                    %generation,
+                    "attested signing certificates changed in the store; reloaded"
+                ),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(
+                    %error,
+                    "cannot reload the attested signing certificates; keeping the current ones"
+                ),
+            }
+        }
+    }))
+}
+
+/// Follows the fleet's scheduled events: whenever any host wrote them (a guest's approval
+/// there, its timer starting an event, an operator's command), this host reads them again,
+/// so its guests and its control API see the fleet's one state.
+pub(super) fn follow_events(shared: Arc<Shared>, mut changes: mpsc::Receiver<()>) -> Follower {
+    Follower(tokio::spawn(async move {
+        while changes.recv().await.is_some() {
+            let shared = Arc::clone(&shared);
+            match tokio::task::spawn_blocking(move || shared.events().reload()).await {
+                Ok(Ok(true)) => tracing::debug!("scheduled events changed in the store; reloaded"),
                 Ok(Ok(false)) => {}
                 Ok(Err(error)) => {
-                    tracing::warn!(%error, "cannot reload the token signing keys; keeping the current ones")
+                    tracing::warn!(%error, "cannot read the scheduled events again; serving the last known ones")
                 }
                 Err(_) => return,
             }

@@ -76,6 +76,7 @@ pub struct Server {
     /// Fleet mode: follows the shared store while the server lives.
     _follower: Option<follow::Follower>,
     _key_follower: Option<follow::Follower>,
+    _events_follower: Option<follow::Follower>,
 }
 
 /// A stalled write (a client that stopped reading its answer) is given up after this.
@@ -179,6 +180,7 @@ impl Server {
             load_time,
             _follower: opened.follower,
             _key_follower: opened.key_follower,
+            _events_follower: opened.events_follower,
         })
     }
 

@@ -31,6 +31,8 @@ pub(super) struct Opened {
     pub(super) hooks: Option<HookDelivery>,
     /// Fleet mode: the task following the shared store.
     pub(super) follower: Option<follow::Follower>,
+    /// Fleet mode: reads the scheduled events again whenever any host wrote them.
+    pub(super) events_follower: Option<follow::Follower>,
     /// Fleet mode: the task following the shared signing keys.
     pub(super) key_follower: Option<follow::Follower>,
     /// What must stay writable, for readiness.
@@ -219,6 +221,9 @@ pub(super) fn open(
     let key_follower = store
         .watch_keys()
         .map(|changes| follow::follow_keys(Arc::clone(&shared), changes));
+    let events_follower = store
+        .watch_events()
+        .map(|changes| follow::follow_events(Arc::clone(&shared), changes));
     apply(settings, &registry, definitions, file)?;
     registry.import_all_events();
     Ok(Opened {
@@ -228,6 +233,7 @@ pub(super) fn open(
         hooks,
         follower,
         key_follower,
+        events_follower,
         writable,
     })
 }

@@ -247,6 +247,7 @@ impl Redb {
                 events,
                 incarnations,
                 imported,
+                revision: 0,
             })
         })
     }

@@ -136,6 +136,9 @@ pub struct StoredEvents {
     pub events: Vec<Event>,
     pub incarnations: HashMap<String, u64>,
     pub imported: BTreeSet<String>,
+    /// The revision of this state, for a conditional [`Store::write_events`] (always 0 on the
+    /// embedded store, which has one writer).
+    pub revision: u64,
 }
 
 /// Where a VM definition came from: decides what reconciling a `--vms` file may change.
@@ -434,15 +437,31 @@ impl Store {
     }
 
     /// Records scheduled-event changes in one transaction: events written or removed, and the
-    /// incarnations that moved.
+    /// incarnations that moved. Returns the new events revision.
+    ///
+    /// `expect` is the revision the writer's events were read at ([`StoredEvents::revision`],
+    /// or what the writer's last write returned); `None` writes whatever is there. On a shared
+    /// store, where other hosts write events too, a write whose `expect` is no longer current
+    /// is refused whole ([`Error::PreconditionFailed`]): read again and redo the change. The
+    /// embedded store has one writer, so it never refuses and returns 0.
     pub fn write_events(
         &self,
+        expect: Option<u64>,
         written: &[&Event],
         removed: &[&str],
         incarnations: &[(&str, u64)],
         imported: &[&str],
-    ) -> Result<(), Error> {
-        on_backend!(self, b => b.write_events(written, removed, incarnations, imported))
+    ) -> Result<u64, Error> {
+        match &self.backend {
+            Backend::Redb(b) => {
+                // This process is the only writer: there is nothing to compare `expect` with.
+                let _ = expect;
+                b.write_events(written, removed, incarnations, imported)
+                    .map(|()| 0)
+            }
+            #[cfg(feature = "fleet")]
+            Backend::Etcd(b) => b.write_events(expect, written, removed, incarnations, imported),
+        }
     }
 
     /// Every VM's provisioning record, in VM id order.
@@ -516,6 +535,16 @@ impl Store {
             Backend::Redb(_) => None,
             #[cfg(feature = "fleet")]
             Backend::Etcd(b) => Some(b.watch_keys()),
+        }
+    }
+
+    /// A message whenever any host (this one too) wrote scheduled events; `None` on the
+    /// embedded store, where this process is the only writer.
+    pub fn watch_events(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        match &self.backend {
+            Backend::Redb(_) => None,
+            #[cfg(feature = "fleet")]
+            Backend::Etcd(b) => Some(b.watch_events()),
         }
     }
 

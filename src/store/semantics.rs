@@ -210,12 +210,26 @@ fn event(id: &str, target: &str) -> Event {
 
 fn events_and_provisioning_records_come_back(store: &Store) {
     let (e1, e2) = (event("E1", "a"), event("E2", "b"));
-    store
-        .write_events(&[&e1, &e2], &[], &[("a", 2), ("b", 5)], &["a/E1"])
+    let first = store
+        .write_events(None, &[&e1, &e2], &[], &[("a", 2), ("b", 5)], &["a/E1"])
         .unwrap();
-    store
-        .write_events(&[], &["E2"], &[("b", 6)], &["b/E2"])
+    let second = store
+        .write_events(Some(first), &[], &["E2"], &[("b", 6)], &["b/E2"])
         .unwrap();
+    let stored = store.events().unwrap();
+    assert_eq!(stored.revision, second);
+    if store.is_shared() {
+        assert!(second > first, "{first} then {second}");
+        // Another host wrote after `first`: a write made on what was read at `first` is
+        // refused whole, and nothing of it is stored.
+        let refused = store.write_events(Some(first), &[], &["E1"], &[("a", 9)], &[]);
+        assert!(
+            matches!(refused, Err(Error::PreconditionFailed { .. })),
+            "{refused:?}"
+        );
+    } else {
+        assert_eq!((first, second), (0, 0), "the embedded store has one writer");
+    }
     let stored = store.events().unwrap();
     assert_eq!(stored.events, [e1]);
     assert_eq!(stored.incarnations.get("a"), Some(&2));

@@ -52,7 +52,7 @@ async fn start() -> TestServer {
     .await
 }
 
-fn openssl(args: &[&str], dir: &Path) -> Output {
+pub(crate) fn openssl(args: &[&str], dir: &Path) -> Output {
     Command::new("openssl")
         .args(args)
         .current_dir(dir)
@@ -60,7 +60,7 @@ fn openssl(args: &[&str], dir: &Path) -> Output {
         .expect("the openssl command line is installed (scripts/install-test-deps.sh)")
 }
 
-fn ok(out: &Output) -> String {
+pub(crate) fn ok(out: &Output) -> String {
     assert!(
         out.status.success(),
         "openssl failed: {}",
@@ -77,7 +77,7 @@ fn unix(at: SystemTime) -> String {
 }
 
 /// The envelope of a 200 answer, after checking its bytes are §7.2's.
-fn signature_der(reply: &Reply) -> Vec<u8> {
+pub(crate) fn signature_der(reply: &Reply) -> Vec<u8> {
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(
         reply.header("content-type"),
@@ -139,7 +139,7 @@ impl Scratch {
 
 /// `openssl cms -verify` of `der` against `ca` at time `at`: whether it verified, and the
 /// content it wrote.
-fn cms_verify(dir: &Path, der: &[u8], ca: &str, at: SystemTime) -> (bool, Vec<u8>) {
+pub(crate) fn cms_verify(dir: &Path, der: &[u8], ca: &str, at: SystemTime) -> (bool, Vec<u8>) {
     std::fs::write(dir.join("doc.der"), der).unwrap();
     let _ = std::fs::remove_file(dir.join("content.out"));
     let out = openssl(

@@ -443,7 +443,7 @@ async fn openapi_document_matches_the_router() {
         }
         assert_ne!(reply.status, 405, "{method} {path}");
     }
-    assert_eq!(documented.len(), 38, "{documented:?}");
+    assert_eq!(documented.len(), 39, "{documented:?}");
     let undocumented = host.call("POST", "/v1/vms", Some(&json!({})), &[]).await;
     assert_eq!(undocumented.status, 405);
 }

@@ -34,8 +34,14 @@ mod fleet;
 /// Issue 11: three hosts on a three-member etcd cluster: leader killed, all of etcd stopped.
 #[cfg(feature = "fleet")]
 mod fleet_cluster;
+/// Issue 11: scheduled events as one state across a fleet: approvals, timers, hooks once.
+#[cfg(feature = "fleet")]
+mod fleet_events;
 /// Issue 11: the fleet's signing keys in etcd, sealed with the KEK; one JWKS, rotation seen.
 mod fleet_keys;
+/// Issue 11: two hypervisor hosts in network namespaces on one etcd, an outage, a move.
+#[cfg(feature = "fleet")]
+mod fleet_namespaces;
 /// Shell completions and man pages from the clap definitions, with real bash and man.
 mod generated;
 /// Issue 13: connection floods, slow clients, descriptor limits, the control API's shape.

@@ -1,17 +1,11 @@
 //! Sealed signing keys in etcd, `<prefix>keys/<collection>/<name>` (`sealed_keys.rs` says what
 //! a value holds), and a watch that says when any of them changed.
 
-use std::time::Duration;
-
-use etcd_client::{Compare, CompareOp, Txn, TxnOp, WatchOptions};
+use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use tokio::sync::mpsc;
 
 use crate::store::Error;
-use crate::store::etcd::{Etcd, range_end};
-
-/// After the key watch broke (etcd away): the first retry, doubled up to the maximum.
-const FIRST_RETRY: Duration = Duration::from_millis(200);
-const MAX_RETRY: Duration = Duration::from_secs(2);
+use crate::store::etcd::Etcd;
 
 impl Etcd {
     pub(in crate::store) fn key_records(
@@ -72,51 +66,8 @@ impl Etcd {
         Ok(())
     }
 
-    /// A message whenever a key under `<prefix>keys/` changed, and after the watch was
-    /// re-established (changes made meanwhile are not replayed: the receiver reads them all
-    /// again), until the receiver is dropped.
+    /// A message whenever a key under `<prefix>keys/` changed (see [`Etcd::watch_prefix`]).
     pub(in crate::store) fn watch_keys(&self) -> mpsc::Receiver<()> {
-        let (send, receive) = mpsc::channel(1);
-        let client = self.client.clone();
-        let start = self.key("keys/");
-        let runtime = self
-            .runtime
-            .as_ref()
-            .expect("the runtime lives as long as the store");
-        runtime.spawn(async move {
-            let end = range_end(&start);
-            let mut retry = FIRST_RETRY;
-            let mut interrupted = false;
-            loop {
-                let options = WatchOptions::new().with_range(end.clone());
-                let watch = client
-                    .watch_client()
-                    .watch(start.as_str(), Some(options))
-                    .await;
-                if let Ok(mut stream) = watch {
-                    while let Ok(Some(response)) = stream.message().await {
-                        if response.canceled() {
-                            break;
-                        }
-                        let changed = !response.events().is_empty()
-                            || (response.created() && std::mem::take(&mut interrupted));
-                        if response.created() {
-                            retry = FIRST_RETRY;
-                        }
-                        // A full channel already says "changed": the reader reloads everything.
-                        if changed && send.try_send(()).is_err() && send.is_closed() {
-                            return;
-                        }
-                    }
-                }
-                if send.is_closed() {
-                    return;
-                }
-                interrupted = true;
-                tokio::time::sleep(retry).await;
-                retry = (retry * 2).min(MAX_RETRY);
-            }
-        });
-        receive
+        self.watch_prefix("keys/")
     }
 }

@@ -7,6 +7,8 @@
 //! <prefix>incarnations/<vm>   a VM's DocumentIncarnation, decimal
 //! <prefix>imported/<vm>/<ev>  a definition event already imported (value unused)
 //! <prefix>provisioning/<vm>   a VM's provisioning record (opaque bytes)
+//! <prefix>events-written      put by every scheduled-events write: its mod_revision is the
+//!                             revision of the fleet's events, compared by the next write
 //! ```
 //!
 //! A VM's revision (its ETag) is its key's `mod_revision`: etcd makes it unique, increasing
@@ -21,6 +23,7 @@
 //! a call succeeds again, which is what `/readyz` and status report. A write that timed out may still have been applied by
 //! etcd: it was not acknowledged, and the next read shows whether it was.
 
+mod events;
 mod keys;
 mod records;
 #[cfg(test)]
@@ -213,12 +216,23 @@ impl Etcd {
     fn scan(
         &self,
         name: &str,
+        visit: impl FnMut(&str, &[u8], u64) -> Result<(), Error>,
+    ) -> Result<u64, Error> {
+        self.scan_at(name, 0, visit)
+    }
+
+    /// [`Etcd::scan`] at store revision `at` (0: the current one), so that several scans
+    /// read one state.
+    fn scan_at(
+        &self,
+        name: &str,
+        at: u64,
         mut visit: impl FnMut(&str, &[u8], u64) -> Result<(), Error>,
     ) -> Result<u64, Error> {
         let start = self.key(name);
         let end = range_end(&start);
         let mut from = start.clone().into_bytes();
-        let mut revision = 0;
+        let mut revision = i64::try_from(at).unwrap_or(i64::MAX);
         loop {
             let (page_from, page_end) = (from.clone(), end.clone());
             let mut response = self.call(move |mut kv| {

@@ -1,15 +1,10 @@
 //! The store's records as etcd keys: VMs (conditional writes by `mod_revision`, batches as one
 //! transaction), scheduled events, provisioning records.
 
-use std::collections::{BTreeSet, HashMap};
-
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
 
-use crate::events::Event;
-use crate::store::etcd::{Etcd, corrupt, revision_of};
-use crate::store::{
-    Checked, Error, Expect, Origin, RecordView, StoredEvents, StoredVm, record, stored_vm,
-};
+use crate::store::etcd::{Etcd, revision_of};
+use crate::store::{Checked, Error, Expect, Origin, RecordView, StoredVm, record, stored_vm};
 
 /// The changes of one batch, sent as one transaction when it commits.
 #[derive(Default)]
@@ -165,18 +160,24 @@ impl Etcd {
         Ok(value)
     }
 
+    /// Refuses `ops` operations when they are more than one transaction may hold.
+    pub(super) fn fits_one_transaction(&self, ops: usize) -> Result<(), Error> {
+        if ops > self.max_txn_ops {
+            return Err(Error::BatchTooLarge {
+                changes: ops,
+                limit: self.max_txn_ops,
+            });
+        }
+        Ok(())
+    }
+
     /// Commits `ops` together, or refuses them all when they are more than one transaction
     /// may hold.
     fn transaction(&self, ops: Vec<TxnOp>) -> Result<(), Error> {
         if ops.is_empty() {
             return Ok(());
         }
-        if ops.len() > self.max_txn_ops {
-            return Err(Error::BatchTooLarge {
-                changes: ops.len(),
-                limit: self.max_txn_ops,
-            });
-        }
+        self.fits_one_transaction(ops.len())?;
         let txn = Txn::new().and_then(ops);
         self.commit(move |mut kv| {
             let txn = txn.clone();
@@ -195,62 +196,6 @@ impl Etcd {
         _by: u64,
     ) -> Result<(), Error> {
         Ok(())
-    }
-
-    pub(in crate::store) fn events(&self) -> Result<StoredEvents, Error> {
-        let mut events = Vec::new();
-        self.scan("events/", |id, bytes, _| {
-            events.push(serde_json::from_slice(bytes).map_err(|e| corrupt(id, &e))?);
-            Ok(())
-        })?;
-        let mut incarnations = HashMap::new();
-        self.scan("incarnations/", |vm, bytes, _| {
-            let number = std::str::from_utf8(bytes)
-                .ok()
-                .and_then(|text| text.parse().ok())
-                .ok_or_else(|| corrupt(vm, &"an incarnation is not a number"))?;
-            incarnations.insert(vm.to_string(), number);
-            Ok(())
-        })?;
-        let mut imported = BTreeSet::new();
-        self.scan("imported/", |key, _, _| {
-            imported.insert(key.to_string());
-            Ok(())
-        })?;
-        Ok(StoredEvents {
-            events,
-            incarnations,
-            imported,
-        })
-    }
-
-    pub(in crate::store) fn write_events(
-        &self,
-        written: &[&Event],
-        removed: &[&str],
-        incarnations: &[(&str, u64)],
-        imported: &[&str],
-    ) -> Result<(), Error> {
-        let mut ops = Vec::new();
-        for event in written {
-            let bytes = serde_json::to_vec(event).expect("an Event serializes");
-            ops.push(TxnOp::put(
-                self.key(&format!("events/{}", event.id)),
-                bytes,
-                None,
-            ));
-        }
-        for id in removed {
-            ops.push(TxnOp::delete(self.key(&format!("events/{id}")), None));
-        }
-        for (vm, incarnation) in incarnations {
-            let key = self.key(&format!("incarnations/{vm}"));
-            ops.push(TxnOp::put(key, incarnation.to_string(), None));
-        }
-        for key in imported {
-            ops.push(TxnOp::put(self.key(&format!("imported/{key}")), "1", None));
-        }
-        self.transaction(ops)
     }
 
     pub(in crate::store) fn provisioning_records(&self) -> Result<Vec<(String, Vec<u8>)>, Error> {

@@ -1,5 +1,6 @@
 //! Following the VM records: one etcd watch of `<prefix>vms/`, re-established from the last
-//! revision seen whenever it breaks, until the receiver is dropped.
+//! revision seen whenever it breaks, until the receiver is dropped. And watches that only say
+//! "something under this prefix changed" (keys, scheduled events): their readers read it all.
 
 use std::time::Duration;
 
@@ -27,6 +28,54 @@ impl Etcd {
             .expect("the runtime lives as long as the store");
         runtime.spawn(follow(client, start, after, send));
         receive
+    }
+
+    /// A message whenever a key under `<prefix><name>` changed, and each time the watch was
+    /// (re-)established: changes made before are not replayed, so the receiver reads it all
+    /// again, which also covers anything written between its first read and the watch's
+    /// start. Until the receiver is dropped.
+    pub(in crate::store) fn watch_prefix(&self, name: &str) -> mpsc::Receiver<()> {
+        let (send, receive) = mpsc::channel(1);
+        let client = self.client.clone();
+        let start = self.key(name);
+        let runtime = self
+            .runtime
+            .as_ref()
+            .expect("the runtime lives as long as the store");
+        runtime.spawn(notify_changes(client, start, send));
+        receive
+    }
+}
+
+async fn notify_changes(client: etcd_client::Client, start: String, send: mpsc::Sender<()>) {
+    let end = range_end(&start);
+    let mut retry = FIRST_RETRY;
+    loop {
+        let options = WatchOptions::new().with_range(end.clone());
+        let watch = client
+            .watch_client()
+            .watch(start.as_str(), Some(options))
+            .await;
+        if let Ok(mut stream) = watch {
+            while let Ok(Some(response)) = stream.message().await {
+                if response.canceled() {
+                    break;
+                }
+                let changed = !response.events().is_empty() || response.created();
+                if response.created() {
+                    retry = FIRST_RETRY;
+                }
+                // A full channel already says "changed": the reader reads everything.
+                if changed && send.try_send(()).is_err() && send.is_closed() {
+                    return;
+                }
+            }
+        }
+        if send.is_closed() {
+            return;
+        }
+        tokio::time::sleep(retry).await;
+        retry = (retry * 2).min(MAX_RETRY);
     }
 }
 
