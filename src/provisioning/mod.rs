@@ -102,6 +102,36 @@ impl Provisioning {
         })
     }
 
+    /// Reads VM `vm`'s record from the store again, for a VM that another host of a fleet
+    /// served until now (it moved here), or that another host serves (the control API asks
+    /// here). Returns the record, Pending if there is none. Blocking (store IO).
+    pub fn refresh(&self, vm: &str) -> Result<Record, Error> {
+        let _serialized = lock(&self.writes);
+        let record = self.stored_record(vm)?;
+        self.changed.notify_waiters();
+        Ok(record)
+    }
+
+    /// The store's record of `vm` (Pending if none), also kept in memory. Call it holding
+    /// `writes`.
+    fn stored_record(&self, vm: &str) -> Result<Record, Error> {
+        let stored = self.store.provisioning_record(vm)?;
+        let record = stored.and_then(|bytes| match serde_json::from_slice::<Record>(&bytes) {
+            Ok(record) => Some(record),
+            Err(error) => {
+                tracing::warn!(%vm, %error, "stored provisioning record is unreadable; treated as Pending");
+                None
+            }
+        });
+        let mut records = lock(&self.records);
+        match &record {
+            Some(record) => records.insert(vm.to_string(), record.clone()),
+            None => records.remove(vm),
+        };
+        drop(records);
+        Ok(record.unwrap_or_else(Record::pending))
+    }
+
     /// VM `vm`'s record (Pending if nothing was reported).
     pub fn record(&self, vm: &str) -> Record {
         lock(&self.records)
@@ -129,6 +159,13 @@ impl Provisioning {
         if !self.budget(vm).try_acquire(self.clock.now()) {
             return Err(Error::Throttled);
         }
+        // In a fleet the store's record is the current one: the VM may have moved here
+        // since this host last saw it, or an operator reset it through another host.
+        let current = if self.store.is_shared() {
+            self.stored_record(vm)?
+        } else {
+            current
+        };
         let next = current.with(report);
         let bytes = serde_json::to_vec(&next).expect("a provisioning record serializes");
         self.store.put_provisioning(vm, &bytes)?;

@@ -469,6 +469,11 @@ impl Store {
         on_backend!(self, b => b.provisioning_records())
     }
 
+    /// VM `vm`'s provisioning record, if it has one.
+    pub fn provisioning_record(&self, vm: &str) -> Result<Option<Vec<u8>>, Error> {
+        on_backend!(self, b => b.provisioning_record(vm))
+    }
+
     /// Replaces VM `vm`'s provisioning record. Durable when it returns.
     pub fn put_provisioning(&self, vm: &str, record: &[u8]) -> Result<(), Error> {
         on_backend!(self, b => b.put_provisioning(vm, record))

@@ -24,6 +24,17 @@ impl Redb {
         })
     }
 
+    /// VM `vm`'s record, if it has one.
+    pub(super) fn provisioning_record(&self, vm: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.db.read(|read| {
+            let table = read.open_table(PROVISIONING).map_err(db)?;
+            Ok(table
+                .get(vm)
+                .map_err(db)?
+                .map(|value| value.value().to_vec()))
+        })
+    }
+
     /// Replaces VM `vm`'s record. Durable when it returns.
     pub(super) fn put_provisioning(&self, vm: &str, record: &[u8]) -> Result<(), Error> {
         self.db.write(|write| {

@@ -42,6 +42,9 @@ mod fleet_keys;
 /// Issue 11: two hypervisor hosts in network namespaces on one etcd, an outage, a move.
 #[cfg(feature = "fleet")]
 mod fleet_namespaces;
+/// Issue 11: a VM's provisioning record seen, waited for and reset through any host.
+#[cfg(feature = "fleet")]
+mod fleet_provisioning;
 /// Shell completions and man pages from the clap definitions, with real bash and man.
 mod generated;
 /// Issue 13: connection floods, slow clients, descriptor limits, the control API's shape.

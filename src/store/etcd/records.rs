@@ -207,6 +207,15 @@ impl Etcd {
         Ok(records)
     }
 
+    pub(in crate::store) fn provisioning_record(&self, vm: &str) -> Result<Option<Vec<u8>>, Error> {
+        let key = self.key(&format!("provisioning/{vm}"));
+        let mut response = self.call(move |mut kv| {
+            let key = key.clone();
+            async move { kv.get(key, None).await }
+        })?;
+        Ok(response.take_kvs().first().map(|kv| kv.value().to_vec()))
+    }
+
     pub(in crate::store) fn put_provisioning(&self, vm: &str, bytes: &[u8]) -> Result<(), Error> {
         let key = self.key(&format!("provisioning/{vm}"));
         let bytes = bytes.to_vec();
