@@ -183,10 +183,18 @@ pub(crate) fn serve_with(
 /// unanswered (it serves no VM with that caller: spec'd fail-closed behaviour).
 #[cfg(feature = "fleet")]
 pub(crate) async fn served_name(server: &Spawned) -> Option<String> {
+    served_to(server, std::net::Ipv4Addr::LOCALHOST).await
+}
+
+/// [`served_name`] for a guest connecting from `caller` (any 127/8 address is local).
+#[cfg(feature = "fleet")]
+pub(crate) async fn served_to(server: &Spawned, caller: std::net::Ipv4Addr) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(server.field("listen"))
-        .await
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(std::net::SocketAddr::from((caller, 0)))
         .unwrap();
+    let mut stream = socket.connect(server.guest).await.unwrap();
     let request = "GET /metadata/instance/compute/name?api-version=2021-02-01&format=text HTTP/1.1\r\nHost: 169.254.169.254\r\nMetadata: true\r\nConnection: close\r\n\r\n";
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
@@ -205,11 +213,21 @@ pub(crate) async fn served_name(server: &Spawned) -> Option<String> {
 /// through etcd's watch; there is nothing on this side to await but the answer).
 #[cfg(feature = "fleet")]
 pub(crate) async fn until_served(server: &Spawned, expected: Option<&str>) -> Duration {
+    until_served_to(server, std::net::Ipv4Addr::LOCALHOST, expected).await
+}
+
+/// [`until_served`] for a guest connecting from `caller`.
+#[cfg(feature = "fleet")]
+pub(crate) async fn until_served_to(
+    server: &Spawned,
+    caller: std::net::Ipv4Addr,
+    expected: Option<&str>,
+) -> Duration {
     let started = Instant::now();
-    while served_name(server).await.as_deref() != expected {
+    while served_to(server, caller).await.as_deref() != expected {
         assert!(
             started.elapsed() < Duration::from_secs(10),
-            "not serving {expected:?} after 10 s"
+            "{caller} not served {expected:?} after 10 s"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -31,6 +31,9 @@ mod embedding;
 mod faults;
 /// Issue 11: fleet mode, the real binary on a real etcd (with `--features fleet`).
 mod fleet;
+/// Issue 11: three hosts on a three-member etcd cluster: leader killed, all of etcd stopped.
+#[cfg(feature = "fleet")]
+mod fleet_cluster;
 /// Issue 11: scheduled events as one state across a fleet: approvals, timers, hooks once.
 #[cfg(feature = "fleet")]
 mod fleet_events;

@@ -27,7 +27,10 @@ impl Etcd {
     /// revision they are at.
     pub(in crate::store) fn events(&self) -> Result<StoredEvents, Error> {
         let key = self.key(WRITTEN);
-        let response = self.call(move |mut kv| async move { kv.get(key, None).await })?;
+        let response = self.call(move |mut kv| {
+            let key = key.clone();
+            async move { kv.get(key, None).await }
+        })?;
         let at = response
             .header()
             .map_or(0, |h| u64::try_from(h.revision()).unwrap_or(0));
@@ -101,7 +104,10 @@ impl Etcd {
             )],
         };
         let txn = Txn::new().when(compares).and_then(ops);
-        let response = self.commit(move |mut kv| async move { kv.txn(txn).await })?;
+        let response = self.commit(move |mut kv| {
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })?;
         if !response.succeeded() {
             return Err(Error::PreconditionFailed { current: None });
         }

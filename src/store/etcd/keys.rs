@@ -28,7 +28,10 @@ impl Etcd {
     ) -> Result<(), Error> {
         let key = self.key(&format!("keys/{collection}/{name}"));
         let bytes = bytes.to_vec();
-        self.commit(move |mut kv| async move { kv.put(key, bytes, None).await })?;
+        self.commit(move |mut kv| {
+            let (key, bytes) = (key.clone(), bytes.clone());
+            async move { kv.put(key, bytes, None).await }
+        })?;
         Ok(())
     }
 
@@ -43,7 +46,10 @@ impl Etcd {
         let txn = Txn::new()
             .when([Compare::version(key.as_str(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key.as_str(), bytes.to_vec(), None)]);
-        let response = self.commit(move |mut kv| async move { kv.txn(txn).await })?;
+        let response = self.commit(move |mut kv| {
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })?;
         Ok(response.succeeded())
     }
 
@@ -53,7 +59,10 @@ impl Etcd {
         name: &str,
     ) -> Result<(), Error> {
         let key = self.key(&format!("keys/{collection}/{name}"));
-        self.commit(move |mut kv| async move { kv.delete(key, None).await })?;
+        self.commit(move |mut kv| {
+            let key = key.clone();
+            async move { kv.delete(key, None).await }
+        })?;
         Ok(())
     }
 

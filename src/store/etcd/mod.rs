@@ -17,9 +17,10 @@
 //!
 //! The store's interface is synchronous (its callers run it on blocking threads), the client
 //! is async: the backend owns a one-thread runtime and each call waits for its future there,
-//! bounded by [`CALL_TIMEOUT`]. A call that fails or times out is [`Error::Unavailable`]
-//! (503, never acknowledged), and marks the store failing until a call succeeds again, which
-//! is what `/readyz` and status report. A write that timed out may still have been applied by
+//! bounded by [`CALL_TIMEOUT`]. A call that could not connect to the member the client
+//! picked is tried again on another ([`until_connected`]); one that fails otherwise or times
+//! out is [`Error::Unavailable`] (503, never acknowledged), and marks the store failing until
+//! a call succeeds again, which is what `/readyz` and status report. A write that timed out may still have been applied by
 //! etcd: it was not acknowledged, and the next read shows whether it was.
 
 mod events;
@@ -27,6 +28,8 @@ mod keys;
 mod records;
 #[cfg(test)]
 pub(super) mod testing;
+#[cfg(test)]
+mod tests;
 mod watch;
 
 use std::fmt;
@@ -47,6 +50,12 @@ pub(super) use records::EtcdBatch;
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long connecting to a member may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How many times one call is tried while no connection can be made ([`until_connected`]):
+/// with one member of three down a try fails about one time in four, so twelve fail together
+/// about once in 16 million calls. With every member down and refusing connections the call
+/// fails within a second; a member that does not answer at all costs a connect timeout
+/// per try, and the whole call is bounded by [`CALL_TIMEOUT`] either way.
+const CONNECT_TRIES: u32 = 12;
 /// Records read per range request when loading everything (etcd's default request limit is
 /// 1.5 MiB for writes; responses are bounded by gRPC's message size, 4 MiB in this client).
 const PAGE: i64 = 500;
@@ -130,8 +139,9 @@ impl Etcd {
     }
 
     /// Runs one call against etcd on the client's runtime and waits for it, recording the
-    /// store's health from the outcome.
-    fn call<T, F>(&self, call: impl FnOnce(KvClient) -> F) -> Result<T, Error>
+    /// store's health from the outcome. `call` may run more than once: see
+    /// [`until_connected`].
+    fn call<T, F>(&self, call: impl Fn(KvClient) -> F + Send + 'static) -> Result<T, Error>
     where
         T: Send + 'static,
         F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
@@ -140,7 +150,7 @@ impl Etcd {
             .runtime
             .as_ref()
             .expect("the runtime lives as long as the store");
-        match wait(runtime, call(self.client.kv_client())) {
+        match wait(runtime, until_connected(self.client.kv_client(), call)) {
             Ok(value) => {
                 *self.failure() = None;
                 Ok(value)
@@ -160,7 +170,7 @@ impl Etcd {
     }
 
     /// A write: its duration goes into the commit histogram when it succeeds.
-    fn commit<T, F>(&self, call: impl FnOnce(KvClient) -> F) -> Result<T, Error>
+    fn commit<T, F>(&self, call: impl Fn(KvClient) -> F + Send + 'static) -> Result<T, Error>
     where
         T: Send + 'static,
         F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
@@ -174,24 +184,30 @@ impl Etcd {
     /// How many keys start with `name`.
     fn count(&self, name: &str) -> Result<u64, Error> {
         let key = self.key(name);
-        self.call(move |mut kv| async move {
-            let response = kv
-                .get(key, Some(GetOptions::new().with_prefix().with_count_only()))
-                .await?;
-            Ok(u64::try_from(response.count()).unwrap_or(0))
+        self.call(move |mut kv| {
+            let key = key.clone();
+            async move {
+                let response = kv
+                    .get(key, Some(GetOptions::new().with_prefix().with_count_only()))
+                    .await?;
+                Ok(u64::try_from(response.count()).unwrap_or(0))
+            }
         })
     }
 
     /// The cluster's revision now.
     pub(super) fn revision(&self) -> Result<u64, Error> {
         let key = self.key("vms/");
-        self.call(move |mut kv| async move {
-            let response = kv
-                .get(key, Some(GetOptions::new().with_prefix().with_count_only()))
-                .await?;
-            Ok(response
-                .header()
-                .map_or(0, |h| u64::try_from(h.revision()).unwrap_or(0)))
+        self.call(move |mut kv| {
+            let key = key.clone();
+            async move {
+                let response = kv
+                    .get(key, Some(GetOptions::new().with_prefix().with_count_only()))
+                    .await?;
+                Ok(response
+                    .header()
+                    .map_or(0, |h| u64::try_from(h.revision()).unwrap_or(0)))
+            }
         })
     }
 
@@ -219,12 +235,15 @@ impl Etcd {
         let mut revision = i64::try_from(at).unwrap_or(i64::MAX);
         loop {
             let (page_from, page_end) = (from.clone(), end.clone());
-            let mut response = self.call(move |mut kv| async move {
-                let options = GetOptions::new()
-                    .with_range(page_end)
-                    .with_limit(PAGE)
-                    .with_revision(revision);
-                kv.get(page_from, Some(options)).await
+            let mut response = self.call(move |mut kv| {
+                let (page_from, page_end) = (page_from.clone(), page_end.clone());
+                async move {
+                    let options = GetOptions::new()
+                        .with_range(page_end)
+                        .with_limit(PAGE)
+                        .with_revision(revision);
+                    kv.get(page_from, Some(options)).await
+                }
             })?;
             if revision == 0 {
                 revision = response.header().map_or(0, |h| h.revision());
@@ -291,6 +310,40 @@ fn connect_options(options: &EtcdOptions) -> Result<ConnectOptions, Error> {
         connect = connect.with_tls(config);
     }
     Ok(connect)
+}
+
+/// Runs `call`, and again (at most [`CONNECT_TRIES`] times in all, a short pause between)
+/// while it failed because no connection to the member the client picked could be made. The
+/// client balances calls over every endpoint and keeps picking a member that is down (about
+/// one call in four with one of three down, tests/it/fleet_cluster.rs measured); such a call
+/// was never sent (tonic's `Reconnect::call` returns the connect error in place of sending
+/// it), so trying again, on whichever member is picked next, is safe for a write too. Any other failure is returned at once: the call may have reached etcd.
+async fn until_connected<T, F>(
+    kv: KvClient,
+    call: impl Fn(KvClient) -> F,
+) -> Result<T, etcd_client::Error>
+where
+    F: Future<Output = Result<T, etcd_client::Error>>,
+{
+    let mut pause = Duration::from_millis(10);
+    let mut tries = 1;
+    loop {
+        match call(kv.clone()).await {
+            Err(error) if tries < CONNECT_TRIES && never_connected(&error) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(100));
+                tries += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// The call failed because no connection could be made (refused, or its connect timeout).
+/// tonic reports it as `Unavailable` with the connector's error as its source, a type that
+/// is not public: it is recognised by its name, which the status' text includes.
+fn never_connected(error: &etcd_client::Error) -> bool {
+    error.to_string().contains("ConnectError(")
 }
 
 /// Runs `future` on `runtime` and blocks this thread until it is done (or [`CALL_TIMEOUT`]

@@ -74,7 +74,10 @@ impl Etcd {
 
     pub(in crate::store) fn vm(&self, id: &str) -> Result<Option<StoredVm>, Error> {
         let key = self.key(&format!("vms/{id}"));
-        let mut response = self.call(move |mut kv| async move { kv.get(key, None).await })?;
+        let mut response = self.call(move |mut kv| {
+            let key = key.clone();
+            async move { kv.get(key, None).await }
+        })?;
         response
             .take_kvs()
             .first()
@@ -101,7 +104,10 @@ impl Etcd {
                 Some(PutOptions::new().with_prev_key()),
             )])
             .or_else([TxnOp::get(key.as_str(), None)]);
-        let response = self.commit(move |mut kv| async move { kv.txn(txn).await })?;
+        let response = self.commit(move |mut kv| {
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })?;
         let responses = response.op_responses();
         if !response.succeeded() {
             return Err(Error::PreconditionFailed {
@@ -125,7 +131,10 @@ impl Etcd {
             .when(compare(&key, expect))
             .and_then([TxnOp::delete(key.as_str(), None)])
             .or_else([TxnOp::get(key.as_str(), None)]);
-        let response = self.commit(move |mut kv| async move { kv.txn(txn).await })?;
+        let response = self.commit(move |mut kv| {
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })?;
         let responses = response.op_responses();
         if !response.succeeded() {
             return Err(Error::PreconditionFailed {
@@ -170,7 +179,10 @@ impl Etcd {
         }
         self.fits_one_transaction(ops.len())?;
         let txn = Txn::new().and_then(ops);
-        self.commit(move |mut kv| async move { kv.txn(txn).await })?;
+        self.commit(move |mut kv| {
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })?;
         Ok(())
     }
 
@@ -197,20 +209,29 @@ impl Etcd {
 
     pub(in crate::store) fn provisioning_record(&self, vm: &str) -> Result<Option<Vec<u8>>, Error> {
         let key = self.key(&format!("provisioning/{vm}"));
-        let mut response = self.call(move |mut kv| async move { kv.get(key, None).await })?;
+        let mut response = self.call(move |mut kv| {
+            let key = key.clone();
+            async move { kv.get(key, None).await }
+        })?;
         Ok(response.take_kvs().first().map(|kv| kv.value().to_vec()))
     }
 
     pub(in crate::store) fn put_provisioning(&self, vm: &str, bytes: &[u8]) -> Result<(), Error> {
         let key = self.key(&format!("provisioning/{vm}"));
         let bytes = bytes.to_vec();
-        self.commit(move |mut kv| async move { kv.put(key, bytes, None).await })?;
+        self.commit(move |mut kv| {
+            let (key, bytes) = (key.clone(), bytes.clone());
+            async move { kv.put(key, bytes, None).await }
+        })?;
         Ok(())
     }
 
     pub(in crate::store) fn delete_provisioning(&self, vm: &str) -> Result<bool, Error> {
         let key = self.key(&format!("provisioning/{vm}"));
-        let response = self.commit(move |mut kv| async move { kv.delete(key, None).await })?;
+        let response = self.commit(move |mut kv| {
+            let key = key.clone();
+            async move { kv.delete(key, None).await }
+        })?;
         Ok(response.deleted() > 0)
     }
 }

@@ -1,12 +1,18 @@
 //! A real etcd for tests: Debian's `etcd` (package etcd-server) started on loopback ports in a
 //! temporary directory, killed and removed when dropped. The start recipe and its pitfalls are
 //! in dependencies-and-ceilings.md §2 (`--logger zap` with `--log-outputs`, a metrics port of
-//! its own).
+//! its own). `testing_cluster.rs` runs three of them as one cluster.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+// Restarts and whole-cluster stops are used by tests/it/fleet_cluster.rs only.
+#[allow(dead_code)]
+#[path = "testing_cluster.rs"]
+mod cluster;
+pub(crate) use cluster::TestCluster;
 
 /// How long etcd may take to answer after it was started (it measured 0.63 s here).
 const READY_WITHIN: Duration = Duration::from_secs(20);
@@ -18,6 +24,9 @@ pub(crate) struct TestEtcd {
     dir: PathBuf,
     /// Client, peer and metrics listeners.
     ports: [SocketAddr; 3],
+    /// `--name`, and `--initial-cluster` (`name=peer-url,…`): this member alone, or a cluster.
+    name: String,
+    initial_cluster: String,
 }
 
 impl TestEtcd {
@@ -32,13 +41,28 @@ impl TestEtcd {
     /// A member's directory and ports, not started yet ([`TestEtcd::restart`] starts it):
     /// for clients that must start before etcd does.
     pub(crate) fn reserve(name: &str) -> TestEtcd {
-        let dir = std::env::temp_dir().join(format!("azimds-etcd-{name}-{}", std::process::id()));
+        let ports = free_ports();
+        let alone = format!("t=http://{}", ports[1]);
+        TestEtcd::member(name, "t", ports, alone)
+    }
+
+    /// A member named `member` of the cluster `initial_cluster`, on `ports`, not started yet;
+    /// its directory is named after `label`.
+    fn member(
+        label: &str,
+        member: &str,
+        ports: [SocketAddr; 3],
+        initial_cluster: String,
+    ) -> TestEtcd {
+        let dir = std::env::temp_dir().join(format!("azimds-etcd-{label}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TestEtcd {
             child: None,
             dir,
-            ports: free_ports(),
+            ports,
+            name: member.to_string(),
+            initial_cluster,
         }
     }
 
@@ -53,7 +77,7 @@ impl TestEtcd {
     /// Starts the member (again) on its data directory and ports.
     pub(crate) fn restart(&mut self) {
         self.stop();
-        self.child = Some(spawn(&self.dir, self.ports));
+        self.child = Some(spawn(self));
         self.wait_until_listening();
     }
 
@@ -91,16 +115,18 @@ impl Drop for TestEtcd {
     }
 }
 
-fn spawn(dir: &Path, [client, peer, metrics]: [SocketAddr; 3]) -> Child {
+fn spawn(member: &TestEtcd) -> Child {
+    let [client, peer, metrics] = member.ports;
+    let dir = &member.dir;
     let url = |addr: SocketAddr| format!("http://{addr}");
     Command::new("etcd")
-        .args(["--name", "t", "--data-dir"])
+        .args(["--name", &member.name, "--data-dir"])
         .arg(dir.join("data"))
         .args(["--listen-client-urls", &url(client)])
         .args(["--advertise-client-urls", &url(client)])
         .args(["--listen-peer-urls", &url(peer)])
         .args(["--initial-advertise-peer-urls", &url(peer)])
-        .args(["--initial-cluster", &format!("t={}", url(peer))])
+        .args(["--initial-cluster", &member.initial_cluster])
         .args(["--initial-cluster-state", "new"])
         .args(["--listen-metrics-urls", &url(metrics)])
         .args(["--logger", "zap", "--log-outputs"])
