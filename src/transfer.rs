@@ -28,7 +28,10 @@ use crate::definition::{self, checked};
 use crate::events::Event;
 use crate::identity::keys::KeyStore;
 use crate::store::sealed_keys::SealedKey;
-use crate::store::{Checked, Expect, Kek, Origin, Store};
+use crate::store::{self, Checked, Kek, Origin, Store};
+
+/// The most records one import transaction writes on the embedded store.
+const IMPORT_CHUNK: usize = 5_000;
 
 pub const FORMAT: &str = "azimds-store";
 pub const VERSION: u64 = 1;
@@ -236,28 +239,37 @@ pub fn import(
             }
         }
     }
-    for (id, origin, written, form) in &vms {
-        let checked = Checked {
-            by: fingerprint,
-            form,
-        };
-        store.put_vm(id, *origin, written, checked, Expect::Anything)?;
-        imported.vms += 1;
+    // Records are written in transactions as large as the store takes (etcd's
+    // `--max-txn-ops`; an events write also puts the events revision, one more), and at most
+    // IMPORT_CHUNK at a time on the embedded store, whose transaction holds its pages in memory.
+    let per_transaction = store.changes_per_transaction().clamp(2, IMPORT_CHUNK);
+    for chunk in vms.chunks(per_transaction) {
+        store.batch(|batch| {
+            for (id, origin, written, form) in chunk {
+                let checked = Checked {
+                    by: fingerprint,
+                    form,
+                };
+                batch.put(id, *origin, written, checked)?;
+            }
+            Ok::<_, store::Error>(())
+        })?;
+        imported.vms += chunk.len();
     }
     for (vm, bytes) in &provisioning {
         store.put_provisioning(vm, bytes)?;
         imported.provisioning += 1;
     }
-    // One record per transaction: an etcd transaction holds only so many (`--max-txn-ops`).
-    for event in &events {
-        store.write_events(None, &[*event], &[], &[], &[])?;
-        imported.events += 1;
+    let per_events_write = per_transaction - 1;
+    for chunk in events.chunks(per_events_write) {
+        store.write_events(None, chunk, &[], &[], &[])?;
+        imported.events += chunk.len();
     }
-    for incarnation in &incarnations {
-        store.write_events(None, &[], &[], std::slice::from_ref(incarnation), &[])?;
+    for chunk in incarnations.chunks(per_events_write) {
+        store.write_events(None, &[], &[], chunk, &[])?;
     }
-    for mark in &marks {
-        store.write_events(None, &[], &[], &[], &[*mark])?;
+    for chunk in marks.chunks(per_events_write) {
+        store.write_events(None, &[], &[], &[], chunk)?;
     }
     for (key_store, stored) in &opened_keys {
         key_store.save(stored)?;

@@ -70,7 +70,12 @@ pub async fn store(
             without_keys,
             store,
         } => {
-            let opened = open(store, default_data, !without_keys, false)?;
+            let keys = if without_keys {
+                KeysWanted::No
+            } else {
+                KeysWanted::Required
+            };
+            let opened = open(store, default_data, keys, false)?;
             let mut file;
             let target: &mut dyn Write = match output.as_deref() {
                 None => out,
@@ -94,7 +99,9 @@ pub async fn store(
             Ok(())
         }
         StoreCommand::Import { file, force, store } => {
-            let opened = open(store, default_data, true, true)?;
+            // A file without keys needs no KEK; one with keys and none given is refused
+            // with the reason when its first key line is read, before anything is written.
+            let opened = open(store, default_data, KeysWanted::IfGiven, true)?;
             let input: Box<dyn std::io::BufRead> = if file == Path::new("-") {
                 Box::new(std::io::BufReader::new(std::io::stdin()))
             } else {
@@ -123,26 +130,38 @@ struct Opened {
     keys: Option<Keys>,
 }
 
-/// Opens the store and, when `with_keys`, its key stores and the KEK (required then). An
-/// embedded store is made only when `creating` (an import); an export of a data directory
-/// without one is refused rather than exporting a new, empty store.
+/// Whether a store tool opens the store's signing keys (with the KEK).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KeysWanted {
+    /// An export with keys: the KEK is required.
+    Required,
+    /// An import: the keys are opened when a KEK is given.
+    IfGiven,
+    /// `--without-keys`.
+    No,
+}
+
+/// Opens the store and, as `keys` says, its key stores and the KEK. An embedded store is
+/// made only when `creating` (an import); an export of a data directory without one is
+/// refused rather than exporting a new, empty store.
 fn open(
     args: StoreToolArgs,
     default_data: impl FnOnce() -> PathBuf,
-    with_keys: bool,
+    keys: KeysWanted,
     creating: bool,
 ) -> Result<Opened, Failure> {
     let usage = |message: String| Failure::new(2, message);
     let failed = |message: String| Failure::new(1, message);
     let (location, kek_file) = resolve_for_tool(args.store).map_err(usage)?;
-    let kek = match (kek_file, with_keys) {
+    let with_keys = keys != KeysWanted::No;
+    let kek = match (kek_file, keys) {
         (Some(path), _) => Some(Kek::from_file(&path).map_err(|e| usage(e.to_string()))?),
-        (None, true) => {
+        (None, KeysWanted::Required) => {
             return Err(usage(
                 "signing keys are exported sealed with a key-encryption key: give --kek-file (32 random bytes, owner-only), or --without-keys to leave them out".into(),
             ));
         }
-        (None, false) => None,
+        (None, _) => None,
     };
     match location {
         StoreLocation::Embedded => {
@@ -153,6 +172,15 @@ fn open(
                     "there is no store at {} (give the server's --data)",
                     path.display()
                 )));
+            }
+            if creating && !data.exists() {
+                // Owner-only, as `serve` makes it (it holds the control token and keys).
+                std::os::unix::fs::DirBuilderExt::mode(
+                    std::fs::DirBuilder::new().recursive(true),
+                    0o700,
+                )
+                .create(&data)
+                .map_err(|e| failed(format!("cannot create {}: {e}", data.display())))?;
             }
             let store =
                 Arc::new(Store::open(&path).map_err(|e| {

@@ -403,6 +403,16 @@ impl Store {
         on_backend!(self, b => b.delete_vm(id, expect))
     }
 
+    /// The most changes one transaction may hold: etcd's (`--etcd-max-txn-ops`); the
+    /// embedded store has no such limit.
+    pub fn changes_per_transaction(&self) -> usize {
+        match &self.backend {
+            Backend::Redb(_) => usize::MAX,
+            #[cfg(feature = "fleet")]
+            Backend::Etcd(b) => b.max_txn_ops(),
+        }
+    }
+
     /// Runs `fill` on one transaction and commits it if `fill` succeeds: every change is
     /// durable when this returns `Ok`, and none is made if `fill` fails (or the commit does).
     pub fn batch<T, E: From<Error>>(

@@ -232,3 +232,86 @@ async fn a_store_moves_redb_to_etcd_and_back_with_nothing_lost() {
         "and back, unchanged"
     );
 }
+
+/// A file of more records than one etcd transaction holds (`--etcd-max-txn-ops 4` here) is
+/// written in several, and every record arrives; the same file into the embedded store too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_larger_than_one_transaction_writes_every_record() {
+    let etcd = etcd::TestEtcd::start("it-transfer-chunks");
+    let dir = TempDir::new("store-transfer-chunks");
+    let file = dir.path().join("many.jsonl");
+    let mut lines = vec![
+        r#"{"kind":"header","format":"azimds-store","version":1,"backend":"redb","keys":false}"#
+            .to_string(),
+    ];
+    for n in 0..25 {
+        let entry = json!({"callers": [format!("10.1.0.{n}")],
+                           "instance": {"compute": {"name": format!("chunk-{n}")}}});
+        lines.push(
+            json!({"kind": "vm", "id": format!("vm{n}"), "origin": "api", "entry": entry})
+                .to_string(),
+        );
+        lines.push(
+            json!({"kind": "incarnation", "vm": format!("vm{n}"), "incarnation": n + 2})
+                .to_string(),
+        );
+    }
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let endpoint = format!("etcd://{}", etcd.endpoint());
+    let kek_path = kek_file(dir.path());
+    let kek = kek_path.to_str().unwrap();
+    let etcd_store = [
+        "--store",
+        endpoint.as_str(),
+        "--etcd-prefix",
+        "/chunks/",
+        "--kek-file",
+        kek,
+        "--etcd-max-txn-ops",
+        "4",
+    ];
+    let mut import = vec!["store", "import", file.to_str().unwrap()];
+    import.extend_from_slice(&etcd_store);
+    succeeded(azimds(&import));
+    let data = dir.path().join("redb");
+    let data = data.to_str().unwrap();
+    succeeded(azimds(&[
+        "store",
+        "import",
+        file.to_str().unwrap(),
+        "--data",
+        data,
+    ]));
+
+    for target in [&etcd_store[..], &["--data", data][..]] {
+        let out = dir.path().join("out.jsonl");
+        let mut export = vec![
+            "store",
+            "export",
+            "--without-keys",
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        export.extend_from_slice(target);
+        succeeded(azimds(&export));
+        let text = std::fs::read_to_string(&out).unwrap();
+        let kinds: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let count = |kind: &str| kinds.iter().filter(|v| v["kind"] == kind).count();
+        assert_eq!((count("vm"), count("incarnation")), (25, 25), "{target:?}");
+        let names: std::collections::BTreeSet<String> = kinds
+            .iter()
+            .filter(|v| v["kind"] == "vm")
+            .map(|v| {
+                v["entry"]["instance"]["compute"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(names.len(), 25);
+        assert!(names.contains("chunk-24"), "{names:?}");
+    }
+}

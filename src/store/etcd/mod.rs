@@ -117,6 +117,10 @@ impl Etcd {
         Ok(etcd)
     }
 
+    pub(super) fn max_txn_ops(&self) -> usize {
+        self.max_txn_ops
+    }
+
     pub(super) fn commit_times(&self) -> &Histogram {
         &self.commits
     }
