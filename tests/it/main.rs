@@ -45,6 +45,9 @@ mod fleet_namespaces;
 /// Issue 11: a VM's provisioning record seen, waited for and reset through any host.
 #[cfg(feature = "fleet")]
 mod fleet_provisioning;
+/// Issue 11: etcd with TLS client certificates and user/password auth (openssl, etcdctl).
+#[cfg(feature = "fleet")]
+mod fleet_security;
 /// Shell completions and man pages from the clap definitions, with real bash and man.
 mod generated;
 /// Issue 13: connection floods, slow clients, descriptor limits, the control API's shape.

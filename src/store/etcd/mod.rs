@@ -104,7 +104,20 @@ impl Etcd {
         let client = wait(&runtime, async move {
             Client::connect(endpoints, Some(connect)).await
         })
-        .map_err(|reason| unavailable(format!("cannot connect to etcd: {reason}")))?;
+        .map_err(|reason| {
+            // A wrong user or password is a setting no retry fixes (like an unreadable TLS
+            // file): the start stops with the reason rather than waiting for ever. etcd says
+            // it in this message (its ErrAuthFailed) with gRPC's InvalidArgument.
+            if reason.contains("authentication failed") {
+                Error::Settings {
+                    reason: format!(
+                        "etcd refused the user name or password (--etcd-user, --etcd-password-file): {reason}"
+                    ),
+                }
+            } else {
+                unavailable(format!("cannot connect to etcd: {reason}"))
+            }
+        })?;
         let etcd = Etcd {
             runtime: Some(runtime),
             client,

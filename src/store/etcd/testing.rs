@@ -27,6 +27,9 @@ pub(crate) struct TestEtcd {
     /// `--name`, and `--initial-cluster` (`name=peer-url,…`): this member alone, or a cluster.
     name: String,
     initial_cluster: String,
+    /// Client TLS: the member's certificate, key and the CA its clients' certificates must
+    /// chain to (`--client-cert-auth`); `None`: plain HTTP.
+    client_tls: Option<[PathBuf; 3]>,
 }
 
 impl TestEtcd {
@@ -63,7 +66,23 @@ impl TestEtcd {
             ports,
             name: member.to_string(),
             initial_cluster,
+            client_tls: None,
         }
+    }
+
+    /// [`TestEtcd::start`] serving its clients over TLS with `cert` and `key`, and requiring
+    /// a client certificate issued by `ca`.
+    #[allow(dead_code)] // tests/it/fleet_security.rs only
+    pub(crate) fn start_with_client_tls(
+        name: &str,
+        cert: PathBuf,
+        key: PathBuf,
+        ca: PathBuf,
+    ) -> TestEtcd {
+        let mut etcd = TestEtcd::reserve(name);
+        etcd.client_tls = Some([cert, key, ca]);
+        etcd.restart();
+        etcd
     }
 
     /// Kills the member (SIGKILL: what a crash or a lost host looks like to clients).
@@ -119,11 +138,26 @@ fn spawn(member: &TestEtcd) -> Child {
     let [client, peer, metrics] = member.ports;
     let dir = &member.dir;
     let url = |addr: SocketAddr| format!("http://{addr}");
-    Command::new("etcd")
+    let client_url = match member.client_tls {
+        Some(_) => format!("https://{client}"),
+        None => url(client),
+    };
+    let mut command = Command::new("etcd");
+    if let Some([cert, key, ca]) = &member.client_tls {
+        command
+            .arg("--cert-file")
+            .arg(cert)
+            .arg("--key-file")
+            .arg(key)
+            .arg("--trusted-ca-file")
+            .arg(ca)
+            .arg("--client-cert-auth");
+    }
+    command
         .args(["--name", &member.name, "--data-dir"])
         .arg(dir.join("data"))
-        .args(["--listen-client-urls", &url(client)])
-        .args(["--advertise-client-urls", &url(client)])
+        .args(["--listen-client-urls", &client_url])
+        .args(["--advertise-client-urls", &client_url])
         .args(["--listen-peer-urls", &url(peer)])
         .args(["--initial-advertise-peer-urls", &url(peer)])
         .args(["--initial-cluster", &member.initial_cluster])
