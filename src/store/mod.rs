@@ -25,6 +25,7 @@ mod health;
 pub mod kek;
 pub(crate) mod location;
 mod migrations;
+mod progress;
 mod provisioning;
 mod record;
 pub mod sealed_keys;
@@ -47,6 +48,7 @@ pub use applied::FileMark;
 pub use health::{StoreFailure, StoreHealth};
 pub use kek::Kek;
 pub use location::{EtcdAuth, EtcdOptions, EtcdTls, StoreLocation};
+pub use progress::ProgressReporter;
 pub use record::{Checked, RecordView};
 pub use sealed_keys::{ATTESTED_KEYS, IDENTITY_KEYS, SealedKeyStore};
 pub use watch::{OwnedRecord, VmChange, WatchEvent};
@@ -453,9 +455,12 @@ impl Store {
         imported: &[&str],
     ) -> Result<u64, Error> {
         match &self.backend {
-            Backend::Redb(b) => b
-                .write_events(written, removed, incarnations, imported)
-                .map(|()| 0),
+            Backend::Redb(b) => {
+                // One writer: nothing to compare against.
+                let _ = expect;
+                b.write_events(written, removed, incarnations, imported)
+                    .map(|()| 0)
+            }
             #[cfg(feature = "fleet")]
             Backend::Etcd(b) => b.write_events(expect, written, removed, incarnations, imported),
         }
@@ -532,6 +537,42 @@ impl Store {
             Backend::Redb(_) => None,
             #[cfg(feature = "fleet")]
             Backend::Etcd(b) => Some(b.watch_keys()),
+        }
+    }
+
+    /// Fleet mode: writes `host`'s progress (`applied`) under a lease kept alive from now on,
+    /// before returning; `None` on the embedded store (no fleet).
+    pub fn start_progress(
+        &self,
+        host: &str,
+        applied: u64,
+    ) -> Result<Option<ProgressReporter>, Error> {
+        match &self.backend {
+            Backend::Redb(_) => {
+                let _ = (host, applied);
+                Ok(None)
+            }
+            #[cfg(feature = "fleet")]
+            Backend::Etcd(b) => b.start_progress(host, applied).map(Some),
+        }
+    }
+
+    /// Every live host's progress (host name → the newest revision its snapshot applied);
+    /// empty on the embedded store.
+    pub fn progress(&self) -> Result<std::collections::BTreeMap<String, u64>, Error> {
+        match &self.backend {
+            Backend::Redb(_) => Ok(std::collections::BTreeMap::new()),
+            #[cfg(feature = "fleet")]
+            Backend::Etcd(b) => b.progress(),
+        }
+    }
+
+    /// A message whenever a host's progress changed or vanished; `None` on the embedded store.
+    pub fn watch_progress(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        match &self.backend {
+            Backend::Redb(_) => None,
+            #[cfg(feature = "fleet")]
+            Backend::Etcd(b) => Some(b.watch_progress()),
         }
     }
 

@@ -326,8 +326,8 @@ async fn a_write_through_one_host_is_served_by_the_host_it_names() {
 /// A loopback TCP proxy in front of etcd that the test can cut (every connection dropped,
 /// new ones refused) and reopen: one host losing etcd while the others keep it.
 #[cfg(feature = "fleet")]
-struct CuttableProxy {
-    addr: std::net::SocketAddr,
+pub(crate) struct CuttableProxy {
+    pub(crate) addr: std::net::SocketAddr,
     open: std::sync::Arc<std::sync::atomic::AtomicBool>,
     connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
     accept: tokio::task::JoinHandle<()>,
@@ -335,7 +335,7 @@ struct CuttableProxy {
 
 #[cfg(feature = "fleet")]
 impl CuttableProxy {
-    async fn start(to: String) -> CuttableProxy {
+    pub(crate) async fn start(to: String) -> CuttableProxy {
         use std::sync::atomic::Ordering;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -364,14 +364,14 @@ impl CuttableProxy {
         }
     }
 
-    fn cut(&self) {
+    pub(crate) fn cut(&self) {
         self.open.store(false, std::sync::atomic::Ordering::SeqCst);
         for connection in self.connections.lock().unwrap().drain(..) {
             connection.abort();
         }
     }
 
-    fn reopen(&self) {
+    pub(crate) fn reopen(&self) {
         self.open.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }

@@ -34,6 +34,9 @@ mod fleet;
 /// Issue 11: scheduled events as one state across a fleet: approvals, timers, hooks once.
 #[cfg(feature = "fleet")]
 mod fleet_events;
+/// Issue 11: a move is fenced: the old host stops serving the VM before the new one starts.
+#[cfg(feature = "fleet")]
+mod fleet_fence;
 /// Issue 11: the fleet's signing keys in etcd, sealed with the KEK; one JWKS, rotation seen.
 mod fleet_keys;
 /// Shell completions and man pages from the clap definitions, with real bash and man.

@@ -9,6 +9,8 @@
 //! <prefix>provisioning/<vm>   a VM's provisioning record (opaque bytes)
 //! <prefix>events-written      put by every scheduled-events write: its mod_revision is the
 //!                             revision of the fleet's events, compared by the next write
+//! <prefix>progress/<host>     the newest revision a host's snapshot applied, decimal, under
+//!                             that host's lease (`progress.rs`)
 //! ```
 //!
 //! A VM's revision (its ETag) is its key's `mod_revision`: etcd makes it unique, increasing
@@ -24,6 +26,7 @@
 
 mod events;
 mod keys;
+mod progress;
 mod records;
 #[cfg(test)]
 pub(super) mod testing;
