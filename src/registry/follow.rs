@@ -34,8 +34,6 @@ impl Registry {
         let mut handed_over = false;
         let mut held = self.followed.as_ref().map(Followed::held);
         for change in changes {
-            // It named this host before: its new host (if any) waits for this one.
-            handed_over |= host.is_some() && change.previous_host.as_deref() == host;
             let vm = change.record.as_ref().and_then(|record| {
                 checked_vm(
                     &change.id,
@@ -66,7 +64,10 @@ impl Registry {
                     }
                 }
                 _ => {
-                    handed_over |= next.vm(&change.id).is_some();
+                    // Served here, or named this host: its new host (if any) waits for
+                    // this one's progress.
+                    handed_over |= next.vm(&change.id).is_some()
+                        || (host.is_some() && change.previous_host.as_deref() == host);
                     if let Some(held) = held.as_deref_mut() {
                         held.remove(&change.id);
                     }
@@ -168,16 +169,11 @@ impl Registry {
         }
     }
 
-    /// Blocks until the watch applied the store's current revision (a local write just made),
-    /// or [`WATCH_WAIT`] passed.
+    /// Blocks until the watch applied the local write just made (the newest VM write this
+    /// process committed), or [`WATCH_WAIT`] passed. Not the cluster's current revision:
+    /// other keys' writes (hosts' progress, events) raise it and never reach the VM watch.
     pub(super) fn wait_for_watch(&self, followed: &Followed) {
-        let target = match self.store.revision() {
-            Ok(revision) => revision,
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the store revision; not waiting for the watch");
-                return;
-            }
-        };
+        let target = self.store.vm_written();
         let deadline = Instant::now() + WATCH_WAIT;
         let mut applied = followed.applied.lock().unwrap_or_else(|p| p.into_inner());
         while *applied < target {

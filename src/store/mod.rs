@@ -356,6 +356,16 @@ impl Store {
         }
     }
 
+    /// The revision of the newest VM write this process committed, what a local write waits
+    /// for the watch to reach; 0 on the embedded store (no watch).
+    pub fn vm_written(&self) -> u64 {
+        match &self.backend {
+            Backend::Redb(_) => 0,
+            #[cfg(feature = "fleet")]
+            Backend::Etcd(b) => b.vm_written(),
+        }
+    }
+
     /// Every VM record change after revision `after`, in order, until the receiver is
     /// dropped; `None` on the embedded store, which only this process writes.
     pub fn watch_vms(&self, after: u64) -> Option<tokio::sync::mpsc::Receiver<WatchEvent>> {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::fleet::{CuttableProxy, etcd, serve_as, serve_through, served_name, until_served};
+use crate::fleet::{CuttableProxy, etcd, serve_as, serve_through};
 use crate::support::{ControlApi, Spawned, TempDir};
 
 /// `<prefix>progress/<host>`'s lease (src/store/etcd/progress.rs); its keep-alive is sent
@@ -157,8 +157,8 @@ async fn move_back_and_forth(
     let mut latencies = Vec::new();
     for n in 0..moves {
         let (old, new) = (n % 2, (n + 1) % 2);
-        assert_eq!(served_name(&hosts[old]).await.as_deref(), Some("vm-moving"));
-        assert_eq!(served_name(&hosts[new]).await, None, "move {n}");
+        assert!(serves_now(&hosts[old]).await, "move {n}");
+        assert!(!serves_now(&hosts[new]).await, "move {n}");
         let stop = Arc::new(AtomicBool::new(false));
         let pollers = [
             poll(Arc::clone(&hosts[old]), Arc::clone(&stop)),
@@ -175,7 +175,7 @@ async fn move_back_and_forth(
             )
             .await;
         assert_eq!(moved.status, 200, "{}", moved.text());
-        until_served(&hosts[new], Some("vm-moving")).await;
+        until_served(&hosts[new], true, Duration::from_secs(10)).await;
         // Long enough for a slow old host to be caught still serving, were it not fenced.
         tokio::time::sleep(Duration::from_millis(150)).await;
         stop.store(true, Ordering::SeqCst);
@@ -204,7 +204,7 @@ async fn move_back_and_forth(
             old_samples.iter().any(|s| !s.served),
             "move {n}: the old host stopped serving it"
         );
-        assert_eq!(served_name(&hosts[old]).await, None, "move {n}");
+        assert!(!serves_now(&hosts[old]).await, "move {n}");
         latencies.push(first_new - written);
     }
     latencies
@@ -225,7 +225,7 @@ async fn a_moved_vm_is_never_served_by_two_hosts_at_once() {
     let vm = json!({"host": "host-a", "callers": ["127.0.0.1"], "instance": {"compute": {"name": "vm-moving"}}});
     let put = control.call("PUT", "/v1/vms/vm1", Some(&vm), &[]).await;
     assert_eq!(put.status, 201, "{}", put.text());
-    until_served(&host_a, Some("vm-moving")).await;
+    until_served(&host_a, true, Duration::from_secs(10)).await;
 
     let latencies = move_back_and_forth(
         [Arc::clone(&host_a), Arc::clone(&host_b)],
@@ -243,7 +243,8 @@ async fn a_moved_vm_is_never_served_by_two_hosts_at_once() {
 }
 
 /// The same on a plain loopback (both hosts as fast): never served by both, and the moves'
-/// latency printed (`--nocapture`).
+/// latency printed (`--nocapture`), first with only the new host polled (every 5 ms), then
+/// with both polled as fast as they answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moves_between_two_fast_hosts_are_never_served_twice() {
     let etcd = etcd::TestEtcd::start("it-fence-fast");
@@ -255,9 +256,29 @@ async fn moves_between_two_fast_hosts_are_never_served_twice() {
     let vm = json!({"host": "host-a", "callers": ["127.0.0.1"], "instance": {"compute": {"name": "vm-moving"}}});
     let put = control.call("PUT", "/v1/vms/vm1", Some(&vm), &[]).await;
     assert_eq!(put.status, 201, "{}", put.text());
-    until_served(&host_a, Some("vm-moving")).await;
-    let latencies = move_back_and_forth([host_a, host_b], ["host-a", "host-b"], &control, 20).await;
-    report("loopback", &latencies);
+    until_served(&host_a, true, Duration::from_secs(10)).await;
+    let hosts = [host_a, host_b];
+    let names = ["host-a", "host-b"];
+    let mut quiet = Vec::new();
+    for n in 0..20 {
+        let (old, new) = (n % 2, (n + 1) % 2);
+        let written = Instant::now();
+        let moved = control
+            .call(
+                "PATCH",
+                "/v1/vms/vm1",
+                Some(&json!({"host": names[new]})),
+                &[],
+            )
+            .await;
+        assert_eq!(moved.status, 200, "{}", moved.text());
+        until_served(&hosts[new], true, Duration::from_secs(10)).await;
+        quiet.push(written.elapsed());
+        assert!(!serves_now(&hosts[old]).await, "move {n}");
+    }
+    report("loopback, the new host polled every 5 ms", &quiet);
+    let latencies = move_back_and_forth(hosts, names, &control, 20).await;
+    report("loopback, both hosts polled flat out", &latencies);
 }
 
 fn report(what: &str, latencies: &[Duration]) {
@@ -273,19 +294,15 @@ fn report(what: &str, latencies: &[Duration]) {
     );
 }
 
-/// Waits until `server` serves `expected`, up to `limit`; how long it took.
-async fn until_served_within(
-    server: &Spawned,
-    expected: Option<&str>,
-    limit: Duration,
-) -> Duration {
+/// Waits until `server` serves the VM (`true`) or does not (`false`), up to `limit`.
+async fn until_served(server: &Spawned, expected: bool, limit: Duration) -> Duration {
     let started = Instant::now();
-    while served_name(server).await.as_deref() != expected {
+    while serves_now(server).await != expected {
         assert!(
             started.elapsed() < limit,
-            "not serving {expected:?} after {limit:?}"
+            "serving the VM is not {expected} after {limit:?}"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     started.elapsed()
 }
@@ -293,7 +310,7 @@ async fn until_served_within(
 /// Asserts `server` does not serve the VM until `until` (polling).
 async fn not_served_until(server: &Spawned, until: Instant, why: &str) {
     while Instant::now() < until {
-        assert_eq!(served_name(server).await, None, "{why}");
+        assert!(!serves_now(server).await, "{why}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -313,7 +330,7 @@ async fn a_move_away_from_a_cut_off_host_waits_for_its_lease() {
     let vm = json!({"host": "host-a", "callers": ["127.0.0.1"], "instance": {"compute": {"name": "vm-moving"}}});
     let put = control.call("PUT", "/v1/vms/vm1", Some(&vm), &[]).await;
     assert_eq!(put.status, 201, "{}", put.text());
-    until_served(&host_a, Some("vm-moving")).await;
+    until_served(&host_a, true, Duration::from_secs(10)).await;
 
     proxy.cut();
     let cut = Instant::now();
@@ -332,17 +349,11 @@ async fn a_move_away_from_a_cut_off_host_waits_for_its_lease() {
         "host B served the VM while host A's lease was alive",
     )
     .await;
-    assert_eq!(
-        served_name(&host_a).await.as_deref(),
-        Some("vm-moving"),
+    assert!(
+        serves_now(&host_a).await,
         "cut off, host A serves its last state"
     );
-    until_served_within(
-        &host_b,
-        Some("vm-moving"),
-        LEASE_TTL + Duration::from_secs(3),
-    )
-    .await;
+    until_served(&host_b, true, LEASE_TTL + Duration::from_secs(3)).await;
     let waited = cut.elapsed();
     eprintln!("cut-off old host: the new host served the VM {waited:?} after the cut");
     assert!(
@@ -351,8 +362,8 @@ async fn a_move_away_from_a_cut_off_host_waits_for_its_lease() {
     );
 
     proxy.reopen();
-    until_served_within(&host_a, None, Duration::from_secs(15)).await;
-    assert_eq!(served_name(&host_b).await.as_deref(), Some("vm-moving"));
+    until_served(&host_a, false, Duration::from_secs(15)).await;
+    assert!(serves_now(&host_b).await);
 }
 
 /// A host killed does not hold its VMs hostage: a move away from it waits for its lease
@@ -369,7 +380,7 @@ async fn a_killed_host_blocks_a_move_away_only_until_its_lease_expires() {
     let vm = json!({"host": "host-a", "callers": ["127.0.0.1"], "instance": {"compute": {"name": "vm-moving"}}});
     let put = control.call("PUT", "/v1/vms/vm1", Some(&vm), &[]).await;
     assert_eq!(put.status, 201, "{}", put.text());
-    until_served(&host_a, Some("vm-moving")).await;
+    until_served(&host_a, true, Duration::from_secs(10)).await;
 
     drop(host_a); // SIGKILL: no goodbye, the lease lives on until its TTL
     let killed = Instant::now();
@@ -388,12 +399,7 @@ async fn a_killed_host_blocks_a_move_away_only_until_its_lease_expires() {
         "host B served the VM while host A's lease was alive",
     )
     .await;
-    until_served_within(
-        &host_b,
-        Some("vm-moving"),
-        LEASE_TTL + Duration::from_secs(3),
-    )
-    .await;
+    until_served(&host_b, true, LEASE_TTL + Duration::from_secs(3)).await;
     eprintln!(
         "killed old host: the new host served the VM {:?} after the kill",
         killed.elapsed()

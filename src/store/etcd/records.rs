@@ -108,6 +108,7 @@ impl Etcd {
                 current: refused_current(&responses),
             });
         }
+        self.wrote_vms(response.header());
         let revision = response.header().map_or(0, |h| h.revision());
         let created = !responses
             .iter()
@@ -132,9 +133,13 @@ impl Etcd {
                 current: refused_current(&responses),
             });
         }
-        Ok(responses
+        let deleted = responses
             .iter()
-            .any(|r| matches!(r, TxnOpResponse::Delete(delete) if delete.deleted() > 0)))
+            .any(|r| matches!(r, TxnOpResponse::Delete(delete) if delete.deleted() > 0));
+        if deleted {
+            self.wrote_vms(response.header());
+        }
+        Ok(deleted)
     }
 
     /// `fill`'s changes as one transaction (at most `--etcd-max-txn-ops`).
@@ -170,7 +175,8 @@ impl Etcd {
         }
         self.fits_one_transaction(ops.len())?;
         let txn = Txn::new().and_then(ops);
-        self.commit(move |mut kv| async move { kv.txn(txn).await })?;
+        let response = self.commit(move |mut kv| async move { kv.txn(txn).await })?;
+        self.wrote_vms(response.header());
         Ok(())
     }
 
