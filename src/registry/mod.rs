@@ -8,6 +8,7 @@
 //! Every method is synchronous (store IO): async callers run them on a blocking thread. The
 //! mutex is a `std::sync::Mutex` and is never held across an `.await`.
 
+mod fence;
 mod follow;
 
 use std::collections::{BTreeSet, HashMap};
@@ -88,11 +89,19 @@ pub struct Registry {
     followed: Option<Followed>,
 }
 
-/// The revision the watch has applied, and a condvar local writers wait on.
+/// The revision the watch has applied, and a condvar local writers wait on; the VMs moved
+/// here that wait for the host they left (`fence.rs`).
 #[derive(Debug, Default)]
 struct Followed {
     applied: Mutex<u64>,
     moved: Condvar,
+    held: Mutex<fence::HeldVms>,
+}
+
+impl Followed {
+    fn held(&self) -> std::sync::MutexGuard<'_, fence::HeldVms> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Whether the azimds named `host` serves `vm`: its `host`, or every host when it has none;
@@ -206,6 +215,7 @@ impl Registry {
         let followed = store.is_shared().then(|| Followed {
             applied: Mutex::new(revision),
             moved: Condvar::new(),
+            held: Mutex::default(),
         });
         Registry {
             store,
@@ -214,6 +224,11 @@ impl Registry {
             host,
             followed,
         }
+    }
+
+    /// `--host-name` on a shared store; `None` alone.
+    pub fn host(&self) -> Option<&str> {
+        self.host.as_deref()
     }
 
     /// The store it writes to (for its commit-latency metrics).

@@ -10,15 +10,24 @@ use tokio::sync::mpsc;
 
 use crate::registry::Registry;
 use crate::state::Shared;
-use crate::store::{Store, WatchEvent};
+use crate::store::{ProgressReporter, Store, WatchEvent};
 
 /// After a resync failed (etcd away again), how long before the next attempt.
 const RESYNC_RETRY: Duration = Duration::from_secs(1);
 
+/// How often VMs held back for a move are checked again without a progress change (the
+/// progress watch broken): a backstop, not the usual path.
+const RECHECK_HELD: Duration = Duration::from_secs(1);
+
 /// Started by `open` before anything writes (a local write waits for the watch to apply it);
-/// aborted when the server stops.
-pub(super) fn start(registry: Arc<Registry>, store: Arc<Store>, after: u64) -> Follower {
-    Follower(tokio::spawn(follow(registry, store, after)))
+/// aborted when the server stops. `progress` tells the fleet what this host applied.
+pub(super) fn start(
+    registry: Arc<Registry>,
+    store: Arc<Store>,
+    after: u64,
+    progress: Option<ProgressReporter>,
+) -> Follower {
+    Follower(tokio::spawn(follow(registry, store, after, progress)))
 }
 
 /// The task following the store; aborted when dropped.
@@ -31,20 +40,56 @@ impl Drop for Follower {
     }
 }
 
-async fn follow(registry: Arc<Registry>, store: Arc<Store>, mut after: u64) {
+/// What the follower waits for next.
+enum Next {
+    Watch(Option<WatchEvent>),
+    /// A host's progress changed, or it is time to look again: VMs may be released.
+    Progress,
+}
+
+async fn follow(
+    registry: Arc<Registry>,
+    store: Arc<Store>,
+    mut after: u64,
+    progress: Option<ProgressReporter>,
+) {
+    let mut acks = store.watch_progress();
     loop {
         let Some(mut events) = store.watch_vms(after) else {
             return;
         };
-        while let Some(event) = events.recv().await {
+        loop {
+            let holding = registry.holds_moves();
+            let next = tokio::select! {
+                event = events.recv() => Next::Watch(event),
+                Some(()) = progress_changed(&mut acks), if holding => Next::Progress,
+                () = tokio::time::sleep(RECHECK_HELD), if holding => Next::Progress,
+            };
+            let event = match next {
+                Next::Watch(Some(event)) => event,
+                Next::Watch(None) => break,
+                Next::Progress => {
+                    release(&registry, &store).await;
+                    continue;
+                }
+            };
             match event {
                 WatchEvent::Changes { changes, revision } => {
                     after = revision;
-                    let registry = Arc::clone(&registry);
-                    let _ = tokio::task::spawn_blocking(move || {
-                        registry.apply_changes(changes, revision)
+                    let applying = Arc::clone(&registry);
+                    let Ok(handed_over) = tokio::task::spawn_blocking(move || {
+                        applying.apply_changes(changes, revision)
                     })
-                    .await;
+                    .await
+                    else {
+                        return;
+                    };
+                    if let Some(progress) = &progress {
+                        progress.applied(revision, handed_over);
+                    }
+                    if registry.holds_moves() {
+                        release(&registry, &store).await;
+                    }
                 }
                 WatchEvent::Interrupted(reason) => {
                     tracing::warn!(%reason, after, "the store watch broke; guests are served the last known state until it resumes");
@@ -64,9 +109,15 @@ async fn follow(registry: Arc<Registry>, store: Arc<Store>, mut after: u64) {
                         after,
                         "the store watch fell behind a compaction; reading every VM again"
                     );
-                    let registry = Arc::clone(&registry);
-                    match tokio::task::spawn_blocking(move || registry.resync()).await {
-                        Ok(Ok(revision)) => after = revision,
+                    let resyncing = Arc::clone(&registry);
+                    match tokio::task::spawn_blocking(move || resyncing.resync()).await {
+                        Ok(Ok(revision)) => {
+                            after = revision;
+                            // What it dropped may be what another host waits for.
+                            if let Some(progress) = &progress {
+                                progress.applied(revision, true);
+                            }
+                        }
                         Ok(Err(error)) => {
                             tracing::warn!(%error, "cannot resynchronise yet");
                             tokio::time::sleep(RESYNC_RETRY).await;
@@ -78,6 +129,29 @@ async fn follow(registry: Arc<Registry>, store: Arc<Store>, mut after: u64) {
             }
         }
     }
+}
+
+/// The next progress change; never, without a progress watch (the embedded store).
+async fn progress_changed(acks: &mut Option<mpsc::Receiver<()>>) -> Option<()> {
+    match acks {
+        Some(acks) => acks.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads every host's progress and serves the held VMs it releases. A failed read (etcd
+/// away) keeps them held: the next change or recheck tries again.
+async fn release(registry: &Arc<Registry>, store: &Arc<Store>) {
+    let (registry, store) = (Arc::clone(registry), Arc::clone(store));
+    let _ = tokio::task::spawn_blocking(move || match store.progress() {
+        Ok(progress) => {
+            registry.release_moves(&progress);
+        }
+        Err(error) => {
+            tracing::debug!(%error, "cannot read the hosts' progress; the moved VMs stay held");
+        }
+    })
+    .await;
 }
 
 /// Follows the fleet's signing keys: whenever a key record changes (a rotation, a renewal or

@@ -222,9 +222,22 @@ pub(super) fn open(
         host_name,
         loaded.revision,
     ));
-    let follower = store
-        .is_shared()
-        .then(|| follow::start(Arc::clone(&registry), Arc::clone(&store), loaded.revision));
+    // Written before any listener binds: a host serving VMs has a progress key, so a VM
+    // moved away from it is served by its new host only once this one dropped it.
+    let progress = match registry.host() {
+        Some(host) => store
+            .start_progress(host, loaded.revision)
+            .map_err(|e| Error::Load(e.into()))?,
+        None => None,
+    };
+    let follower = store.is_shared().then(|| {
+        follow::start(
+            Arc::clone(&registry),
+            Arc::clone(&store),
+            loaded.revision,
+            progress,
+        )
+    });
     let key_follower = store
         .watch_keys()
         .map(|changes| follow::follow_keys(Arc::clone(&shared), changes));

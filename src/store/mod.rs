@@ -25,6 +25,7 @@ mod health;
 pub mod kek;
 pub(crate) mod location;
 mod migrations;
+mod progress;
 mod provisioning;
 mod record;
 pub mod sealed_keys;
@@ -47,6 +48,7 @@ pub use applied::FileMark;
 pub use health::{StoreFailure, StoreHealth};
 pub use kek::Kek;
 pub use location::{EtcdAuth, EtcdOptions, EtcdTls, StoreLocation};
+pub use progress::ProgressReporter;
 pub use record::{Checked, RecordView};
 pub use sealed_keys::{ATTESTED_KEYS, IDENTITY_KEYS, SealedKeyStore};
 pub use watch::{OwnedRecord, VmChange, WatchEvent};
@@ -354,6 +356,16 @@ impl Store {
         }
     }
 
+    /// The revision of the newest VM write this process committed, what a local write waits
+    /// for the watch to reach; 0 on the embedded store (no watch).
+    pub fn vm_written(&self) -> u64 {
+        match &self.backend {
+            Backend::Redb(_) => 0,
+            #[cfg(feature = "fleet")]
+            Backend::Etcd(b) => b.vm_written(),
+        }
+    }
+
     /// Every VM record change after revision `after`, in order, until the receiver is
     /// dropped; `None` on the embedded store, which only this process writes.
     pub fn watch_vms(&self, after: u64) -> Option<tokio::sync::mpsc::Receiver<WatchEvent>> {
@@ -550,6 +562,42 @@ impl Store {
             Backend::Redb(_) => None,
             #[cfg(feature = "fleet")]
             Backend::Etcd(b) => Some(b.watch_keys()),
+        }
+    }
+
+    /// Fleet mode: writes `host`'s progress (`applied`) under a lease kept alive from now on,
+    /// before returning; `None` on the embedded store (no fleet).
+    pub fn start_progress(
+        &self,
+        host: &str,
+        applied: u64,
+    ) -> Result<Option<ProgressReporter>, Error> {
+        match &self.backend {
+            Backend::Redb(_) => {
+                let _ = (host, applied);
+                Ok(None)
+            }
+            #[cfg(feature = "fleet")]
+            Backend::Etcd(b) => b.start_progress(host, applied).map(Some),
+        }
+    }
+
+    /// Every live host's progress (host name → the newest revision its snapshot applied);
+    /// empty on the embedded store.
+    pub fn progress(&self) -> Result<std::collections::BTreeMap<String, u64>, Error> {
+        match &self.backend {
+            Backend::Redb(_) => Ok(std::collections::BTreeMap::new()),
+            #[cfg(feature = "fleet")]
+            Backend::Etcd(b) => b.progress(),
+        }
+    }
+
+    /// A message whenever a host's progress changed or vanished; `None` on the embedded store.
+    pub fn watch_progress(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        match &self.backend {
+            Backend::Redb(_) => None,
+            #[cfg(feature = "fleet")]
+            Backend::Etcd(b) => Some(b.watch_progress()),
         }
     }
 

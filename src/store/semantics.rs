@@ -403,3 +403,69 @@ fn the_etcd_watch_delivers_changes_in_order_and_reports_compaction() {
         .expect("one event");
     assert!(matches!(event, WatchEvent::Compacted), "{event:?}");
 }
+
+/// Fencing a move (`registry/fence.rs`): the watch names the host a record named before each
+/// change, and a host's progress key holds what its reporter was told, written at once when
+/// urgent.
+#[cfg(feature = "fleet")]
+#[test]
+fn the_etcd_watch_names_the_previous_host_and_progress_is_written() {
+    use crate::store::etcd::testing::TestEtcd;
+    use crate::store::{EtcdOptions, WatchEvent};
+    let etcd = TestEtcd::start("progress");
+    let store = Store::open_etcd(&EtcdOptions {
+        endpoints: vec![etcd.endpoint()],
+        prefix: "/progress/".into(),
+        tls: None,
+        auth: None,
+        kek_file: None,
+        max_txn_ops: 128,
+    })
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let start = store.revision().unwrap();
+    put(&store, "a", r#"{"host":"h1"}"#, Expect::Absent).unwrap();
+    put(&store, "a", r#"{"host":"h2"}"#, Expect::Present).unwrap();
+    put(&store, "a", r#"{}"#, Expect::Present).unwrap();
+    assert!(store.delete_vm("a", Expect::Present).unwrap());
+    let mut events = store.watch_vms(start).expect("etcd is watchable");
+    let mut previous = Vec::new();
+    while previous.len() < 4 {
+        let event = runtime
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), events.recv()).await })
+            .expect("changes within 10 s")
+            .expect("the watch goes on");
+        let WatchEvent::Changes { changes, .. } = event else {
+            panic!("{event:?}")
+        };
+        previous.extend(changes.into_iter().map(|c| c.previous_host));
+    }
+    assert_eq!(
+        previous,
+        [None, Some("h1".into()), Some("h2".into()), None],
+        "created; moved from h1; from h2 to every host; deleted from every host"
+    );
+
+    assert_eq!(store.progress().unwrap().len(), 0);
+    let reporter = store
+        .start_progress("h1", 5)
+        .unwrap()
+        .expect("etcd keeps progress");
+    assert_eq!(
+        store.progress().unwrap().get("h1"),
+        Some(&5),
+        "written before returning"
+    );
+    reporter.applied(9, true);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while store.progress().unwrap().get("h1") != Some(&9) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "an urgent progress is written at once"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -33,6 +33,10 @@ pub struct VmChange {
     pub id: String,
     pub revision: u64,
     pub record: Option<OwnedRecord>,
+    /// The `host` the record named before this change: `None` when it was created, named no
+    /// host, or etcd no longer had the previous value (compacted). A host gaining a VM from
+    /// another waits for that one's progress (`registry/fence.rs`).
+    pub previous_host: Option<String>,
 }
 
 /// What a watch reports, in revision order.

@@ -400,7 +400,7 @@ pub(crate) struct CuttableProxy {
 
 #[cfg(feature = "fleet")]
 impl CuttableProxy {
-    async fn start(to: String) -> CuttableProxy {
+    pub(crate) async fn start(to: String) -> CuttableProxy {
         CuttableProxy::start_on("127.0.0.1:0", to).await
     }
 

@@ -37,6 +37,9 @@ mod fleet_cluster;
 /// Issue 11: scheduled events as one state across a fleet: approvals, timers, hooks once.
 #[cfg(feature = "fleet")]
 mod fleet_events;
+/// Issue 11: a move is fenced: the old host stops serving the VM before the new one starts.
+#[cfg(feature = "fleet")]
+mod fleet_fence;
 /// Issue 11: the fleet's signing keys in etcd, sealed with the KEK; one JWKS, rotation seen.
 mod fleet_keys;
 /// Issue 11: two hypervisor hosts in network namespaces on one etcd, an outage, a move.

@@ -9,6 +9,8 @@
 //! <prefix>provisioning/<vm>   a VM's provisioning record (opaque bytes)
 //! <prefix>events-written      put by every scheduled-events write: its mod_revision is the
 //!                             revision of the fleet's events, compared by the next write
+//! <prefix>progress/<host>     the newest revision a host's snapshot applied, decimal, under
+//!                             that host's lease (`progress.rs`)
 //! ```
 //!
 //! A VM's revision (its ETag) is its key's `mod_revision`: etcd makes it unique, increasing
@@ -25,6 +27,7 @@
 
 mod events;
 mod keys;
+mod progress;
 mod records;
 #[cfg(test)]
 pub(super) mod testing;
@@ -35,6 +38,7 @@ mod watch;
 use std::fmt;
 use std::future::Future;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use etcd_client::{
@@ -69,6 +73,10 @@ pub(super) struct Etcd {
     max_txn_ops: usize,
     failure: Mutex<Option<StoreFailure>>,
     commits: Histogram,
+    /// The revision of the newest VM write this process committed: what a local write waits
+    /// for its watch to reach (the cluster's revision also counts other keys' writes, such
+    /// as hosts' progress, which the VM watch never delivers).
+    vm_written: AtomicU64,
 }
 
 impl fmt::Debug for Etcd {
@@ -125,6 +133,7 @@ impl Etcd {
             max_txn_ops: options.max_txn_ops,
             failure: Mutex::new(None),
             commits: Histogram::new(histogram::COMMIT_BOUNDS),
+            vm_written: AtomicU64::new(0),
         };
         etcd.count("vms/")?;
         Ok(etcd)
@@ -226,6 +235,18 @@ impl Etcd {
                     .map_or(0, |h| u64::try_from(h.revision()).unwrap_or(0)))
             }
         })
+    }
+
+    /// The revision of the newest VM write this process committed (0: none yet).
+    pub(super) fn vm_written(&self) -> u64 {
+        self.vm_written.load(Ordering::SeqCst)
+    }
+
+    /// Records a committed VM write's revision (from its response's header).
+    fn wrote_vms(&self, header: Option<&etcd_client::ResponseHeader>) {
+        if let Some(revision) = header.and_then(|h| u64::try_from(h.revision()).ok()) {
+            self.vm_written.fetch_max(revision, Ordering::SeqCst);
+        }
     }
 
     /// Every key under `name`, in key order, at one revision (returned), handed to `visit` a

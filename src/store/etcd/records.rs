@@ -114,6 +114,7 @@ impl Etcd {
                 current: refused_current(&responses),
             });
         }
+        self.wrote_vms(response.header());
         let revision = response.header().map_or(0, |h| h.revision());
         let created = !responses
             .iter()
@@ -141,9 +142,13 @@ impl Etcd {
                 current: refused_current(&responses),
             });
         }
-        Ok(responses
+        let deleted = responses
             .iter()
-            .any(|r| matches!(r, TxnOpResponse::Delete(delete) if delete.deleted() > 0)))
+            .any(|r| matches!(r, TxnOpResponse::Delete(delete) if delete.deleted() > 0));
+        if deleted {
+            self.wrote_vms(response.header());
+        }
+        Ok(deleted)
     }
 
     /// `fill`'s changes as one transaction (at most `--etcd-max-txn-ops`).
@@ -179,10 +184,11 @@ impl Etcd {
         }
         self.fits_one_transaction(ops.len())?;
         let txn = Txn::new().and_then(ops);
-        self.commit(move |mut kv| {
+        let response = self.commit(move |mut kv| {
             let txn = txn.clone();
             async move { kv.txn(txn).await }
         })?;
+        self.wrote_vms(response.header());
         Ok(())
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use etcd_client::{EventType, WatchOptions};
 use tokio::sync::mpsc;
 
+use crate::metadata::json_path;
 use crate::store::etcd::{Etcd, range_end, revision_of};
 use crate::store::record;
 use crate::store::watch::{OwnedRecord, VmChange, WatchEvent};
@@ -89,8 +90,10 @@ async fn follow(
     let mut retry = FIRST_RETRY;
     let mut interrupted = false;
     loop {
+        // The previous value names the host a VM moved away from (fencing the move).
         let options = WatchOptions::new()
             .with_range(end.clone())
+            .with_prev_key()
             .with_start_revision(i64::try_from(seen + 1).unwrap_or(i64::MAX));
         let reason = match client
             .watch_client()
@@ -140,10 +143,15 @@ async fn follow(
                                     }
                                 },
                             };
+                            let previous_host = event.prev_kv().and_then(|previous| {
+                                let view = record::decode(&id, previous.value()).ok()?;
+                                json_path::string_at(view.entry, &["host"])
+                            });
                             changes.push(VmChange {
                                 id,
                                 revision,
                                 record,
+                                previous_host,
                             });
                         }
                         let revision = response
