@@ -292,7 +292,7 @@ impl Maintenance {
     }
 
     /// Applies every time-driven transition due now. Returns how many happened.
-    /// In a fleet, only the events whose timer this host runs ([`Maintenance::runs_timer_of`]).
+    /// In a fleet, only the events whose timer this host runs (those of the VMs it serves).
     pub fn advance(&self) -> Result<usize, Error> {
         let now = self.clock.now();
         let due = self
