@@ -5,12 +5,16 @@
 #   scripts/check-supply-chain.sh
 #
 # Installs cargo-deny (crates.io, --locked, the version below) when it is missing or another
-# version. The advisory database is a snapshot of rustsec/advisory-db, a git repository,
-# found at AZIMDS_ADVISORY_DB (default: ../shared/advisory-db beside this checkout): this
-# network does not reach GitHub, where cargo-deny would fetch it. It is cloned into a
-# scratch directory in the layout cargo-deny's `db-path` expects, and refused when its
-# newest commit is older than AZIMDS_ADVISORY_DB_MAX_AGE_DAYS (default 180). Without a
-# snapshot, the advisories check cannot run: the script says so and fails, unless
+# version. The advisory database is a snapshot of rustsec/advisory-db: this network does not
+# reach GitHub, where cargo-deny would fetch it. In order, the first that exists:
+#   - AZIMDS_ADVISORY_DB, or ../shared/advisory-db beside this checkout: a git clone of it;
+#   - supply-chain/advisory-db/, vendored in this repository by scripts/vendor-advisory-db.sh
+#     (the advisories of every crate in the lock files, and SNAPSHOT: the upstream commit, its
+#     date, the crate names considered); a crate in a lock file it did not consider fails the
+#     check with the command to vendor again.
+# Either is laid out in a scratch directory as cargo-deny's `db-path` expects, and refused
+# when its upstream commit is older than AZIMDS_ADVISORY_DB_MAX_AGE_DAYS (default 180).
+# Without a snapshot the advisories check cannot run: the script says so and fails, unless
 # AZIMDS_ADVISORIES=if-present, which then runs the other three checks and prints that
 # advisories were NOT checked.
 set -euo pipefail
@@ -19,6 +23,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 DENY_VERSION=0.20.2
 DB_SOURCE=${AZIMDS_ADVISORY_DB:-$REPO/../shared/advisory-db}
+VENDORED=$REPO/supply-chain/advisory-db
 MAX_AGE_DAYS=${AZIMDS_ADVISORY_DB_MAX_AGE_DAYS:-180}
 
 log() { printf '[supply-chain] %s\n' "$*" >&2; }
@@ -38,12 +43,40 @@ fi
 checks=(advisories bans licenses sources)
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-if git -C "$DB_SOURCE" rev-parse --verify -q HEAD >/dev/null 2>&1; then
-    # cargo-deny looks for the database at <db-path>/<name>-<hash of its URL>; this is the
-    # directory of its default URL (the RustSec database on GitHub).
-    git clone --quiet --no-hardlinks "$DB_SOURCE" "$WORK/advisory-db-3157b0e258782691"
-    commit=$(git -C "$WORK/advisory-db-3157b0e258782691" log -1 --format=%H)
-    date=$(git -C "$WORK/advisory-db-3157b0e258782691" log -1 --format=%cI)
+# cargo-deny looks for the database at <db-path>/<name>-<hash of its URL>; this is the
+# directory of its default URL (the RustSec database on GitHub).
+DB_DIR=$WORK/advisory-db-3157b0e258782691
+if [[ -z ${AZIMDS_ADVISORY_DB:-} ]] && ! git -C "$DB_SOURCE" rev-parse --verify -q HEAD >/dev/null 2>&1 \
+    && [[ -f $VENDORED/SNAPSHOT ]]; then
+    considered=$(sed -n 's/^considered //p' "$VENDORED/SNAPSHOT" | sort -u)
+    missing=$(cat Cargo.lock fuzz/Cargo.lock | sed -n 's/^name = "\(.*\)"$/\1/p' | sort -u \
+        | comm -23 - <(echo "$considered"))
+    if [[ -n $missing ]]; then
+        log "the vendored advisory database did not consider: $(echo $missing)"
+        log "vendor it again: scripts/vendor-advisory-db.sh <a clone of rustsec/advisory-db>"
+        exit 1
+    fi
+    commit=$(sed -n 's/^commit //p' "$VENDORED/SNAPSHOT")
+    date=$(sed -n 's/^date //p' "$VENDORED/SNAPSHOT")
+    # A git repository is what cargo-deny opens: one commit of the vendored files, dated as
+    # the upstream commit they come from.
+    cp -r "$VENDORED" "$DB_DIR"
+    git -C "$DB_DIR" init --quiet
+    git -C "$DB_DIR" add -A
+    GIT_AUTHOR_DATE=$date GIT_COMMITTER_DATE=$date git -C "$DB_DIR" \
+        -c user.name=azimds -c user.email=azimds@localhost \
+        commit --quiet -m "rustsec/advisory-db $commit, the part for azimds' lock files"
+    age_days=$(( ($(date +%s) - $(date -d "$date" +%s)) / 86400 ))
+    log "advisory database: rustsec/advisory-db $commit of $date ($age_days days old), vendored in supply-chain/advisory-db"
+    if (( age_days > MAX_AGE_DAYS )); then
+        log "the advisory database is older than $MAX_AGE_DAYS days: vendor a newer snapshot"
+        exit 1
+    fi
+    export AZIMDS_ADVISORY_DBS=$WORK
+elif git -C "$DB_SOURCE" rev-parse --verify -q HEAD >/dev/null 2>&1; then
+    git clone --quiet --no-hardlinks "$DB_SOURCE" "$DB_DIR"
+    commit=$(git -C "$DB_DIR" log -1 --format=%H)
+    date=$(git -C "$DB_DIR" log -1 --format=%cI)
     age_days=$(( ($(date +%s) - $(date -d "$date" +%s)) / 86400 ))
     log "advisory database: rustsec/advisory-db $commit of $date ($age_days days old), from $DB_SOURCE"
     if (( age_days > MAX_AGE_DAYS )); then
