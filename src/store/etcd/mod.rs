@@ -60,9 +60,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// fails within a second; a member that does not answer at all costs a connect timeout
 /// per try, and the whole call is bounded by [`CALL_TIMEOUT`] either way.
 const CONNECT_TRIES: u32 = 12;
-/// Records read per range request when loading everything (etcd's default request limit is
-/// 1.5 MiB for writes; responses are bounded by gRPC's message size, 4 MiB in this client).
+/// Records read per range request when loading everything. A page whose answer is larger
+/// than [`MAX_ANSWER`] (records of VMs with large custom data) is read again in halves.
 const PAGE: i64 = 500;
+/// The largest answer the client decodes: gRPC's 4 MiB default held only 500 records of
+/// 8 KiB (a start on such a store failed); etcd takes writes up to 1.5 MiB each.
+const MAX_ANSWER: usize = 64 << 20;
 
 /// A connection to the cluster, the runtime it runs on and the store's health.
 pub(super) struct Etcd {
@@ -176,7 +179,11 @@ impl Etcd {
             .runtime
             .as_ref()
             .expect("the runtime lives as long as the store");
-        match wait(runtime, until_connected(self.client.kv_client(), call)) {
+        let kv = self
+            .client
+            .kv_client()
+            .max_decoding_message_size(MAX_ANSWER);
+        match wait(runtime, until_connected(kv, call)) {
             Ok(value) => {
                 *self.failure() = None;
                 Ok(value)
@@ -271,18 +278,28 @@ impl Etcd {
         let end = range_end(&start);
         let mut from = start.clone().into_bytes();
         let mut revision = i64::try_from(at).unwrap_or(i64::MAX);
+        let mut page = PAGE;
         loop {
             let (page_from, page_end) = (from.clone(), end.clone());
-            let mut response = self.call(move |mut kv| {
+            let read = self.call(move |mut kv| {
                 let (page_from, page_end) = (page_from.clone(), page_end.clone());
                 async move {
                     let options = GetOptions::new()
                         .with_range(page_end)
-                        .with_limit(PAGE)
+                        .with_limit(page)
                         .with_revision(revision);
                     kv.get(page_from, Some(options)).await
                 }
-            })?;
+            });
+            let mut response = match read {
+                Err(Error::Unavailable { reason })
+                    if page > 1 && reason.contains("message length too large") =>
+                {
+                    page /= 2;
+                    continue;
+                }
+                read => read?,
+            };
             if revision == 0 {
                 revision = response.header().map_or(0, |h| h.revision());
             }
