@@ -371,8 +371,12 @@ def print_summary(summary):
             pairs = [d["rps"] / u["rps"] for u, d in zip([r for r in runs if r["etcd"] == "up"],
                                                            [r for r in runs if r["etcd"] == "down"])]
             print(f"  guest throughput, etcd up vs etcd down ({OUTAGE}), {len(up)} rounds each, GET /metadata/instance:")
-            print(f"    up   {med(up):9.0f} req/s (median; {', '.join(f'{x:.0f}' for x in up)})")
-            print(f"    down {med(down):9.0f} req/s (median; {', '.join(f'{x:.0f}' for x in down)})")
+            fu = [r["foreign_cpu_s"] for r in runs if r["etcd"] == "up"]
+            fd = [r["foreign_cpu_s"] for r in runs if r["etcd"] == "down"]
+            print(f"    up   {med(up):9.0f} req/s (median; {', '.join(f'{x:.0f}' for x in up)}; "
+                  f"foreign CPU-s {', '.join(f'{x:.1f}' for x in fu)})")
+            print(f"    down {med(down):9.0f} req/s (median; {', '.join(f'{x:.0f}' for x in down)}; "
+                  f"foreign CPU-s {', '.join(f'{x:.1f}' for x in fd)})")
             cu = [r["cpu_us_per_req"] for r in runs if r["etcd"] == "up"]
             cd = [r["cpu_us_per_req"] for r in runs if r["etcd"] == "down"]
             print(f"    server CPU per request: up {med(cu):.2f} us, down {med(cd):.2f} us (medians; down/up {med(cd) / med(cu):.3f}); "
