@@ -5,6 +5,9 @@
 #   scripts/bench-fleet-scale.sh                  # COUNT=100000, SERVED="1000 all"; ~15 min
 #   COUNT=2000 SERVED="100 all" ROUNDS=1 DURATION=2s scripts/bench-fleet-scale.sh   # smoke run, ~1 min
 #   OUTAGE=stop scripts/bench-fleet-scale.sh      # etcd frozen (SIGSTOP) instead of killed
+#   OUTAGE=none COUNT=2000 SERVED=1000 STARTS=1 ROUNDS=8 scripts/bench-fleet-scale.sh
+#                                                 # a control: etcd stays up in the "down" runs,
+#                                                 # to see how far paired ratios stray by noise alone
 #
 # Method (the driver is scripts/bench_fleet_scale.py):
 #   1. examples/scale_vms.rs writes COUNT realistic VMs plus `vm-local` (caller 127.0.0.1), the

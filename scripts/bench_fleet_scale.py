@@ -22,7 +22,8 @@ ROUNDS = int(ENV.get("ROUNDS", "3"))
 DURATION = ENV.get("DURATION", "10s")
 WARMUP = ENV.get("WARMUP", "2s")
 CONNECTIONS = int(ENV.get("CONNECTIONS", "64"))
-OUTAGE = ENV.get("OUTAGE", "kill")          # kill: SIGKILL, restarted after; stop: SIGSTOP/SIGCONT
+OUTAGE = ENV.get("OUTAGE", "kill")  # kill: SIGKILL, restarted after; stop: SIGSTOP/SIGCONT;
+                                    # none: a control, etcd stays up in the "down" runs too
 OUTAGE_SETTLE = float(ENV.get("OUTAGE_SETTLE", "3"))
 SERVER_CPU, CLIENT_CPU = ENV.get("SERVER_CPU", "0"), ENV.get("CLIENT_CPU", "1")
 PORT_BASE = int(ENV.get("PORT_BASE", "18700"))
@@ -266,7 +267,7 @@ def wait_ready(want, within):
 
 def outage(etcd, data, kek, served):
     log(f"outage: host pinned to CPU {SERVER_CPU} (--workers 1), wrk -t1 -c{CONNECTIONS} -d{DURATION} on CPU {CLIENT_CPU}; "
-        f"etcd down = {'SIGKILL, restarted after' if OUTAGE == 'kill' else 'SIGSTOP, SIGCONT after'}")
+        f"etcd down = {dict(kill='SIGKILL, restarted after', stop='SIGSTOP, SIGCONT after', none='up all the same (a control)')[OUTAGE]}")
     p = spawn_host(data, kek, os.path.join(out, "raw", "host-outage.stderr"), pinned=True)
     while not guest_ok(GUEST):
         if p.poll() is not None:
@@ -279,7 +280,7 @@ def outage(etcd, data, kek, served):
         for rnd in range(1, ROUNDS + 1):
             for state in (("up", "down") if rnd % 2 else ("down", "up")):
                 extra = {}
-                if state == "down":
+                if state == "down" and OUTAGE != "none":
                     if OUTAGE == "kill":
                         etcd.kill()
                     else:
@@ -290,7 +291,7 @@ def outage(etcd, data, kek, served):
                     extra["readyz_before"] = readyz()
                 r = wrk(DURATION, p.pid, f"{state}-r{rnd}")
                 extra["readyz_after"] = readyz()
-                if state == "down":
+                if state == "down" and OUTAGE != "none":
                     t0 = time.monotonic()
                     if OUTAGE == "kill":
                         etcd.start()
