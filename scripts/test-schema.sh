@@ -69,8 +69,8 @@ printf 'test-schema: schemathesis %s against %s (seed %s)\n' \
 # One run per kind of test, each with its own time: with one budget for all, fuzzing (which
 # repeats until the time is spent) would leave nothing for the stateful phase.
 run() {
-    local phases=$1 max_time=$2
-    shift 2
+    local phases=$1 max_time=$2 workers=$3
+    shift 3
     local start rc
     start=$(date +%s)
     set +e
@@ -80,7 +80,7 @@ run() {
         --header "Authorization: Bearer $TOKEN" \
         --checks all --exclude-checks positive_data_acceptance \
         --phases "$phases" --max-time "$max_time" --seed "$SEED" \
-        --request-timeout 20 --workers 2 \
+        --request-timeout 20 --workers "$workers" \
         --report junit --report-dir "$WORK/report-${phases//,/-}" \
         "$@"
     rc=$?
@@ -90,8 +90,11 @@ run() {
 }
 status=0
 cd "$WORK"  # schemathesis keeps its cache (.schemathesis/) in the working directory
-run examples,coverage,fuzzing "$MAX_TIME_CASES" "$@" || status=1
-run stateful "$MAX_TIME_STATEFUL" "$@" || status=1
+run examples,coverage,fuzzing "$MAX_TIME_CASES" 2 "$@" || status=1
+# One worker: a scenario follows links (an event created, then read back), and a second
+# worker's scenario on the same server (the one manual clock moved on, the VM deleted) could
+# end that event in between: seed 205551008 got a 404 for an event it had just created.
+run stateful "$MAX_TIME_STATEFUL" 1 "$@" || status=1
 
 if ! kill -0 "$SERVER_PID" 2>/dev/null; then
     tail -40 "$WORK/server.log" >&2
