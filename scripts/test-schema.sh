@@ -69,8 +69,8 @@ printf 'test-schema: schemathesis %s against %s (seed %s)\n' \
 # One run per kind of test, each with its own time: with one budget for all, fuzzing (which
 # repeats until the time is spent) would leave nothing for the stateful phase.
 run() {
-    local phases=$1 max_time=$2 workers=$3
-    shift 3
+    local phases=$1 max_time=$2 workers=$3 excluded=$4
+    shift 4
     local start rc
     start=$(date +%s)
     set +e
@@ -78,7 +78,7 @@ run() {
         run "$REPO/src/control/openapi.json" \
         --url "http://$CONTROL" \
         --header "Authorization: Bearer $TOKEN" \
-        --checks all --exclude-checks positive_data_acceptance \
+        --checks all --exclude-checks "$excluded" \
         --phases "$phases" --max-time "$max_time" --seed "$SEED" \
         --request-timeout 20 --workers "$workers" \
         --report junit --report-dir "$WORK/report-${phases//,/-}" \
@@ -90,11 +90,16 @@ run() {
 }
 status=0
 cd "$WORK"  # schemathesis keeps its cache (.schemathesis/) in the working directory
-run examples,coverage,fuzzing "$MAX_TIME_CASES" 2 "$@" || status=1
+run examples,coverage,fuzzing "$MAX_TIME_CASES" 2 positive_data_acceptance "$@" || status=1
 # One worker: a scenario follows links (an event created, then read back), and a second
 # worker's scenario on the same server (the one manual clock moved on, the VM deleted) could
 # end that event in between: seed 205551008 got a 404 for an event it had just created.
-run stateful "$MAX_TIME_STATEFUL" 1 "$@" || status=1
+# use_after_free is left out of this phase: DELETE /v1/vms/{id}/provisioning resets a
+# record (it reads as Pending after, by design), and schemathesis 4.32.5's stateful phase did
+# not honour schemathesis.toml's per-operation exclusion for that read (seed 262881624
+# reported the 200 as ST301). The fuzzing phase keeps the check; tests/it (control_contract.rs,
+# control.rs) assert the 404s of deleted VMs and their sub-resources.
+run stateful "$MAX_TIME_STATEFUL" 1 positive_data_acceptance,use_after_free "$@" || status=1
 
 if ! kill -0 "$SERVER_PID" 2>/dev/null; then
     tail -40 "$WORK/server.log" >&2
