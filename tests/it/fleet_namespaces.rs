@@ -27,6 +27,7 @@ use http::Method;
 use serde_json::{Value, json};
 
 use crate::fleet::{CuttableProxy, etcd, kek_file};
+use crate::isolation::{destroy_namespace, ip, require_root};
 
 const NAME: &str = "/metadata/instance/compute/name?api-version=2021-02-01&format=text";
 const VM_ADDRESS: &str = "10.216.0.11";
@@ -272,46 +273,6 @@ fn start_azimds(
         .unwrap_or_else(|_| panic!("azimds in {namespace} did not report listening in 30 s"));
     assert!(line.contains("listen=169.254.169.254:80"), "{line}");
     child
-}
-
-fn require_root() {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("?");
-    assert_eq!(
-        euid, "0",
-        "the fleet namespace test creates network namespaces (ip netns) and must run as root"
-    );
-}
-
-fn ip(args: &[&str]) {
-    let output = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `ip` (iproute2): {e}"));
-    assert!(
-        output.status.success(),
-        "`ip {}` failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr).trim()
-    );
-}
-
-/// Deletes a namespace, killing anything still running in it. Never panics.
-fn destroy_namespace(name: &str) {
-    if let Ok(output) = Command::new("ip").args(["netns", "pids", name]).output() {
-        for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
-            let _ = Command::new("kill").args(["-KILL", pid]).status();
-        }
-    }
-    let _ = Command::new("ip")
-        .args(["netns", "del", name])
-        .stderr(Stdio::null())
-        .status();
 }
 
 /// Removes namespaces an earlier run left when it was killed before its `Drop` ran (their

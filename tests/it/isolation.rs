@@ -110,7 +110,7 @@ impl Fetched {
     }
 }
 
-fn require_root() {
+pub(crate) fn require_root() {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let euid = status
         .lines()
@@ -125,7 +125,7 @@ fn require_root() {
 }
 
 /// Runs `ip ARGS`, failing the test with ip's message if it fails.
-fn ip(args: &[&str]) {
+pub(crate) fn ip(args: &[&str]) {
     let output = Command::new("ip")
         .args(args)
         .stdin(Stdio::null())
@@ -140,7 +140,7 @@ fn ip(args: &[&str]) {
 }
 
 /// Deletes a namespace, killing (by pid) anything still running in it. Never panics.
-fn destroy_namespace(name: &str) {
+pub(crate) fn destroy_namespace(name: &str) {
     if let Ok(output) = Command::new("ip").args(["netns", "pids", name]).output() {
         for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
             let _ = Command::new("kill").args(["-KILL", pid]).status();
