@@ -99,7 +99,13 @@ run examples,coverage,fuzzing "$MAX_TIME_CASES" 2 positive_data_acceptance "$@" 
 # not honour schemathesis.toml's per-operation exclusion for that read (seed 262881624
 # reported the 200 as ST301). The fuzzing phase keeps the check; tests/it (control_contract.rs,
 # control.rs) assert the 404s of deleted VMs and their sub-resources.
-run stateful "$MAX_TIME_STATEFUL" 1 positive_data_acceptance,use_after_free "$@" || status=1
+# ensure_resource_availability is left out of this phase too: POST /v1/events/{id}/cancel (or
+# complete) ends an event, which then leaves the control API as it leaves the guest's
+# document, so GET after it is a 404 by design; schemathesis follows the link from the create
+# to the read across such a command and reported it as ST302 (seed 131674374), and ignored a
+# per-operation exclusion for getEvent as it did for use_after_free. tests/it reads back the
+# VMs, events and faults it creates (durability.rs, scheduled.rs, faults.rs).
+run stateful "$MAX_TIME_STATEFUL" 1 positive_data_acceptance,use_after_free,ensure_resource_availability "$@" || status=1
 
 if ! kill -0 "$SERVER_PID" 2>/dev/null; then
     tail -40 "$WORK/server.log" >&2
