@@ -212,18 +212,29 @@ impl Snapshot {
 #[derive(Debug)]
 struct VersionSlot {
     json: Bytes,
-    indexed: OnceLock<Box<Rendered>>,
+    indexed: OnceBox<Rendered>,
+}
+
+/// The first version a VM asked for, with the slot index (`2 * version.index() + extended`)
+/// it stands for.
+#[derive(Debug)]
+struct FirstVersion {
+    key: usize,
+    slot: VersionSlot,
 }
 
 /// One VM as the guest plane serves it.
 #[derive(Debug)]
 pub struct ServedVm {
     definition: VmDefinition,
-    /// Indexed by `2 * version.index() + extended`. Allocated on the VM's first instance
-    /// request, so idle VMs of a large host cost a pointer, not 70 slots; each slot is one
-    /// pointer (`OnceBox`, 8 bytes, not `OnceLock`'s 16): at 100k VMs each fetched once that
-    /// is 56 MB (BENCHMARKS.md). Two first requests racing may both render; one result is kept.
-    renders: OnceLock<Box<[OnceBox<VersionSlot>]>>,
+    /// The version of the VM's first instance request. Nearly every guest asks for one
+    /// api-version only, so a large host keeps one slot per fetched VM rather than a table of
+    /// 70 (560 bytes each: 55 MB at 100k VMs fetched once, BENCHMARKS.md "Memory per VM").
+    first: OnceBox<FirstVersion>,
+    /// Every other version, indexed by slot index; allocated when a VM asks for a second one.
+    /// Each entry is one pointer (`OnceBox`, 8 bytes, not `OnceLock`'s 16). Two first
+    /// requests racing may both render; one result is kept.
+    others: OnceLock<Box<[OnceBox<VersionSlot>]>>,
     throttle: Arc<TokenBucket>,
     runtime: Arc<VmRuntime>,
 }
@@ -236,7 +247,8 @@ impl ServedVm {
     ) -> ServedVm {
         ServedVm {
             definition,
-            renders: OnceLock::new(),
+            first: OnceBox::new(),
+            others: OnceLock::new(),
             throttle,
             runtime,
         }
@@ -260,15 +272,27 @@ impl ServedVm {
     }
 
     fn slot(&self, version: ApiVersion, extended: bool) -> &VersionSlot {
-        let renders = self
-            .renders
-            .get_or_init(|| (0..2 * ApiVersion::COUNT).map(|_| OnceBox::new()).collect());
-        renders[2 * version.index() + usize::from(extended)].get_or_init(|| {
-            Box::new(VersionSlot {
-                json: self.render(version, extended).bytes(),
-                indexed: OnceLock::new(),
+        let key = 2 * version.index() + usize::from(extended);
+        let first = self.first.get_or_init(|| {
+            Box::new(FirstVersion {
+                key,
+                slot: self.new_slot(version, extended),
             })
-        })
+        });
+        if first.key == key {
+            return &first.slot;
+        }
+        let others = self
+            .others
+            .get_or_init(|| (0..2 * ApiVersion::COUNT).map(|_| OnceBox::new()).collect());
+        others[key].get_or_init(|| Box::new(self.new_slot(version, extended)))
+    }
+
+    fn new_slot(&self, version: ApiVersion, extended: bool) -> VersionSlot {
+        VersionSlot {
+            json: self.render(version, extended).bytes(),
+            indexed: OnceBox::new(),
+        }
     }
 
     fn render(&self, version: ApiVersion, extended: bool) -> Rendered {
@@ -365,6 +389,44 @@ mod tests {
         assert_eq!(gone.vm_count(), 1);
         assert!(gone.resolve("10.0.0.5".parse().unwrap()).is_none());
         assert_eq!(one.vm_count(), 1, "older snapshots are unaffected");
+    }
+
+    #[test]
+    fn every_version_is_rendered_once_whichever_came_first() {
+        let served = |first: ApiVersion| {
+            let snapshot = Snapshot::new([vm("a", &[])], CallerMode::Single, RateLimit(5)).unwrap();
+            let vm = Arc::clone(snapshot.vm("a").unwrap());
+            vm.document(first, false);
+            vm
+        };
+        let oldest = ApiVersion::all().next().unwrap();
+        let newest_first = served(ApiVersion::NEWEST);
+        let oldest_first = served(oldest);
+        for version in ApiVersion::all() {
+            for extended in [false, true] {
+                let kept = newest_first.document(version, extended);
+                assert_eq!(
+                    kept,
+                    oldest_first.document(version, extended),
+                    "{version:?}"
+                );
+                assert_eq!(
+                    kept.as_ptr(),
+                    newest_first.document(version, extended).as_ptr(),
+                    "{version:?} is kept, not rendered again"
+                );
+                assert_eq!(
+                    newest_first.indexed(version, extended).bytes(),
+                    kept,
+                    "the index is over the same document"
+                );
+            }
+        }
+        assert_ne!(
+            newest_first.document(ApiVersion::NEWEST, false),
+            newest_first.document(oldest, false),
+            "versions shape the document differently"
+        );
     }
 
     #[test]

@@ -47,6 +47,9 @@ impl Rendered {
     pub fn new(node: &Node) -> Rendered {
         let mut json = Vec::with_capacity(4096);
         let root = index(&mut json, node);
+        // Exactly the document's size: `Bytes::from` keeps a `Vec`'s whole capacity, and the
+        // whole-document bytes of every fetched VM are kept (BENCHMARKS.md "Memory per VM").
+        json.shrink_to_fit();
         Rendered {
             json: Bytes::from(json),
             root,
