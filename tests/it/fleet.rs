@@ -339,6 +339,70 @@ async fn a_vm_written_through_one_host_is_served_by_another_and_survives_an_outa
     assert_eq!(guest_name(&second).await, (200, "vm-renamed".into()));
 }
 
+/// A frozen etcd (alive, its port open, answering nothing) is an outage too: nothing fails at
+/// once, so only the client's keep-alive pings notice it. The host says it is stale, serves
+/// its guests meanwhile, and recovers when etcd goes on. docs/fleet.md "Not built yet" gives
+/// how long the noticing takes.
+#[cfg(feature = "fleet")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_etcd_is_noticed_and_guests_are_served_through_it() {
+    let etcd = etcd::TestEtcd::start("it-frozen");
+    let dir = TempDir::new("fleet-frozen");
+    let host = serve_on(&etcd, &dir.path().join("host"));
+    let control = host.control_api(&dir.path().join("host"));
+    let vm = json!({"callers": ["127.0.0.1"], "instance": {"compute": {"name": "vm-frozen"}}});
+    let put = control.call("PUT", "/v1/vms/vm1", Some(&vm), &[]).await;
+    assert_eq!(put.status, 201, "{}", put.text());
+    assert_eq!(readiness(&control).await.0, 200);
+
+    etcd.freeze();
+    let frozen = Instant::now();
+    let body = loop {
+        let (status, body) = readiness(&control).await;
+        if status == 503 {
+            break body;
+        }
+        assert!(
+            frozen.elapsed() < Duration::from_secs(40),
+            "etcd frozen for 40 s and readiness still {status} {body}"
+        );
+        assert_eq!(guest_name(&host).await, (200, "vm-frozen".into()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let noticed = frozen.elapsed();
+    assert_eq!(body["status"], "store-unavailable", "{body}");
+    assert!(body["store"]["failingSince"].is_string(), "{body}");
+    assert_eq!(
+        guest_name(&host).await,
+        (200, "vm-frozen".into()),
+        "guests are served from memory while etcd is frozen"
+    );
+
+    etcd.thaw();
+    let thawed = Instant::now();
+    loop {
+        let (status, body) = readiness(&control).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            thawed.elapsed() < Duration::from_secs(60),
+            "etcd went on 60 s ago and readiness still {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let renamed = json!({"instance": {"compute": {"name": "vm-thawed"}}});
+    let patched = control
+        .call("PATCH", "/v1/vms/vm1", Some(&renamed), &[])
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.text());
+    assert_eq!(guest_name(&host).await, (200, "vm-thawed".into()));
+    eprintln!(
+        "a frozen etcd was noticed after {noticed:?}; recovered {:?} after it went on",
+        thawed.elapsed()
+    );
+}
+
 /// Two hosts on one etcd, live: a VM assigned to host B and written through host A's control
 /// API is served by B and not by A; moving it to A is one write through B, after which B no
 /// longer serves it (at once: a write returns once its own host applied it) and A does.

@@ -93,6 +93,24 @@ impl TestEtcd {
         }
     }
 
+    /// Freezes the member (SIGSTOP): alive, its ports open, answering nothing, as a hung
+    /// process or a host paused under it looks. [`TestEtcd::thaw`] lets it go on.
+    #[allow(dead_code)] // tests/it/fleet.rs only
+    pub(crate) fn freeze(&self) {
+        self.signal(rustix::process::Signal::STOP);
+    }
+
+    #[allow(dead_code)] // tests/it/fleet.rs only
+    pub(crate) fn thaw(&self) {
+        self.signal(rustix::process::Signal::CONT);
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) {
+        let child = self.child.as_ref().expect("the member is running");
+        rustix::process::kill_process(rustix::process::Pid::from_child(child), signal)
+            .expect("the member can be signalled");
+    }
+
     /// Starts the member (again) on its data directory and ports.
     pub(crate) fn restart(&mut self) {
         self.stop();
