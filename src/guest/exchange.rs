@@ -6,12 +6,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{Request, Response, header};
+use http::{Request, Response};
 
 use crate::faults::{Action, Injection};
 use crate::guest::error::{GuestError, IdentityError};
 use crate::guest::faults::{Aborted, truncate};
-use crate::guest::request::{has_metadata_header, split_ascii};
+use crate::guest::request::{HeaderFacts, split_ascii};
 use crate::guest::response::Body;
 use crate::snapshot::ServedVm;
 use crate::state::Shared;
@@ -26,9 +26,8 @@ pub(super) struct Exchange {
     pub(super) vm: Option<Arc<ServedVm>>,
     /// The fault rule that took the request, if one did.
     injection: Option<Injection>,
-    /// Whether exactly one `Metadata: true` header came: checked once, for the journal and
-    /// the route.
-    pub(super) metadata_header: bool,
+    /// The request's headers as the route and the journal read them: read once.
+    pub(super) headers: HeaderFacts,
 }
 
 impl Exchange {
@@ -37,7 +36,7 @@ impl Exchange {
             started: Instant::now(),
             vm: None,
             injection: None,
-            metadata_header: has_metadata_header(head.headers()),
+            headers: HeaderFacts::read(head.headers()),
         }
     }
 
@@ -153,14 +152,14 @@ impl Exchange {
                     .injection
                     .as_ref()
                     .map(|i| (Arc::clone(&i.rule.id), i.action.name()));
-                match head.headers().get(header::USER_AGENT) {
+                match &self.headers.user_agent {
                     Some(agent) => {
                         let kept = entry.user_agent.get_or_insert_with(Vec::new);
                         copy_bounded(kept, agent.as_bytes(), MAX_USER_AGENT);
                     }
                     None => entry.user_agent = None,
                 }
-                entry.metadata_header = self.metadata_header;
+                entry.metadata_header = self.headers.metadata;
             });
         }
         if self.injection.is_some() || telemetry.settings.access_log {

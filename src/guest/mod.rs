@@ -38,6 +38,7 @@ use crate::faults::Action;
 pub use crate::guest::error::{GuestError, IdentityError, LB_LIMITS, LoadBalancerError};
 use crate::guest::exchange::Exchange;
 use crate::guest::faults::{Aborted, ResetOnDrop};
+use crate::guest::request::HeaderFacts;
 pub use crate::guest::response::Body;
 use crate::snapshot::ServedVm;
 use crate::state::Shared;
@@ -212,7 +213,7 @@ fn start<B>(shared: &Shared, peer: SocketAddr, request: Request<B>) -> Started<B
     let answered = match faults::immediate(injected, &head) {
         Some(early) => early,
         None => endpoint
-            .and_then(|endpoint| route_now(shared, vm, &head, exchange.metadata_header, endpoint)),
+            .and_then(|endpoint| route_now(shared, vm, &head, &exchange.headers, endpoint)),
     };
     let concluded = exchange.conclude(shared, &head, answered);
     response::recycle(head.into_parts().0.headers);
@@ -232,11 +233,11 @@ where
             injected,
         } = *self;
         let vm = exchange.vm.as_ref().expect("resolved before waiting");
-        let metadata_header = exchange.metadata_header;
+        let headers = &exchange.headers;
         let stalled = || exchange.record_unanswered(shared, &head);
         let answered = match faults::before(injected, &head, stalled).await {
             Some(early) => early,
-            None => route(shared, vm, &head, metadata_header, body).await,
+            None => route(shared, vm, &head, headers, body).await,
         };
         let concluded = exchange.conclude(shared, &head, answered);
         response::recycle(head.into_parts().0.headers);
@@ -259,7 +260,7 @@ async fn route<B>(
     shared: &Shared,
     vm: &Arc<ServedVm>,
     request: &Request<()>,
-    metadata_header: bool,
+    headers: &HeaderFacts,
     body: B,
 ) -> Result<Response<Body>, GuestError>
 where
@@ -269,7 +270,7 @@ where
     let endpoint = Endpoint::from_path(request.uri().path())?;
     if !endpoint.waits() {
         // A delay fault's request to an endpoint that answers at once.
-        return route_now(shared, vm, request, metadata_header, endpoint);
+        return route_now(shared, vm, request, headers, endpoint);
     }
     endpoint.check_method(request.method())?;
     if let Endpoint::Identity(endpoint) = endpoint {
@@ -277,7 +278,7 @@ where
         return identity::respond(shared, vm, request, endpoint).await;
     }
     throttle(shared, vm)?;
-    check_headers(&endpoint, request, metadata_header)?;
+    check_headers(&endpoint, request, headers)?;
     let query = request::Query::parse(request.uri().query())?;
     match endpoint {
         Endpoint::ScheduledEvents => {
@@ -297,7 +298,7 @@ fn route_now(
     shared: &Shared,
     vm: &ServedVm,
     request: &Request<()>,
-    metadata_header: bool,
+    headers: &HeaderFacts,
     endpoint: Endpoint<'_>,
 ) -> Result<Response<Body>, GuestError> {
     if let Endpoint::LoadBalancer(sub_path) = endpoint {
@@ -310,7 +311,7 @@ fn route_now(
         // Certificate tooling fetches AIA URLs with no Metadata header and no api-version.
         return Ok(attested::issuer(shared));
     }
-    check_headers(&endpoint, request, metadata_header)?;
+    check_headers(&endpoint, request, headers)?;
     let query = request::Query::parse(request.uri().query())?;
     match endpoint {
         Endpoint::Versions => Ok(versions::get()),
@@ -325,9 +326,9 @@ fn route_now(
 fn check_headers(
     endpoint: &Endpoint<'_>,
     request: &Request<()>,
-    metadata_header: bool,
+    headers: &HeaderFacts,
 ) -> Result<(), GuestError> {
-    match request::check_headers_given(request.headers(), metadata_header) {
+    match request::check_headers_given(headers) {
         Err(GuestError::MissingMetadataHeader)
             if matches!(endpoint, Endpoint::ScheduledEvents)
                 && scheduled::is_preview(request.uri().query()) =>

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderValue};
 
 use crate::guest::error::GuestError;
 use crate::metadata::version::ApiVersion;
@@ -12,39 +12,58 @@ use crate::metadata::version::ApiVersion;
 /// More parameters than any client sends; beyond this a query is rejected, not scanned.
 const MAX_QUERY_PARAMETERS: usize = 32;
 
-/// Header names looked up on every request, parsed once (a `&str` key is parsed and
-/// validated on every lookup).
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const METADATA: HeaderName = HeaderName::from_static("metadata");
-
 /// `X-Forwarded-For` absent, and exactly one `Metadata` header whose value is `true` in any
 /// ASCII case (§1.3: real clients send `True`).
 pub(super) fn check_headers(headers: &HeaderMap) -> Result<(), GuestError> {
-    check_headers_given(headers, has_metadata_header(headers))
+    check_headers_given(&HeaderFacts::read(headers))
 }
 
-/// [`check_headers`] when [`has_metadata_header`] is already known.
-pub(super) fn check_headers_given(
-    headers: &HeaderMap,
-    metadata_header: bool,
-) -> Result<(), GuestError> {
-    if headers.contains_key(X_FORWARDED_FOR) {
+/// [`check_headers`] when the [`HeaderFacts`] are already read.
+pub(super) fn check_headers_given(facts: &HeaderFacts) -> Result<(), GuestError> {
+    if facts.forwarded_for {
         return Err(GuestError::ForwardedFor);
     }
-    if metadata_header {
+    if facts.metadata {
         Ok(())
     } else {
         Err(GuestError::MissingMetadataHeader)
     }
 }
 
-/// Exactly one `Metadata` header, whose value is `true` in any ASCII case.
-pub(super) fn has_metadata_header(headers: &HeaderMap) -> bool {
-    let mut values = headers.get_all(METADATA).iter();
-    matches!(
-        (values.next(), values.next()),
-        (Some(value), None) if value.as_bytes().trim_ascii().eq_ignore_ascii_case(b"true")
-    )
+/// What the guest plane reads of a request's headers, found in one pass over them: a
+/// `HeaderMap` lookup hashes its name and probes the table (about 120 instructions each,
+/// callgrind), and a request has a handful of headers to walk.
+#[derive(Clone, Debug, Default)]
+pub(super) struct HeaderFacts {
+    /// Exactly one `Metadata` header, whose value is `true` in any ASCII case.
+    pub(super) metadata: bool,
+    /// An `X-Forwarded-For` header is present.
+    pub(super) forwarded_for: bool,
+    /// The first `User-Agent`, for the journal (a cheap clone: it shares hyper's buffer).
+    pub(super) user_agent: Option<HeaderValue>,
+}
+
+impl HeaderFacts {
+    pub(super) fn read(headers: &HeaderMap) -> HeaderFacts {
+        let mut facts = HeaderFacts::default();
+        let mut metadata_values = 0u32;
+        for (name, value) in headers {
+            // Names are lower case: hyper and `HeaderName` normalize them.
+            match name.as_str() {
+                "metadata" => {
+                    metadata_values += 1;
+                    facts.metadata = metadata_values == 1
+                        && value.as_bytes().trim_ascii().eq_ignore_ascii_case(b"true");
+                }
+                "x-forwarded-for" => facts.forwarded_for = true,
+                "user-agent" if facts.user_agent.is_none() => {
+                    facts.user_agent = Some(value.clone());
+                }
+                _ => {}
+            }
+        }
+        facts
+    }
 }
 
 /// Parameters kept without allocating; more than this spill to a `Vec`.
@@ -245,8 +264,6 @@ fn decode(text: &str, plus_is_space: bool) -> Result<Cow<'_, str>, GuestError> {
 
 #[cfg(test)]
 mod tests {
-    use http::HeaderValue;
-
     use super::*;
 
     #[test]
