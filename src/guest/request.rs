@@ -73,12 +73,41 @@ type Pair<'a> = (Cow<'a, str>, Cow<'a, str>);
 
 /// A decoded query string. Parameter names are case-sensitive (§1.4: `Api-Version` is not
 /// `api-version`). Every guest request parses one, and real clients send one to three
-/// parameters: those are kept inline.
+/// parameters: those are kept inline. The names nearly every request carries ([`Known`]) are
+/// located while parsing, so reading them, and checking them for duplicates, compares no
+/// strings.
 #[derive(Debug, Default)]
 pub(super) struct Query<'a> {
     inline: [Pair<'a>; INLINE_PARAMETERS],
     count: usize,
     more: Vec<Pair<'a>>,
+    /// Per [`Known`] name, the index of its first pair.
+    known_at: [Option<u8>; KNOWN_NAMES],
+    /// Bit `k` set: [`Known`] name `k` came more than once.
+    known_twice: u8,
+    /// How many pairs have a name that is not [`Known`].
+    unknown: usize,
+}
+
+/// Parameter names located while parsing.
+#[derive(Clone, Copy, Debug)]
+enum Known {
+    ApiVersion,
+    Format,
+    Extended,
+}
+
+const KNOWN_NAMES: usize = 3;
+
+impl Known {
+    fn of(name: &str) -> Option<Known> {
+        match name {
+            "api-version" => Some(Known::ApiVersion),
+            "format" => Some(Known::Format),
+            "extended" => Some(Known::Extended),
+            _ => None,
+        }
+    }
 }
 
 /// `text` split at every `separator` (an ASCII byte), as `str::split` would, without its
@@ -102,8 +131,11 @@ pub(super) fn split_ascii(text: &str, separator: u8) -> impl Iterator<Item = &st
 
 impl<'a> Query<'a> {
     pub(super) fn parse(raw: Option<&'a str>) -> Result<Query<'a>, GuestError> {
+        let raw = raw.unwrap_or("");
+        // One look for escapes over the whole query, not one per name and value.
+        let encoded = raw.bytes().any(|b| b == b'%' || b == b'+');
         let mut query = Query::default();
-        for pair in split_ascii(raw.unwrap_or(""), b'&').filter(|p| !p.is_empty()) {
+        for pair in split_ascii(raw, b'&').filter(|p| !p.is_empty()) {
             if query.count == MAX_QUERY_PARAMETERS {
                 return Err(GuestError::TooManyParameters);
             }
@@ -111,7 +143,19 @@ impl<'a> Query<'a> {
                 Some(at) => (&pair[..at], &pair[at + 1..]),
                 None => (pair, ""),
             };
-            let decoded = (decode(name, true)?, decode(value, true)?);
+            let decoded = if encoded {
+                (decode(name, true)?, decode(value, true)?)
+            } else {
+                (Cow::Borrowed(name), Cow::Borrowed(value))
+            };
+            match Known::of(&decoded.0) {
+                Some(known) => match &mut query.known_at[known as usize] {
+                    Some(_) => query.known_twice |= 1 << known as u8,
+                    // Below MAX_QUERY_PARAMETERS, so it fits.
+                    first @ None => *first = Some(query.count as u8),
+                },
+                None => query.unknown += 1,
+            }
             match query.inline.get_mut(query.count) {
                 Some(slot) => *slot = decoded,
                 None => query.more.push(decoded),
@@ -128,8 +172,19 @@ impl<'a> Query<'a> {
             .chain(&self.more)
     }
 
+    /// The pair at `index`, in request order.
+    fn at(&self, index: usize) -> &Pair<'a> {
+        match self.inline[..self.count.min(INLINE_PARAMETERS)].get(index) {
+            Some(pair) => pair,
+            None => &self.more[index - INLINE_PARAMETERS],
+        }
+    }
+
     /// The value of a parameter that may appear at most once.
     pub(super) fn single(&self, name: &str) -> Result<Option<&str>, GuestError> {
+        if let Some(known) = Known::of(name) {
+            return self.known(known);
+        }
         let mut values = self
             .all()
             .filter(|(n, _)| n == name)
@@ -140,6 +195,14 @@ impl<'a> Query<'a> {
         }
     }
 
+    /// [`Query::single`] of a [`Known`] name.
+    fn known(&self, known: Known) -> Result<Option<&str>, GuestError> {
+        if self.known_twice & (1 << known as u8) != 0 {
+            return Err(GuestError::DuplicateParameter);
+        }
+        Ok(self.known_at[known as usize].map(|at| self.at(usize::from(at)).1.as_ref()))
+    }
+
     /// Every decoded `(name, value)`, in request order.
     pub(super) fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
         self.all().map(|(n, v)| (n.as_ref(), v.as_ref()))
@@ -147,7 +210,7 @@ impl<'a> Query<'a> {
 
     /// The api-version, which must be present, unique and supported.
     pub(super) fn api_version(&self) -> Result<ApiVersion, GuestError> {
-        match self.single("api-version")? {
+        match self.known(Known::ApiVersion)? {
             Some(text) => ApiVersion::parse(text).ok_or(GuestError::ApiVersion),
             None => Err(GuestError::ApiVersion),
         }
@@ -155,8 +218,16 @@ impl<'a> Query<'a> {
 
     /// Rejects any parameter given twice (§1.5).
     pub(super) fn reject_duplicates(&self) -> Result<(), GuestError> {
-        for (i, (name, _)) in self.all().enumerate() {
-            if self.all().take(i).any(|(earlier, _)| earlier == name) {
+        if self.known_twice != 0 {
+            return Err(GuestError::DuplicateParameter);
+        }
+        if self.unknown < 2 {
+            // A known name never equals an unknown one: nothing left to compare.
+            return Ok(());
+        }
+        let unknown = || self.all().filter(|(name, _)| Known::of(name).is_none());
+        for (i, (name, _)) in unknown().enumerate() {
+            if unknown().take(i).any(|(earlier, _)| earlier == name) {
                 return Err(GuestError::DuplicateParameter);
             }
         }
@@ -165,7 +236,7 @@ impl<'a> Query<'a> {
 
     /// `format`: JSON unless `text` is asked for (§1.7); values match in any ASCII case.
     pub(super) fn format(&self) -> Result<Format, GuestError> {
-        match self.single("format")? {
+        match self.known(Known::Format)? {
             None => Ok(Format::Json),
             Some(v) if v.eq_ignore_ascii_case("json") => Ok(Format::Json),
             Some(v) if v.eq_ignore_ascii_case("text") => Ok(Format::Text),
@@ -175,7 +246,7 @@ impl<'a> Query<'a> {
 
     /// `extended=true` (§3.9).
     pub(super) fn extended(&self) -> Result<bool, GuestError> {
-        match self.single("extended")? {
+        match self.known(Known::Extended)? {
             None => Ok(false),
             Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
             Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
@@ -331,6 +402,17 @@ mod tests {
                 .reject_duplicates(),
             Err(GuestError::DuplicateParameter)
         );
+        // A known name is the same parameter however it was encoded.
+        let encoded = Query::parse(Some("api%2Dversion=2021-02-01&api-version=2021-02-01")).unwrap();
+        assert_eq!(encoded.api_version(), Err(GuestError::DuplicateParameter));
+        assert_eq!(encoded.reject_duplicates(), Err(GuestError::DuplicateParameter));
+        let mixed = Query::parse(Some("format=text&x=1&api-version=2021-02-01&x=2")).unwrap();
+        assert_eq!(mixed.format(), Ok(Format::Text));
+        assert_eq!(mixed.single("x"), Err(GuestError::DuplicateParameter));
+        assert_eq!(mixed.reject_duplicates(), Err(GuestError::DuplicateParameter));
+        let spilled_known = Query::parse(Some("a=1&b=2&c=3&d=4&e=5&extended=true")).unwrap();
+        assert_eq!(spilled_known.extended(), Ok(true));
+        assert_eq!(spilled_known.reject_duplicates(), Ok(()));
         let many = "a=1&".repeat(40);
         assert_eq!(
             Query::parse(Some(&many)).unwrap_err(),
