@@ -32,7 +32,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::connections::{
-    self, AcceptErrors, ConnectionPolicy, HeadTimer, Permit, StallGuard, Tracker,
+    self, AcceptErrors, ConnectionPolicy, HeadWatch, Permit, StallGuard, Tracker,
 };
 use crate::faults::Action;
 pub use crate::guest::error::{GuestError, IdentityError, LB_LIMITS, LoadBalancerError};
@@ -89,10 +89,12 @@ pub async fn serve(
     }
 }
 
-/// What a connection's requests share: the state, and whether a reset fault aborted it.
+/// What a connection's requests share: the state, whether a reset fault aborted it, and
+/// the head limit's news of each request.
 struct Connection {
     shared: Arc<Shared>,
     reset: Arc<AtomicBool>,
+    heads: Arc<HeadWatch>,
 }
 
 async fn serve_connection(
@@ -103,11 +105,14 @@ async fn serve_connection(
     policy: ConnectionPolicy,
 ) {
     let reset = Arc::new(AtomicBool::new(false));
+    let heads = Arc::new(HeadWatch::default());
     let connection = Arc::new(Connection {
         shared,
         reset: Arc::clone(&reset),
+        heads: Arc::clone(&heads),
     });
     let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+        connection.heads.arrived();
         let connection = Arc::clone(&connection);
         // Answered here when nothing waits, so the request, which holds slices of hyper's
         // read buffer, is gone before hyper next reads and it reuses the buffer instead of
@@ -124,11 +129,12 @@ async fn serve_connection(
             answered
         }
     });
-    let io = StallGuard::new(ResetOnDrop::new(stream, reset), policy.stall);
+    // The head timeout is the guard's, not hyper's `header_read_timeout` (`head_limit`).
+    let io = StallGuard::new(ResetOnDrop::new(stream, reset), policy.stall)
+        .with_head_limit(policy.head_timeout, heads);
     let connection = http1::Builder::new()
         .max_buf_size(MAX_REQUEST_HEAD)
-        .timer(HeadTimer)
-        .header_read_timeout(policy.head_timeout)
+        .header_read_timeout(None)
         .serve_connection(TokioIo::new(io), service);
     if let Err(error) = connection.await {
         tracing::debug!(%peer, %error, "guest connection ended with an error");
@@ -212,8 +218,9 @@ fn start<B>(shared: &Shared, peer: SocketAddr, request: Request<B>) -> Started<B
     let vm = exchange.vm.as_ref().expect("just set");
     let answered = match faults::immediate(injected, &head) {
         Some(early) => early,
-        None => endpoint
-            .and_then(|endpoint| route_now(shared, vm, &head, &exchange.headers, endpoint)),
+        None => {
+            endpoint.and_then(|endpoint| route_now(shared, vm, &head, &exchange.headers, endpoint))
+        }
     };
     let concluded = exchange.conclude(shared, &head, answered);
     response::recycle(head.into_parts().0.headers);

@@ -403,13 +403,20 @@ mod tests {
             Err(GuestError::DuplicateParameter)
         );
         // A known name is the same parameter however it was encoded.
-        let encoded = Query::parse(Some("api%2Dversion=2021-02-01&api-version=2021-02-01")).unwrap();
+        let encoded =
+            Query::parse(Some("api%2Dversion=2021-02-01&api-version=2021-02-01")).unwrap();
         assert_eq!(encoded.api_version(), Err(GuestError::DuplicateParameter));
-        assert_eq!(encoded.reject_duplicates(), Err(GuestError::DuplicateParameter));
+        assert_eq!(
+            encoded.reject_duplicates(),
+            Err(GuestError::DuplicateParameter)
+        );
         let mixed = Query::parse(Some("format=text&x=1&api-version=2021-02-01&x=2")).unwrap();
         assert_eq!(mixed.format(), Ok(Format::Text));
         assert_eq!(mixed.single("x"), Err(GuestError::DuplicateParameter));
-        assert_eq!(mixed.reject_duplicates(), Err(GuestError::DuplicateParameter));
+        assert_eq!(
+            mixed.reject_duplicates(),
+            Err(GuestError::DuplicateParameter)
+        );
         let spilled_known = Query::parse(Some("a=1&b=2&c=3&d=4&e=5&extended=true")).unwrap();
         assert_eq!(spilled_known.extended(), Ok(true));
         assert_eq!(spilled_known.reject_duplicates(), Ok(()));
