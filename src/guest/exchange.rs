@@ -28,6 +28,9 @@ pub(super) struct Exchange {
     injection: Option<Injection>,
     /// The request's headers as the route and the journal read them: read once.
     pub(super) headers: HeaderFacts,
+    /// The endpoint's label when the router already knows it (else it is read from the path
+    /// when recording).
+    pub(super) endpoint: Option<GuestEndpoint>,
 }
 
 impl Exchange {
@@ -37,6 +40,7 @@ impl Exchange {
             vm: None,
             injection: None,
             headers: HeaderFacts::read(head.headers()),
+            endpoint: None,
         }
     }
 
@@ -119,7 +123,9 @@ impl Exchange {
     fn record(&self, shared: &Shared, head: &Request<()>, status: u16, refusal: Option<Refusal>) {
         let telemetry = shared.telemetry();
         let uri = head.uri();
-        let endpoint = GuestEndpoint::from_path(uri.path());
+        let endpoint = self
+            .endpoint
+            .unwrap_or_else(|| GuestEndpoint::from_path(uri.path()));
         let api_version = uri
             .query()
             .and_then(|q| split_ascii(q, b'&').find_map(|p| p.strip_prefix("api-version=")));

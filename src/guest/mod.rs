@@ -42,6 +42,7 @@ use crate::guest::request::HeaderFacts;
 pub use crate::guest::response::Body;
 use crate::snapshot::ServedVm;
 use crate::state::Shared;
+use crate::telemetry::GuestEndpoint;
 
 /// Largest request head (request line plus headers) read; hyper answers 414/431 beyond it.
 /// Azure's own limits are of this order (§8.4).
@@ -205,6 +206,7 @@ fn start<B>(shared: &Shared, peer: SocketAddr, request: Request<B>) -> Started<B
     let injected = exchange.inject(shared, &vm, &head);
     exchange.vm = Some(vm);
     let endpoint = Endpoint::from_path(head.uri().path());
+    exchange.endpoint = endpoint.as_ref().ok().and_then(Endpoint::label);
     let waits = matches!(injected, Some(Action::Delay(_) | Action::Stall))
         || endpoint.as_ref().is_ok_and(Endpoint::waits);
     if waits {
@@ -404,6 +406,20 @@ impl<'a> Endpoint<'a> {
         }
     }
 
+    /// The metrics and journal label, where it follows from the variant alone: the same as
+    /// `GuestEndpoint::from_path` gives these paths (an identity path's depends on the rest).
+    fn label(&self) -> Option<GuestEndpoint> {
+        match self {
+            Endpoint::Versions => Some(GuestEndpoint::Versions),
+            Endpoint::Instance(_) => Some(GuestEndpoint::Instance),
+            Endpoint::ScheduledEvents => Some(GuestEndpoint::ScheduledEvents),
+            Endpoint::Identity(_) => None,
+            Endpoint::AttestedDocument | Endpoint::AttestedIssuer => Some(GuestEndpoint::Attested),
+            Endpoint::LoadBalancer(_) => Some(GuestEndpoint::LoadBalancer),
+            Endpoint::ReprovisionData => Some(GuestEndpoint::ReprovisionData),
+        }
+    }
+
     /// Whether answering waits (a token, the events engine, a signature); every other
     /// endpoint answers before hyper polls the answer.
     fn waits(&self) -> bool {
@@ -420,6 +436,36 @@ impl<'a> Endpoint<'a> {
                 Err(GuestError::MethodNotAllowed { allow: "GET, POST" })
             }
             _ => Err(GuestError::MethodNotAllowed { allow: "GET" }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_routers_labels_agree_with_the_paths() {
+        for path in [
+            "/metadata/versions",
+            "/metadata/versions/",
+            "/metadata/instance",
+            "/metadata/instance/",
+            "/metadata/instance/compute/vmId",
+            "/metadata/scheduledevents",
+            "/metadata/identity/oauth2/token",
+            "/metadata/identity/info",
+            "/metadata/attested/document",
+            "/metadata/attested/document/",
+            "/metadata/attested/ca.cer",
+            "/metadata/loadbalancer",
+            "/metadata/loadbalancer/x",
+            "/metadata/reprovisiondata",
+        ] {
+            let endpoint = Endpoint::from_path(path).unwrap_or_else(|_| panic!("{path}"));
+            if let Some(label) = endpoint.label() {
+                assert_eq!(label, GuestEndpoint::from_path(path), "{path}");
+            }
         }
     }
 }
