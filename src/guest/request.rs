@@ -132,37 +132,68 @@ pub(super) fn split_ascii(text: &str, separator: u8) -> impl Iterator<Item = &st
 impl<'a> Query<'a> {
     pub(super) fn parse(raw: Option<&'a str>) -> Result<Query<'a>, GuestError> {
         let raw = raw.unwrap_or("");
-        // One look for escapes over the whole query, not one per name and value.
-        let encoded = raw.bytes().any(|b| b == b'%' || b == b'+');
         let mut query = Query::default();
-        for pair in split_ascii(raw, b'&').filter(|p| !p.is_empty()) {
-            if query.count == MAX_QUERY_PARAMETERS {
-                return Err(GuestError::TooManyParameters);
+        // One pass over the bytes finds where each pair ends, its first `=` and whether it has
+        // escapes (separate searches for each cost twice as much on these short strings).
+        let mut start = 0;
+        let mut equals = None;
+        let mut escaped = false;
+        for (at, byte) in raw.bytes().enumerate() {
+            match byte {
+                b'&' => {
+                    query.push(raw, start..at, equals, escaped)?;
+                    start = at + 1;
+                    equals = None;
+                    escaped = false;
+                }
+                b'=' if equals.is_none() => equals = Some(at),
+                b'%' | b'+' => escaped = true,
+                _ => {}
             }
-            let (name, value) = match pair.bytes().position(|b| b == b'=') {
-                Some(at) => (&pair[..at], &pair[at + 1..]),
-                None => (pair, ""),
-            };
-            let decoded = if encoded {
-                (decode(name, true)?, decode(value, true)?)
-            } else {
-                (Cow::Borrowed(name), Cow::Borrowed(value))
-            };
-            match Known::of(&decoded.0) {
-                Some(known) => match &mut query.known_at[known as usize] {
-                    Some(_) => query.known_twice |= 1 << known as u8,
-                    // Below MAX_QUERY_PARAMETERS, so it fits.
-                    first @ None => *first = Some(query.count as u8),
-                },
-                None => query.unknown += 1,
-            }
-            match query.inline.get_mut(query.count) {
-                Some(slot) => *slot = decoded,
-                None => query.more.push(decoded),
-            }
-            query.count += 1;
         }
+        query.push(raw, start..raw.len(), equals, escaped)?;
         Ok(query)
+    }
+
+    /// Adds the pair at `span` of `raw` (skipped when empty), split at `equals` and decoded
+    /// when `escaped`.
+    fn push(
+        &mut self,
+        raw: &'a str,
+        span: std::ops::Range<usize>,
+        equals: Option<usize>,
+        escaped: bool,
+    ) -> Result<(), GuestError> {
+        if span.is_empty() {
+            return Ok(());
+        }
+        if self.count == MAX_QUERY_PARAMETERS {
+            return Err(GuestError::TooManyParameters);
+        }
+        // The separators are ASCII, so every bound is a character boundary.
+        let (name, value) = match equals {
+            Some(at) => (&raw[span.start..at], &raw[at + 1..span.end]),
+            None => (&raw[span], ""),
+        };
+        let decoded = if escaped {
+            (decode(name, true)?, decode(value, true)?)
+        } else {
+            (Cow::Borrowed(name), Cow::Borrowed(value))
+        };
+        match Known::of(&decoded.0) {
+            Some(known) => match &mut self.known_at[known as usize] {
+                Some(_) => self.known_twice |= 1 << known as u8,
+                // Below MAX_QUERY_PARAMETERS, so it fits.
+                first @ None => *first = Some(self.count as u8),
+            },
+            None => self.unknown += 1,
+        }
+        match self.inline.get_mut(self.count) {
+            Some(slot) => *slot = decoded,
+            None => self.more.push(decoded),
+        }
+        self.count += 1;
+        Ok(())
     }
 
     /// Every pair, in request order.
