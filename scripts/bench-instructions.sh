@@ -83,7 +83,7 @@ count() {
   if [ "$name" = azimds ]; then
     AZIMDS_WORKERS=1 valgrind --tool=callgrind --callgrind-out-file="$out" -q \
       "$AZIMDS_BIN" serve --listen "127.0.0.1:$port" --control 127.0.0.1:0 --rate-limit 0 \
-      --data "$data" 2>"$OUT/$name.stderr" &
+      --data "$data" >"$OUT/$name.stdout" 2>"$OUT/$name.stderr" &
   else
     WORKERS=1 valgrind --tool=callgrind --callgrind-out-file="$out" -q \
       "$CEILING_BIN" --listen "127.0.0.1:$port" --body-json "$OUT/instance.json" \
@@ -111,7 +111,7 @@ fetch_bodies() {
   local port data
   port=$(free_port)
   data=$(mktemp -d)
-  "$AZIMDS_BIN" serve --listen "127.0.0.1:$port" --control 127.0.0.1:0 --rate-limit 0 --data "$data" 2>/dev/null &
+  "$AZIMDS_BIN" serve --listen "127.0.0.1:$port" --control 127.0.0.1:0 --rate-limit 0 --data "$data" >/dev/null 2>&1 &
   local pid=$!
   for _ in $(seq 1 100); do curl -sf -o /dev/null -H 'Metadata: true' "http://127.0.0.1:$port$INSTANCE" && break; sleep 0.1; done
   curl -sf -H 'Metadata: true' "http://127.0.0.1:$port$INSTANCE" >"$OUT/instance.json"
@@ -147,7 +147,8 @@ count_vms() {
   printf '%s' '{"vms":[{"id":"a","callers":["127.0.0.2"],"instance":{"compute":{"name":"a"}},"identities":{"systemAssigned":{}}},{"id":"b","callers":["127.0.0.1"],"instance":{"compute":{"name":"b"}}}]}' >"$OUT/two-vms.json"
   AZIMDS_WORKERS=1 valgrind --tool=callgrind --callgrind-out-file="$out" -q \
     "$AZIMDS_BIN" serve --listen "127.0.0.1:$port" --control "127.0.0.1:$cport" --rate-limit 0 \
-    --callers source-address --vms "$OUT/two-vms.json" --data "$data" 2>"$OUT/azimds-vms.stderr" &
+    --callers source-address --vms "$OUT/two-vms.json" --data "$data" >"$OUT/azimds-vms.stdout" \
+    2>"$OUT/azimds-vms.stderr" &
   pid=$!
   wait_listening "$OUT/azimds-vms.stderr" "$port" "$pid"
   if [ "$rule" != none ]; then

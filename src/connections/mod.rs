@@ -3,6 +3,7 @@
 //! accept errors (typically EMFILE) logged at a bounded rate ([`AcceptErrors`]). Used by the
 //! guest plane and the control API alike.
 
+pub mod head_limit;
 pub mod head_timer;
 pub mod limits;
 pub mod stall;
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
+pub use head_limit::HeadWatch;
 pub use head_timer::HeadTimer;
 pub use limits::{Caps, Permit, Refused, Tracker};
 pub use stall::{StallGuard, StallLimits};
@@ -23,7 +25,8 @@ pub use stall::{StallGuard, StallLimits};
 pub struct ConnectionPolicy {
     pub caps: Caps,
     /// The whole request head must arrive within this time; it also bounds how long an idle
-    /// keep-alive connection stays open (hyper's header timer runs while it waits for a head).
+    /// keep-alive connection stays open (the timer runs while a connection waits for a head:
+    /// hyper's on the control plane, the stall guard's on the guest plane, `head_limit`).
     pub head_timeout: Duration,
     pub stall: StallLimits,
 }

@@ -14,8 +14,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+
+use crate::connections::head_limit::{HeadLimit, HeadWatch};
 
 /// How long a read or a write may wait without progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +90,8 @@ pub struct StallGuard<S> {
     registered: Option<Waker>,
     read: Direction,
     write: Direction,
+    /// The request-head limit, on guest connections ([`StallGuard::with_head_limit`]).
+    head: Option<HeadLimit>,
 }
 
 impl<S> StallGuard<S> {
@@ -98,7 +104,15 @@ impl<S> StallGuard<S> {
             registered: None,
             read: Direction::new(limits.read, tick),
             write: Direction::new(limits.write, tick),
+            head: None,
         }
+    }
+
+    /// Also fails a read that waits for a request head longer than `timeout`; the service
+    /// calls `watch`'s [`HeadWatch::arrived`] for every request (see `head_limit`).
+    pub fn with_head_limit(mut self, timeout: Duration, watch: Arc<HeadWatch>) -> StallGuard<S> {
+        self.head = Some(HeadLimit::new(timeout, watch));
+        self
     }
 
     /// Called whenever a direction waits: settles a tick that has passed, and keeps the timer
@@ -112,6 +126,12 @@ impl<S> StallGuard<S> {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "the peer made no progress",
+                ));
+            }
+            if self.head.as_mut().is_some_and(HeadLimit::expired) {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the request head took too long",
                 ));
             }
             self.timer.as_mut().reset(Instant::now() + self.tick);
@@ -136,6 +156,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for StallGuard<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if let Some(head) = &mut this.head {
+            head.before_read();
+        }
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(result) => {
                 this.read.made_progress();
@@ -170,14 +193,26 @@ impl<S: AsyncWrite + Unpin> StallGuard<S> {
     }
 }
 
+impl<S> StallGuard<S> {
+    /// Bytes of an answer went out (a flush, which hyper makes with nothing to write too,
+    /// does not count): the head limit's next read waits for the next head.
+    fn note_written(&mut self, written: &Poll<io::Result<usize>>) {
+        if let (Poll::Ready(Ok(1..)), Some(head)) = (written, &mut self.head) {
+            head.after_write();
+        }
+    }
+}
+
 impl<S: AsyncWrite + Unpin> AsyncWrite for StallGuard<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut()
-            .poll_writing(cx, |inner, cx| inner.poll_write(cx, buf))
+        let this = self.get_mut();
+        let written = this.poll_writing(cx, |inner, cx| inner.poll_write(cx, buf));
+        this.note_written(&written);
+        written
     }
 
     fn poll_write_vectored(
@@ -185,8 +220,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for StallGuard<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut()
-            .poll_writing(cx, |inner, cx| inner.poll_write_vectored(cx, bufs))
+        let this = self.get_mut();
+        let written = this.poll_writing(cx, |inner, cx| inner.poll_write_vectored(cx, bufs));
+        this.note_written(&written);
+        written
     }
 
     fn is_write_vectored(&self) -> bool {

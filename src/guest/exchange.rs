@@ -6,12 +6,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{Request, Response, header};
+use http::{Request, Response};
 
 use crate::faults::{Action, Injection};
 use crate::guest::error::{GuestError, IdentityError};
 use crate::guest::faults::{Aborted, truncate};
-use crate::guest::request::{has_metadata_header, split_ascii};
+use crate::guest::request::{HeaderFacts, split_ascii};
 use crate::guest::response::Body;
 use crate::snapshot::ServedVm;
 use crate::state::Shared;
@@ -26,9 +26,11 @@ pub(super) struct Exchange {
     pub(super) vm: Option<Arc<ServedVm>>,
     /// The fault rule that took the request, if one did.
     injection: Option<Injection>,
-    /// Whether exactly one `Metadata: true` header came: checked once, for the journal and
-    /// the route.
-    pub(super) metadata_header: bool,
+    /// The request's headers as the route and the journal read them: read once.
+    pub(super) headers: HeaderFacts,
+    /// The endpoint's label when the router already knows it (else it is read from the path
+    /// when recording).
+    pub(super) endpoint: Option<GuestEndpoint>,
 }
 
 impl Exchange {
@@ -37,7 +39,8 @@ impl Exchange {
             started: Instant::now(),
             vm: None,
             injection: None,
-            metadata_header: has_metadata_header(head.headers()),
+            headers: HeaderFacts::read(head.headers()),
+            endpoint: None,
         }
     }
 
@@ -120,7 +123,9 @@ impl Exchange {
     fn record(&self, shared: &Shared, head: &Request<()>, status: u16, refusal: Option<Refusal>) {
         let telemetry = shared.telemetry();
         let uri = head.uri();
-        let endpoint = GuestEndpoint::from_path(uri.path());
+        let endpoint = self
+            .endpoint
+            .unwrap_or_else(|| GuestEndpoint::from_path(uri.path()));
         let api_version = uri
             .query()
             .and_then(|q| split_ascii(q, b'&').find_map(|p| p.strip_prefix("api-version=")));
@@ -153,14 +158,14 @@ impl Exchange {
                     .injection
                     .as_ref()
                     .map(|i| (Arc::clone(&i.rule.id), i.action.name()));
-                match head.headers().get(header::USER_AGENT) {
+                match &self.headers.user_agent {
                     Some(agent) => {
                         let kept = entry.user_agent.get_or_insert_with(Vec::new);
                         copy_bounded(kept, agent.as_bytes(), MAX_USER_AGENT);
                     }
                     None => entry.user_agent = None,
                 }
-                entry.metadata_header = self.metadata_header;
+                entry.metadata_header = self.headers.metadata;
             });
         }
         if self.injection.is_some() || telemetry.settings.access_log {

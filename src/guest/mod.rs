@@ -32,15 +32,17 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::connections::{
-    self, AcceptErrors, ConnectionPolicy, HeadTimer, Permit, StallGuard, Tracker,
+    self, AcceptErrors, ConnectionPolicy, HeadWatch, Permit, StallGuard, Tracker,
 };
 use crate::faults::Action;
 pub use crate::guest::error::{GuestError, IdentityError, LB_LIMITS, LoadBalancerError};
 use crate::guest::exchange::Exchange;
 use crate::guest::faults::{Aborted, ResetOnDrop};
+use crate::guest::request::HeaderFacts;
 pub use crate::guest::response::Body;
 use crate::snapshot::ServedVm;
 use crate::state::Shared;
+use crate::telemetry::GuestEndpoint;
 
 /// Largest request head (request line plus headers) read; hyper answers 414/431 beyond it.
 /// Azure's own limits are of this order (§8.4).
@@ -88,10 +90,12 @@ pub async fn serve(
     }
 }
 
-/// What a connection's requests share: the state, and whether a reset fault aborted it.
+/// What a connection's requests share: the state, whether a reset fault aborted it, and
+/// the head limit's news of each request.
 struct Connection {
     shared: Arc<Shared>,
     reset: Arc<AtomicBool>,
+    heads: Arc<HeadWatch>,
 }
 
 async fn serve_connection(
@@ -102,11 +106,14 @@ async fn serve_connection(
     policy: ConnectionPolicy,
 ) {
     let reset = Arc::new(AtomicBool::new(false));
+    let heads = Arc::new(HeadWatch::default());
     let connection = Arc::new(Connection {
         shared,
         reset: Arc::clone(&reset),
+        heads: Arc::clone(&heads),
     });
     let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+        connection.heads.arrived();
         let connection = Arc::clone(&connection);
         // Answered here when nothing waits, so the request, which holds slices of hyper's
         // read buffer, is gone before hyper next reads and it reuses the buffer instead of
@@ -123,11 +130,12 @@ async fn serve_connection(
             answered
         }
     });
-    let io = StallGuard::new(ResetOnDrop::new(stream, reset), policy.stall);
+    // The head timeout is the guard's, not hyper's `header_read_timeout` (`head_limit`).
+    let io = StallGuard::new(ResetOnDrop::new(stream, reset), policy.stall)
+        .with_head_limit(policy.head_timeout, heads);
     let connection = http1::Builder::new()
         .max_buf_size(MAX_REQUEST_HEAD)
-        .timer(HeadTimer)
-        .header_read_timeout(policy.head_timeout)
+        .header_read_timeout(None)
         .serve_connection(TokioIo::new(io), service);
     if let Err(error) = connection.await {
         tracing::debug!(%peer, %error, "guest connection ended with an error");
@@ -198,6 +206,7 @@ fn start<B>(shared: &Shared, peer: SocketAddr, request: Request<B>) -> Started<B
     let injected = exchange.inject(shared, &vm, &head);
     exchange.vm = Some(vm);
     let endpoint = Endpoint::from_path(head.uri().path());
+    exchange.endpoint = endpoint.as_ref().ok().and_then(Endpoint::label);
     let waits = matches!(injected, Some(Action::Delay(_) | Action::Stall))
         || endpoint.as_ref().is_ok_and(Endpoint::waits);
     if waits {
@@ -211,8 +220,9 @@ fn start<B>(shared: &Shared, peer: SocketAddr, request: Request<B>) -> Started<B
     let vm = exchange.vm.as_ref().expect("just set");
     let answered = match faults::immediate(injected, &head) {
         Some(early) => early,
-        None => endpoint
-            .and_then(|endpoint| route_now(shared, vm, &head, exchange.metadata_header, endpoint)),
+        None => {
+            endpoint.and_then(|endpoint| route_now(shared, vm, &head, &exchange.headers, endpoint))
+        }
     };
     let concluded = exchange.conclude(shared, &head, answered);
     response::recycle(head.into_parts().0.headers);
@@ -232,11 +242,11 @@ where
             injected,
         } = *self;
         let vm = exchange.vm.as_ref().expect("resolved before waiting");
-        let metadata_header = exchange.metadata_header;
+        let headers = &exchange.headers;
         let stalled = || exchange.record_unanswered(shared, &head);
         let answered = match faults::before(injected, &head, stalled).await {
             Some(early) => early,
-            None => route(shared, vm, &head, metadata_header, body).await,
+            None => route(shared, vm, &head, headers, body).await,
         };
         let concluded = exchange.conclude(shared, &head, answered);
         response::recycle(head.into_parts().0.headers);
@@ -259,7 +269,7 @@ async fn route<B>(
     shared: &Shared,
     vm: &Arc<ServedVm>,
     request: &Request<()>,
-    metadata_header: bool,
+    headers: &HeaderFacts,
     body: B,
 ) -> Result<Response<Body>, GuestError>
 where
@@ -269,7 +279,7 @@ where
     let endpoint = Endpoint::from_path(request.uri().path())?;
     if !endpoint.waits() {
         // A delay fault's request to an endpoint that answers at once.
-        return route_now(shared, vm, request, metadata_header, endpoint);
+        return route_now(shared, vm, request, headers, endpoint);
     }
     endpoint.check_method(request.method())?;
     if let Endpoint::Identity(endpoint) = endpoint {
@@ -277,7 +287,7 @@ where
         return identity::respond(shared, vm, request, endpoint).await;
     }
     throttle(shared, vm)?;
-    check_headers(&endpoint, request, metadata_header)?;
+    check_headers(&endpoint, request, headers)?;
     let query = request::Query::parse(request.uri().query())?;
     match endpoint {
         Endpoint::ScheduledEvents => {
@@ -297,7 +307,7 @@ fn route_now(
     shared: &Shared,
     vm: &ServedVm,
     request: &Request<()>,
-    metadata_header: bool,
+    headers: &HeaderFacts,
     endpoint: Endpoint<'_>,
 ) -> Result<Response<Body>, GuestError> {
     if let Endpoint::LoadBalancer(sub_path) = endpoint {
@@ -310,7 +320,7 @@ fn route_now(
         // Certificate tooling fetches AIA URLs with no Metadata header and no api-version.
         return Ok(attested::issuer(shared));
     }
-    check_headers(&endpoint, request, metadata_header)?;
+    check_headers(&endpoint, request, headers)?;
     let query = request::Query::parse(request.uri().query())?;
     match endpoint {
         Endpoint::Versions => Ok(versions::get()),
@@ -325,9 +335,9 @@ fn route_now(
 fn check_headers(
     endpoint: &Endpoint<'_>,
     request: &Request<()>,
-    metadata_header: bool,
+    headers: &HeaderFacts,
 ) -> Result<(), GuestError> {
-    match request::check_headers_given(request.headers(), metadata_header) {
+    match request::check_headers_given(headers) {
         Err(GuestError::MissingMetadataHeader)
             if matches!(endpoint, Endpoint::ScheduledEvents)
                 && scheduled::is_preview(request.uri().query()) =>
@@ -396,6 +406,20 @@ impl<'a> Endpoint<'a> {
         }
     }
 
+    /// The metrics and journal label, where it follows from the variant alone: the same as
+    /// `GuestEndpoint::from_path` gives these paths (an identity path's depends on the rest).
+    fn label(&self) -> Option<GuestEndpoint> {
+        match self {
+            Endpoint::Versions => Some(GuestEndpoint::Versions),
+            Endpoint::Instance(_) => Some(GuestEndpoint::Instance),
+            Endpoint::ScheduledEvents => Some(GuestEndpoint::ScheduledEvents),
+            Endpoint::Identity(_) => None,
+            Endpoint::AttestedDocument | Endpoint::AttestedIssuer => Some(GuestEndpoint::Attested),
+            Endpoint::LoadBalancer(_) => Some(GuestEndpoint::LoadBalancer),
+            Endpoint::ReprovisionData => Some(GuestEndpoint::ReprovisionData),
+        }
+    }
+
     /// Whether answering waits (a token, the events engine, a signature); every other
     /// endpoint answers before hyper polls the answer.
     fn waits(&self) -> bool {
@@ -412,6 +436,36 @@ impl<'a> Endpoint<'a> {
                 Err(GuestError::MethodNotAllowed { allow: "GET, POST" })
             }
             _ => Err(GuestError::MethodNotAllowed { allow: "GET" }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_routers_labels_agree_with_the_paths() {
+        for path in [
+            "/metadata/versions",
+            "/metadata/versions/",
+            "/metadata/instance",
+            "/metadata/instance/",
+            "/metadata/instance/compute/vmId",
+            "/metadata/scheduledevents",
+            "/metadata/identity/oauth2/token",
+            "/metadata/identity/info",
+            "/metadata/attested/document",
+            "/metadata/attested/document/",
+            "/metadata/attested/ca.cer",
+            "/metadata/loadbalancer",
+            "/metadata/loadbalancer/x",
+            "/metadata/reprovisiondata",
+        ] {
+            let endpoint = Endpoint::from_path(path).unwrap_or_else(|_| panic!("{path}"));
+            if let Some(label) = endpoint.label() {
+                assert_eq!(label, GuestEndpoint::from_path(path), "{path}");
+            }
         }
     }
 }

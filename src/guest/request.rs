@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderValue};
 
 use crate::guest::error::GuestError;
 use crate::metadata::version::ApiVersion;
@@ -12,39 +12,58 @@ use crate::metadata::version::ApiVersion;
 /// More parameters than any client sends; beyond this a query is rejected, not scanned.
 const MAX_QUERY_PARAMETERS: usize = 32;
 
-/// Header names looked up on every request, parsed once (a `&str` key is parsed and
-/// validated on every lookup).
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const METADATA: HeaderName = HeaderName::from_static("metadata");
-
 /// `X-Forwarded-For` absent, and exactly one `Metadata` header whose value is `true` in any
 /// ASCII case (§1.3: real clients send `True`).
 pub(super) fn check_headers(headers: &HeaderMap) -> Result<(), GuestError> {
-    check_headers_given(headers, has_metadata_header(headers))
+    check_headers_given(&HeaderFacts::read(headers))
 }
 
-/// [`check_headers`] when [`has_metadata_header`] is already known.
-pub(super) fn check_headers_given(
-    headers: &HeaderMap,
-    metadata_header: bool,
-) -> Result<(), GuestError> {
-    if headers.contains_key(X_FORWARDED_FOR) {
+/// [`check_headers`] when the [`HeaderFacts`] are already read.
+pub(super) fn check_headers_given(facts: &HeaderFacts) -> Result<(), GuestError> {
+    if facts.forwarded_for {
         return Err(GuestError::ForwardedFor);
     }
-    if metadata_header {
+    if facts.metadata {
         Ok(())
     } else {
         Err(GuestError::MissingMetadataHeader)
     }
 }
 
-/// Exactly one `Metadata` header, whose value is `true` in any ASCII case.
-pub(super) fn has_metadata_header(headers: &HeaderMap) -> bool {
-    let mut values = headers.get_all(METADATA).iter();
-    matches!(
-        (values.next(), values.next()),
-        (Some(value), None) if value.as_bytes().trim_ascii().eq_ignore_ascii_case(b"true")
-    )
+/// What the guest plane reads of a request's headers, found in one pass over them: a
+/// `HeaderMap` lookup hashes its name and probes the table (about 120 instructions each,
+/// callgrind), and a request has a handful of headers to walk.
+#[derive(Clone, Debug, Default)]
+pub(super) struct HeaderFacts {
+    /// Exactly one `Metadata` header, whose value is `true` in any ASCII case.
+    pub(super) metadata: bool,
+    /// An `X-Forwarded-For` header is present.
+    pub(super) forwarded_for: bool,
+    /// The first `User-Agent`, for the journal (a cheap clone: it shares hyper's buffer).
+    pub(super) user_agent: Option<HeaderValue>,
+}
+
+impl HeaderFacts {
+    pub(super) fn read(headers: &HeaderMap) -> HeaderFacts {
+        let mut facts = HeaderFacts::default();
+        let mut metadata_values = 0u32;
+        for (name, value) in headers {
+            // Names are lower case: hyper and `HeaderName` normalize them.
+            match name.as_str() {
+                "metadata" => {
+                    metadata_values += 1;
+                    facts.metadata = metadata_values == 1
+                        && value.as_bytes().trim_ascii().eq_ignore_ascii_case(b"true");
+                }
+                "x-forwarded-for" => facts.forwarded_for = true,
+                "user-agent" if facts.user_agent.is_none() => {
+                    facts.user_agent = Some(value.clone());
+                }
+                _ => {}
+            }
+        }
+        facts
+    }
 }
 
 /// Parameters kept without allocating; more than this spill to a `Vec`.
@@ -54,12 +73,41 @@ type Pair<'a> = (Cow<'a, str>, Cow<'a, str>);
 
 /// A decoded query string. Parameter names are case-sensitive (§1.4: `Api-Version` is not
 /// `api-version`). Every guest request parses one, and real clients send one to three
-/// parameters: those are kept inline.
+/// parameters: those are kept inline. The names nearly every request carries ([`Known`]) are
+/// located while parsing, so reading them, and checking them for duplicates, compares no
+/// strings.
 #[derive(Debug, Default)]
 pub(super) struct Query<'a> {
     inline: [Pair<'a>; INLINE_PARAMETERS],
     count: usize,
     more: Vec<Pair<'a>>,
+    /// Per [`Known`] name, the index of its first pair.
+    known_at: [Option<u8>; KNOWN_NAMES],
+    /// Bit `k` set: [`Known`] name `k` came more than once.
+    known_twice: u8,
+    /// How many pairs have a name that is not [`Known`].
+    unknown: usize,
+}
+
+/// Parameter names located while parsing.
+#[derive(Clone, Copy, Debug)]
+enum Known {
+    ApiVersion,
+    Format,
+    Extended,
+}
+
+const KNOWN_NAMES: usize = 3;
+
+impl Known {
+    fn of(name: &str) -> Option<Known> {
+        match name {
+            "api-version" => Some(Known::ApiVersion),
+            "format" => Some(Known::Format),
+            "extended" => Some(Known::Extended),
+            _ => None,
+        }
+    }
 }
 
 /// `text` split at every `separator` (an ASCII byte), as `str::split` would, without its
@@ -83,23 +131,69 @@ pub(super) fn split_ascii(text: &str, separator: u8) -> impl Iterator<Item = &st
 
 impl<'a> Query<'a> {
     pub(super) fn parse(raw: Option<&'a str>) -> Result<Query<'a>, GuestError> {
+        let raw = raw.unwrap_or("");
         let mut query = Query::default();
-        for pair in split_ascii(raw.unwrap_or(""), b'&').filter(|p| !p.is_empty()) {
-            if query.count == MAX_QUERY_PARAMETERS {
-                return Err(GuestError::TooManyParameters);
+        // One pass over the bytes finds where each pair ends, its first `=` and whether it has
+        // escapes (separate searches for each cost twice as much on these short strings).
+        let mut start = 0;
+        let mut equals = None;
+        let mut escaped = false;
+        for (at, byte) in raw.bytes().enumerate() {
+            match byte {
+                b'&' => {
+                    query.push(raw, start..at, equals, escaped)?;
+                    start = at + 1;
+                    equals = None;
+                    escaped = false;
+                }
+                b'=' if equals.is_none() => equals = Some(at),
+                b'%' | b'+' => escaped = true,
+                _ => {}
             }
-            let (name, value) = match pair.bytes().position(|b| b == b'=') {
-                Some(at) => (&pair[..at], &pair[at + 1..]),
-                None => (pair, ""),
-            };
-            let decoded = (decode(name, true)?, decode(value, true)?);
-            match query.inline.get_mut(query.count) {
-                Some(slot) => *slot = decoded,
-                None => query.more.push(decoded),
-            }
-            query.count += 1;
         }
+        query.push(raw, start..raw.len(), equals, escaped)?;
         Ok(query)
+    }
+
+    /// Adds the pair at `span` of `raw` (skipped when empty), split at `equals` and decoded
+    /// when `escaped`.
+    fn push(
+        &mut self,
+        raw: &'a str,
+        span: std::ops::Range<usize>,
+        equals: Option<usize>,
+        escaped: bool,
+    ) -> Result<(), GuestError> {
+        if span.is_empty() {
+            return Ok(());
+        }
+        if self.count == MAX_QUERY_PARAMETERS {
+            return Err(GuestError::TooManyParameters);
+        }
+        // The separators are ASCII, so every bound is a character boundary.
+        let (name, value) = match equals {
+            Some(at) => (&raw[span.start..at], &raw[at + 1..span.end]),
+            None => (&raw[span], ""),
+        };
+        let decoded = if escaped {
+            (decode(name, true)?, decode(value, true)?)
+        } else {
+            (Cow::Borrowed(name), Cow::Borrowed(value))
+        };
+        match Known::of(&decoded.0) {
+            Some(known) => match &mut self.known_at[known as usize] {
+                Some(_) => self.known_twice |= 1 << known as u8,
+                // Below MAX_QUERY_PARAMETERS, so it fits.
+                first @ None => *first = Some(self.count as u8),
+            },
+            None => self.unknown += 1,
+        }
+        match self.inline.get_mut(self.count) {
+            Some(slot) => *slot = decoded,
+            None => self.more.push(decoded),
+        }
+        self.count += 1;
+        Ok(())
     }
 
     /// Every pair, in request order.
@@ -109,8 +203,19 @@ impl<'a> Query<'a> {
             .chain(&self.more)
     }
 
+    /// The pair at `index`, in request order.
+    fn at(&self, index: usize) -> &Pair<'a> {
+        match self.inline[..self.count.min(INLINE_PARAMETERS)].get(index) {
+            Some(pair) => pair,
+            None => &self.more[index - INLINE_PARAMETERS],
+        }
+    }
+
     /// The value of a parameter that may appear at most once.
     pub(super) fn single(&self, name: &str) -> Result<Option<&str>, GuestError> {
+        if let Some(known) = Known::of(name) {
+            return self.known(known);
+        }
         let mut values = self
             .all()
             .filter(|(n, _)| n == name)
@@ -121,6 +226,14 @@ impl<'a> Query<'a> {
         }
     }
 
+    /// [`Query::single`] of a [`Known`] name.
+    fn known(&self, known: Known) -> Result<Option<&str>, GuestError> {
+        if self.known_twice & (1 << known as u8) != 0 {
+            return Err(GuestError::DuplicateParameter);
+        }
+        Ok(self.known_at[known as usize].map(|at| self.at(usize::from(at)).1.as_ref()))
+    }
+
     /// Every decoded `(name, value)`, in request order.
     pub(super) fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
         self.all().map(|(n, v)| (n.as_ref(), v.as_ref()))
@@ -128,7 +241,7 @@ impl<'a> Query<'a> {
 
     /// The api-version, which must be present, unique and supported.
     pub(super) fn api_version(&self) -> Result<ApiVersion, GuestError> {
-        match self.single("api-version")? {
+        match self.known(Known::ApiVersion)? {
             Some(text) => ApiVersion::parse(text).ok_or(GuestError::ApiVersion),
             None => Err(GuestError::ApiVersion),
         }
@@ -136,8 +249,16 @@ impl<'a> Query<'a> {
 
     /// Rejects any parameter given twice (§1.5).
     pub(super) fn reject_duplicates(&self) -> Result<(), GuestError> {
-        for (i, (name, _)) in self.all().enumerate() {
-            if self.all().take(i).any(|(earlier, _)| earlier == name) {
+        if self.known_twice != 0 {
+            return Err(GuestError::DuplicateParameter);
+        }
+        if self.unknown < 2 {
+            // A known name never equals an unknown one: nothing left to compare.
+            return Ok(());
+        }
+        let unknown = || self.all().filter(|(name, _)| Known::of(name).is_none());
+        for (i, (name, _)) in unknown().enumerate() {
+            if unknown().take(i).any(|(earlier, _)| earlier == name) {
                 return Err(GuestError::DuplicateParameter);
             }
         }
@@ -146,7 +267,7 @@ impl<'a> Query<'a> {
 
     /// `format`: JSON unless `text` is asked for (§1.7); values match in any ASCII case.
     pub(super) fn format(&self) -> Result<Format, GuestError> {
-        match self.single("format")? {
+        match self.known(Known::Format)? {
             None => Ok(Format::Json),
             Some(v) if v.eq_ignore_ascii_case("json") => Ok(Format::Json),
             Some(v) if v.eq_ignore_ascii_case("text") => Ok(Format::Text),
@@ -156,7 +277,7 @@ impl<'a> Query<'a> {
 
     /// `extended=true` (§3.9).
     pub(super) fn extended(&self) -> Result<bool, GuestError> {
-        match self.single("extended")? {
+        match self.known(Known::Extended)? {
             None => Ok(false),
             Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
             Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
@@ -245,8 +366,6 @@ fn decode(text: &str, plus_is_space: bool) -> Result<Cow<'_, str>, GuestError> {
 
 #[cfg(test)]
 mod tests {
-    use http::HeaderValue;
-
     use super::*;
 
     #[test]
@@ -314,6 +433,24 @@ mod tests {
                 .reject_duplicates(),
             Err(GuestError::DuplicateParameter)
         );
+        // A known name is the same parameter however it was encoded.
+        let encoded =
+            Query::parse(Some("api%2Dversion=2021-02-01&api-version=2021-02-01")).unwrap();
+        assert_eq!(encoded.api_version(), Err(GuestError::DuplicateParameter));
+        assert_eq!(
+            encoded.reject_duplicates(),
+            Err(GuestError::DuplicateParameter)
+        );
+        let mixed = Query::parse(Some("format=text&x=1&api-version=2021-02-01&x=2")).unwrap();
+        assert_eq!(mixed.format(), Ok(Format::Text));
+        assert_eq!(mixed.single("x"), Err(GuestError::DuplicateParameter));
+        assert_eq!(
+            mixed.reject_duplicates(),
+            Err(GuestError::DuplicateParameter)
+        );
+        let spilled_known = Query::parse(Some("a=1&b=2&c=3&d=4&e=5&extended=true")).unwrap();
+        assert_eq!(spilled_known.extended(), Ok(true));
+        assert_eq!(spilled_known.reject_duplicates(), Ok(()));
         let many = "a=1&".repeat(40);
         assert_eq!(
             Query::parse(Some(&many)).unwrap_err(),
