@@ -128,7 +128,7 @@ fn is_vms_key(line: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn texts<'a>(text: &'a str, ranges: Option<Vec<Range<usize>>>) -> Option<Vec<&'a str>> {
+    fn texts(text: &str, ranges: Option<Vec<Range<usize>>>) -> Option<Vec<&str>> {
         ranges.map(|ranges| ranges.into_iter().map(|r| &text[r]).collect())
     }
 
