@@ -123,8 +123,11 @@ pub(super) fn check_all(
     let parts = std::thread::scope(|scope| {
         let threads: Vec<_> = (1..workers.max(1)).map(|_| scope.spawn(work)).collect();
         let mut parts = vec![work()];
-        // A thread that panicked: the scope re-raises the panic when it ends.
-        parts.extend(threads.into_iter().map(|t| t.join().ok().flatten()));
+        // A thread that panicked: its panic goes on here, as if checked inline.
+        parts.extend(threads.into_iter().map(|t| {
+            t.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        }));
         parts
     });
     let mut slots: Vec<Option<Checked>> = Vec::new();
