@@ -9,10 +9,10 @@ use std::net::IpAddr;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use crate::definition::checkers::Checkers;
+use crate::definition::checkers::{self, EntryCheck};
 use crate::definition::strict::{StrictValue, Strictness};
-use crate::definition::vm::{VmDefinition, is_valid_id};
-use crate::definition::yaml_depth;
+use crate::definition::vm::VmDefinition;
+use crate::definition::{split, yaml_depth};
 use crate::problem::{Problem, Problems};
 
 /// A parsed definition file.
@@ -141,30 +141,41 @@ const MAX_PROBLEMS: usize = 100;
 
 /// Parses and checks a definition file's text. `source` names it in messages.
 ///
-/// The `vms` list is read one entry at a time: each entry is checked as soon as it is read and
-/// only what is kept of it (the checked VM and the entry as compact JSON) stays in memory, so a
-/// 100,000-VM file never exists as one JSON tree.
+/// Each entry is checked as soon as it is parsed and only what is kept of it (the checked VM
+/// and the entry as compact JSON) stays in memory, so a 100,000-VM file never exists as one
+/// JSON tree. A large file's entries are parsed and checked on every core (`split.rs`,
+/// `checkers.rs`); a small one, or one whose entries cannot be cut apart, is read as one
+/// document, one entry at a time.
 pub fn parse(
     text: &str,
     syntax: Option<Syntax>,
     source: &str,
 ) -> Result<Definitions, DefinitionError> {
-    parse_with(text, syntax, source, Checkers::workers_for(text.len()))
+    parse_with(text, syntax, source, checkers::workers_for(text.len()))
 }
 
-/// [`parse`], checking entries on `workers` threads (0: inline).
+/// [`parse`], parsing and checking entries on `workers` threads (0: as one document, inline).
 fn parse_with(
     text: &str,
     syntax: Option<Syntax>,
     source: &str,
     workers: usize,
 ) -> Result<Definitions, DefinitionError> {
+    if workers > 0
+        && let Some(checked) = read_entries(text, syntax, workers)
+    {
+        let mut reader = Reader::new();
+        reader.checked = checked;
+        reader.finish();
+        return conclude(reader, source);
+    }
     let read = match syntax {
-        Some(Syntax::Json) => read_json(text, workers).map_err(|e| format!("not valid JSON: {e}")),
-        Some(Syntax::Yaml) => read_yaml(text, workers).map_err(|e| format!("not valid YAML: {e}")),
-        None => match read_json(text, workers) {
-            Err(Unreadable::Syntax(_)) => read_yaml(text, workers)
-                .map_err(|e| format!("neither valid JSON nor valid YAML: {e}")),
+        Some(Syntax::Json) => read_json(text).map_err(|e| format!("not valid JSON: {e}")),
+        Some(Syntax::Yaml) => read_yaml(text).map_err(|e| format!("not valid YAML: {e}")),
+        None => match read_json(text) {
+            Err(Unreadable::Syntax(_)) => {
+                read_yaml(text).map_err(|e| format!("neither valid JSON nor valid YAML: {e}"))
+            }
             read => read.map_err(|e| format!("not valid JSON: {e}")),
         },
     };
@@ -173,9 +184,34 @@ fn parse_with(
         problems,
         omitted: 0,
     };
-    let reader = match read {
-        Ok(reader) => reader,
-        Err(message) => return Err(fail(vec![Located::new(None, Problem::new("", message))])),
+    match read {
+        Ok(reader) => conclude(reader, source),
+        Err(message) => Err(fail(vec![Located::new(None, Problem::new("", message))])),
+    }
+}
+
+/// The entries of a file in the plain shape (`split.rs`), each parsed and checked on one of
+/// `workers` threads; `None` if the file must be read as one document.
+fn read_entries(text: &str, syntax: Option<Syntax>, workers: usize) -> Option<Vec<EntryCheck>> {
+    let yaml = || checkers::check_all(text, &split::yaml_entries(text)?, Syntax::Yaml, workers);
+    let json = |entries: Vec<_>| checkers::check_all(text, &entries, Syntax::Json, workers);
+    match syntax {
+        Some(Syntax::Json) => json(split::json_entries(text)?),
+        Some(Syntax::Yaml) => yaml(),
+        // As read whole: JSON if it is JSON, YAML otherwise.
+        None => match split::json_entries(text) {
+            Some(entries) => json(entries),
+            None => yaml(),
+        },
+    }
+}
+
+/// The definitions a read found, or every problem in them.
+fn conclude(reader: Reader, source: &str) -> Result<Definitions, DefinitionError> {
+    let fail = |problems| DefinitionError {
+        source: source.to_string(),
+        problems,
+        omitted: 0,
     };
     let Reader {
         vms,
@@ -223,15 +259,13 @@ impl fmt::Display for Unreadable {
     }
 }
 
-fn read_json(text: &str, workers: usize) -> Result<Reader, Unreadable> {
-    std::thread::scope(|scope| {
-        let mut reader = Reader::new(Checkers::start(scope, workers));
-        let mut deserializer = serde_json::Deserializer::from_str(text);
-        let read = Root(&mut reader)
-            .deserialize(&mut deserializer)
-            .and_then(|()| deserializer.end());
-        json_result(reader, read)
-    })
+fn read_json(text: &str) -> Result<Reader, Unreadable> {
+    let mut reader = Reader::new();
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let read = Root(&mut reader)
+        .deserialize(&mut deserializer)
+        .and_then(|()| deserializer.end());
+    json_result(reader, read)
 }
 
 fn json_result(mut reader: Reader, read: serde_json::Result<()>) -> Result<Reader, Unreadable> {
@@ -256,18 +290,16 @@ fn json_result(mut reader: Reader, read: serde_json::Result<()>) -> Result<Reade
     }
 }
 
-fn read_yaml(text: &str, workers: usize) -> Result<Reader, Unreadable> {
+fn read_yaml(text: &str) -> Result<Reader, Unreadable> {
     if let Err(deep) = yaml_depth::check(text, MAX_DEPTH) {
         return Err(Unreadable::Meaning(format!(
             "collections are nested more than {MAX_DEPTH} levels deep (line {} column {})",
             deep.line, deep.column
         )));
     }
-    std::thread::scope(|scope| {
-        let mut reader = Reader::new(Checkers::start(scope, workers));
-        let read = Root(&mut reader).deserialize(serde_yaml_ng::Deserializer::from_str(text));
-        yaml_result(reader, read)
-    })
+    let mut reader = Reader::new();
+    let read = Root(&mut reader).deserialize(serde_yaml_ng::Deserializer::from_str(text));
+    yaml_result(reader, read)
 }
 
 fn yaml_result(
@@ -301,54 +333,39 @@ struct Reader {
     problems: Vec<Located>,
     omitted: usize,
     strictness: Strictness,
-    /// Entries read and on their way to be checked; taken by [`Reader::finish`].
-    checkers: Option<Checkers>,
+    /// Every entry's check, in file order; taken by [`Reader::finish`].
+    checked: Vec<EntryCheck>,
     /// Ids held by the entries read so far: an entry without `id` defaults to its name only
     /// when no earlier entry holds it.
     claimed: HashSet<String>,
 }
 
 impl Reader {
-    fn new(checkers: Checkers) -> Reader {
+    fn new() -> Reader {
         Reader {
             vms: VmList::new(),
             top: Problems::new(),
             problems: Vec::new(),
             omitted: 0,
             strictness: Strictness::new(),
-            checkers: Some(checkers),
+            checked: Vec::new(),
             claimed: HashSet::new(),
         }
     }
 
-    /// Sends entry `index` to be checked as soon as it is read, with its default id.
+    /// Checks entry `index` as soon as it is read, with its default id.
     fn entry(&mut self, index: usize, entry: Value) {
-        let default_id = match entry
-            .pointer("/instance/compute/name")
-            .and_then(Value::as_str)
-        {
-            Some(name) if is_valid_id(name) && !self.claimed.contains(name) => name.to_string(),
-            _ => format!("vm-{index}"),
-        };
-        // The id `vm_from_json` will give it (an `id` that is not a string is a problem there).
-        let id = match entry.get("id") {
-            Some(Value::String(id)) => id.clone(),
-            _ => default_id.clone(),
-        };
-        self.claimed.insert(id);
-        if let Some(checkers) = self.checkers.as_mut() {
-            checkers.submit(default_id, entry);
-        }
+        let default_id = checkers::default_id(&entry, index, &self.claimed);
+        self.claimed
+            .insert(checkers::claimed_id(&entry, &default_id));
+        self.checked.push(checkers::check(entry, &default_id));
     }
 
     /// Takes every entry's check in file order and applies the checks across entries; once
     /// the file is known to be rejected, entries are still checked (every problem is
     /// reported) but no longer kept.
     fn finish(&mut self) {
-        let Some(checkers) = self.checkers.take() else {
-            return;
-        };
-        for (index, checked) in checkers.finish().into_iter().enumerate() {
+        for (index, checked) in std::mem::take(&mut self.checked).into_iter().enumerate() {
             let keep = self.problems.is_empty();
             for problem in self.vms.add(index, checked.result, keep) {
                 if self.problems.len() < MAX_PROBLEMS {
@@ -695,6 +712,87 @@ mod tests {
             parse_with(&yaml, Some(Syntax::Yaml), "f", 2).unwrap(),
             parse_with(&good, Some(Syntax::Json), "f", 0).unwrap()
         );
+    }
+
+    /// Both ways of reading a file: as one document, and cut into entries on 2 threads.
+    fn both_ways(text: &str, syntax: Syntax) -> [Result<Definitions, String>; 2] {
+        [0, 2]
+            .map(|workers| parse_with(text, Some(syntax), "f", workers).map_err(|e| e.to_string()))
+    }
+
+    #[test]
+    fn files_cut_into_entries_read_as_whole_files_do() {
+        let entry = |i: usize| {
+            format!(
+                "- callers: [10.0.0.{i}]\n  instance:\n    compute: {{name: vm{i}, zone: '1'}}\n"
+            )
+        };
+        let plain = format!("# VMs\nvms:\n{}{}", entry(1), entry(2));
+        // (text, cut into entries): what does not cut is read whole, with the same result.
+        let cases = [
+            (plain.clone(), true),
+            (format!("---\nvms:\n{}", entry(1).replace("- ", "  - ").replace("\n  ", "\n    ")), true),
+            // An alias to an anchor of an earlier entry does not read on its own.
+            (
+                "vms:\n- instance: {compute: &c {name: a}}\n- instance: {compute: *c}\n".into(),
+                false,
+            ),
+            ("vms:\n- &e {callers: [10.0.0.1]}\n- {id: b}\n".into(), true),
+            // A quoted scalar over a line that looks like an item.
+            (
+                "vms:\n- instance: {compute: {name: \"a\n- b\"}}\n- id: c\n".into(),
+                false,
+            ),
+            // A key given twice, an extra member, a flow list: read whole, for the messages.
+            ("vms:\n- id: a\n  id: b\n".into(), false),
+            (format!("{plain}color: blue\n"), false),
+            ("vms: [{id: a}, {id: b}]\n".into(), false),
+            // A name an earlier entry holds as its id: checked again with `vm-<index>`.
+            (
+                "vms:\n- {id: b, instance: {compute: {name: a}}}\n- instance: {compute: {name: b}}\n".into(),
+                true,
+            ),
+            (format!("vms:\n{}{}", entry(1), entry(1)), true),
+            // Too deep for libyaml: refused as a whole file is, with the position.
+            (format!("vms:\n- x: {}{}\n", "[".repeat(200), "]".repeat(200)), false),
+        ];
+        for (text, cut) in &cases {
+            let [whole, parallel] = both_ways(text, Syntax::Yaml);
+            assert_eq!(parallel, whole, "{text}");
+            assert_eq!(
+                read_entries(text, Some(Syntax::Yaml), 2).is_some(),
+                *cut,
+                "{text}"
+            );
+            assert_eq!(
+                read_entries(text, None, 2).is_some(),
+                *cut,
+                "sniffed: {text}"
+            );
+        }
+        let renamed = both_ways(&cases[8].0, Syntax::Yaml)[1].clone().unwrap();
+        assert_eq!(renamed.vms[1].vm.id, "vm-1");
+        let json_cases = [
+            (
+                r#"{"vms":[{"id":"b","instance":{"compute":{"name":"a"}}},{"instance":{"compute":{"name":"b"}}}]}"#,
+                true,
+            ),
+            (
+                r#"{"vms":[{"id":"a"},{"callers":["10.0.0.4"],"callers":[]}]}"#,
+                false,
+            ),
+            (r#"{"vms":[{"id":"a"}],"x":1}"#, false),
+            (r#"{"vms":[{"id":"a"},]}"#, false),
+        ];
+        for (text, cut) in json_cases {
+            let [whole, parallel] = both_ways(text, Syntax::Json);
+            assert_eq!(parallel, whole, "{text}");
+            assert_eq!(
+                read_entries(text, Some(Syntax::Json), 2).is_some(),
+                cut,
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //!
 //! - `file.rs`: a whole file ([`parse`] into [`Definitions`], or a located [`DefinitionError`]).
 //! - `vm.rs`: one VM entry ([`vm_from_json`] into a [`VmDefinition`]).
-//! - `checkers.rs`: a large file's entries checked on worker threads, in file order.
+//! - `split.rs`: a large file cut into its entries' texts (JSON and YAML in the plain shape).
+//! - `checkers.rs`: those entries parsed and checked on every core, in file order.
 //! - `checked.rs`: a checked VM as bytes, kept by the store so a restart need not check again.
 //! - `strict.rs`: JSON values read with every key given once ([`json_from_slice`]).
 //! - `yaml_depth.rs`: YAML nesting bounded before parsing (libyaml is quadratic in it).
@@ -18,6 +19,7 @@ pub mod checked;
 mod checkers;
 mod file;
 pub mod provisioning;
+mod split;
 mod strict;
 mod vm;
 mod yaml_depth;
