@@ -1,6 +1,6 @@
-//! The guest plane's request-head limit, kept by the connection's [`StallGuard`] instead of
-//! hyper's `header_read_timeout`. With a header timeout set, hyper arms a timer for every head
-//! (a boxed sleep and a clock read) and makes an extra read after each head to keep the timer
+//! The guest plane's request-head limit, kept by the connection's stall guard (`StallGuard`)
+//! instead of hyper's `header_read_timeout`. With a header timeout set, hyper arms a timer for
+//! every head (a boxed sleep and a clock read) and makes an extra read after each head to keep the timer
 //! polled: about 700 instructions per request (callgrind, BENCHMARKS.md) on a path whose
 //! whole answer costs a few thousand more.
 //!

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde_json::Value;
 
-use crate::definition::file::{MAX_DEPTH, Syntax};
 use crate::definition::strict::{StrictValue, Strictness};
+use crate::definition::syntax::{MAX_DEPTH, Syntax};
 use crate::definition::vm::{VmDefinition, is_valid_id, vm_from_json, written_entry};
 use crate::definition::yaml_depth;
 use crate::problem::Problem;

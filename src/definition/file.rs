@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::definition::checkers::{self, EntryCheck};
 use crate::definition::strict::{StrictValue, Strictness};
+use crate::definition::syntax::{MAX_DEPTH, Syntax};
 use crate::definition::vm::VmDefinition;
 use crate::definition::{split, yaml_depth};
 use crate::problem::{Problem, Problems};
@@ -109,32 +110,6 @@ impl fmt::Display for DefinitionError {
 }
 
 impl std::error::Error for DefinitionError {}
-
-/// The syntax of a definition file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Syntax {
-    Json,
-    Yaml,
-}
-
-impl Syntax {
-    /// `.json` is JSON; `.yaml`/`.yml` is YAML; `None` for anything else, which [`parse`]
-    /// tries as JSON, then as YAML.
-    pub fn from_file_name(name: &str) -> Option<Syntax> {
-        let lower = name.to_ascii_lowercase();
-        if lower.ends_with(".json") {
-            Some(Syntax::Json)
-        } else if lower.ends_with(".yaml") || lower.ends_with(".yml") {
-            Some(Syntax::Yaml)
-        } else {
-            None
-        }
-    }
-}
-
-/// Deepest nesting accepted in a definitions file (serde_json's own recursion limit, and
-/// serde_yaml_ng's): a VM entry needs about ten levels.
-pub const MAX_DEPTH: usize = 128;
 
 /// Problems listed in full; a file with more says how many were left out.
 const MAX_PROBLEMS: usize = 100;

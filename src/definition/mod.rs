@@ -21,11 +21,13 @@ mod file;
 pub mod provisioning;
 mod split;
 mod strict;
+mod syntax;
 mod vm;
 mod yaml_depth;
 
-pub use file::{DefinedVm, DefinitionError, Definitions, Located, MAX_DEPTH, Syntax, demo, parse};
+pub use file::{DefinedVm, DefinitionError, Definitions, Located, demo, parse};
 pub use strict::json_from_slice;
+pub use syntax::{MAX_DEPTH, Syntax};
 pub use vm::{VmDefinition, is_valid_host_name, is_valid_id, vm_from_json, written_entry};
 
 /// Something wrong in one VM entry, at `path` relative to the entry (e.g. `instance.compute.name`).
