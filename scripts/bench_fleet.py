@@ -25,9 +25,15 @@ def start_etcd(d):
 
 def start_azimds(binary, d, name, endpoint):
     data, log = f"{d}/{name}", f"{d}/{name}.log"
+    # The fleet's key-encryption key (--store etcd:// requires one since the keys are shared
+    # through etcd): one file for both hosts.
+    kek = f"{d}/fleet.kek"
+    if not os.path.exists(kek):
+        with open(kek, "wb") as f: f.write(os.urandom(32))
+        os.chmod(kek, 0o600)
     proc = subprocess.Popen([binary, "serve", "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0",
         "--data", data, "--rate-limit", "0", "--callers", "source-address", "--store",
-        f"etcd://{endpoint}", "--etcd-prefix", "/bench/", "--host-name", name],
+        f"etcd://{endpoint}", "--etcd-prefix", "/bench/", "--host-name", name, "--kek-file", kek],
         stderr=open(log, "w"))
     deadline = time.time() + 30
     while time.time() < deadline and proc.poll() is None:
