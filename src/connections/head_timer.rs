@@ -78,16 +78,11 @@ mod tests {
     use hyper::server::conn::http1;
     use hyper::service::service_fn;
     use hyper_util::rt::TokioIo;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
-    use crate::connections::{StallGuard, StallLimits};
+    use crate::connections::StallGuard;
 
-    const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
-    const LIMITS: StallLimits = StallLimits {
-        read: Duration::from_secs(30),
-        write: Duration::from_secs(10),
-    };
+    use crate::connections::head_tests::{self, HEAD_TIMEOUT, LIMITS};
 
     /// A served connection with a head timeout, and the client's end of it.
     fn serve() -> tokio::io::DuplexStream {
@@ -105,56 +100,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_trickled_head_is_cut_off_at_its_deadline() {
-        let mut client = serve();
-        let started = tokio::time::Instant::now();
-        // A byte every 2 s is progress, so the stall guard alone would wait forever.
-        let head =
-            b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
-        let mut closed = false;
-        for byte in head {
-            if client.write_all(&[*byte]).await.is_err() {
-                closed = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            let mut buf = [0u8; 256];
-            let read = tokio::time::timeout(Duration::ZERO, client.read(&mut buf)).await;
-            if let Ok(read) = read {
-                assert!(!matches!(read, Ok(n) if n > 0), "answered: {:?}", &buf[..8]);
-                closed = true;
-                break;
-            }
-        }
-        assert!(closed, "the whole head was accepted");
-        let waited = started.elapsed();
-        assert!(
-            waited >= HEAD_TIMEOUT
-                && waited <= HEAD_TIMEOUT + LIMITS.tick() + Duration::from_secs(2),
-            "{waited:?}"
-        );
+        head_tests::a_trickled_head_is_cut_off_at_its_deadline(serve()).await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn keep_alive_requests_are_answered_and_a_silent_connection_closes() {
-        let mut client = serve();
-        for _ in 0..3 {
-            client
-                .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-                .await
-                .unwrap();
-            let mut buf = [0u8; 256];
-            let n = client.read(&mut buf).await.unwrap();
-            assert!(buf[..n].starts_with(b"HTTP/1.1 200 OK"));
-            // Idle between requests for less than the timeout: still open.
-            tokio::time::sleep(HEAD_TIMEOUT / 2).await;
-        }
-        let started = tokio::time::Instant::now();
-        let mut buf = [0u8; 16];
-        assert_eq!(client.read(&mut buf).await.unwrap(), 0, "closed, no answer");
-        assert!(
-            started.elapsed() <= HEAD_TIMEOUT + LIMITS.tick(),
-            "{:?}",
-            started.elapsed()
-        );
+        head_tests::keep_alive_requests_are_answered_and_a_silent_connection_closes(serve()).await;
     }
 }

@@ -4,6 +4,8 @@
 //! guest plane and the control API alike.
 
 pub mod head_limit;
+#[cfg(test)]
+mod head_tests;
 pub mod head_timer;
 pub mod limits;
 pub mod stall;
